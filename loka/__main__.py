@@ -1,0 +1,5 @@
+import sys
+
+from loka.cli import main
+
+sys.exit(main())

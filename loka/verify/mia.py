@@ -1,0 +1,204 @@
+"""Membership inference: per-example scores, their ROC AUC, and MUSE's PrivLeak.
+
+Members are the forget set, non-members the holdout set. Every score follows one convention:
+HIGHER means "more likely a member" (the model finds the text unusually likely). Scores are
+float64 arrays, one value per row; they are finite whenever the logits are, and non-finite
+scores from a diverged model become ``Missing`` in `mia_auc`, never a silent NaN.
+
+Example:
+    >>> mia_auc(np.array([0.9, 0.8]), np.array([0.1, 0.8]))   # (1 + 1 + 1 + 0.5) / 4 pairs
+    0.875
+    >>> round(privleak(0.6, 0.5), 9)                           # (0.6 - 0.5) / 0.5 * 100
+    20.0
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float, Int, Real
+from sklearn.metrics import roc_auc_score, roc_curve
+from torch import Tensor
+
+from loka.verify.logprobs import TokenLogprobs, mean_logprob, scored_counts
+from loka.verify.missing import Missing, finite_or_missing
+
+# Below this spread the next-token distribution is flat: every token is equally typical.
+_FLAT_SIGMA = 1e-6
+
+
+def loss_score(tl: TokenLogprobs) -> Float[np.ndarray, " batch"]:
+    """LOSS attack (Yeom et al. 2018): ``-mean token NLL``."""
+    return mean_logprob(tl)
+
+
+def zlib_score(tl: TokenLogprobs, texts: Sequence[str]) -> Float[np.ndarray, " batch"]:
+    """zlib attack (Carlini et al. 2021): ``-(mean NLL / len(zlib.compress(text.encode())))``.
+
+    Dividing by the text's zlib entropy discounts texts that are likely merely for being simple.
+    ``texts[b]`` is row ``b``'s scored text (what the mask covers), UTF-8 encoded.
+    """
+    if len(texts) != tl.logprobs.shape[0]:
+        raise ValueError(f"{len(texts)} texts for {tl.logprobs.shape[0]} rows")
+    zlib_len = np.array([len(zlib.compress(t.encode("utf-8"))) for t in texts], dtype=np.float64)
+    return mean_logprob(tl) / zlib_len
+
+
+def _check_k(k: float) -> None:
+    if not 0.0 < k <= 1.0:
+        raise ValueError(f"k is a fraction of tokens in (0, 1], got {k}")
+
+
+def mean_of_lowest(
+    values: Float[Tensor, "batch target"], mask: Bool[Tensor, "batch target"], k: float
+) -> Float[np.ndarray, " batch"]:
+    """Per row, the mean of the lowest ``max(1, int(k * n))`` of its ``n`` masked values.
+
+    ``int(k * n)`` truncates as the Min-K% reference code does; at least one token always counts.
+    """
+    _check_k(k)
+    n = scored_counts(mask)
+    keep = torch.clamp((n.double() * k).floor().long(), min=1)
+    ordered = torch.where(mask, values.double(), torch.inf).sort(-1).values
+    taken = torch.arange(values.shape[-1], device=values.device) < keep.unsqueeze(-1)
+    return (torch.where(taken, ordered, 0.0).sum(-1) / keep).cpu().numpy()
+
+
+def min_k_score(tl: TokenLogprobs, k: float = 0.4) -> Float[np.ndarray, " batch"]:
+    """Min-K% (Shi et al. 2024): mean of the lowest ``k`` fraction of token log-probs.
+
+    Example: log-probs ``[ln .25, ln .8, ln .1, ln .5]``, ``k = 0.5`` -> ``(ln .1 + ln .25) / 2``.
+    """
+    return mean_of_lowest(tl.logprobs, tl.mask, k)
+
+
+def min_k_plus_plus_z(
+    logits: Float[Tensor, "batch pos vocab"], input_ids: Int[Tensor, "batch pos"]
+) -> Float[Tensor, "batch pos-1"]:
+    """Per-token Min-K%++ statistic ``z_t = (log p(x_t) - mu_t) / sigma_t`` (Zhang et al. 2024).
+
+    ``mu_t = sum_v p_v log p_v`` and ``sigma_t^2 = sum_v p_v (log p_v - mu_t)^2`` under the
+    model's own next-token distribution at ``t - 1``; the centred form equals
+    ``sum_v p_v (log p_v)^2 - mu_t^2`` but cannot go negative in floating point. Where the
+    distribution is flat (``sigma_t < 1e-6``) ``z_t = 0``.
+    Example: ``p = (.5, .25, .25)`` gives ``z = +1`` for token 0 and ``-1`` for tokens 1, 2.
+    """
+    # float32 (not float64): the [batch pos vocab] temporaries are the memory cost here.
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    p = logp.exp()
+    # p == 0 only where log p == -inf (masked vocabulary); those terms are 0, not 0 * inf = NaN.
+    live = p > 0
+    mu = torch.where(live, p * logp, 0.0).sum(-1)
+    var = torch.where(live, p * (logp - mu.unsqueeze(-1)) ** 2, 0.0).sum(-1)
+    sigma = var.sqrt()
+    token_logp = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    flat = sigma < _FLAT_SIGMA
+    return torch.where(flat, 0.0, (token_logp - mu) / torch.where(flat, 1.0, sigma))
+
+
+def min_k_plus_plus_score(
+    logits: Float[Tensor, "batch pos vocab"],
+    input_ids: Int[Tensor, "batch pos"],
+    mask: Bool[Tensor, "batch pos"],
+    k: float = 0.4,
+) -> Float[np.ndarray, " batch"]:
+    """Min-K%++: mean of the lowest ``k`` fraction of the scored tokens' ``z_t`` (see above)."""
+    return mean_of_lowest(min_k_plus_plus_z(logits, input_ids), mask[:, 1:], k)
+
+
+def reference_score(
+    model_nll: Float[np.ndarray, " batch"],
+    reference_nll: Float[np.ndarray, " batch"] | Missing | None,
+) -> Float[np.ndarray, " batch"] | Missing:
+    """Reference attack (Carlini et al. 2021): ``NLL_ref - NLL_model`` with ref = retrain model.
+
+    Positive where the edited model still finds a text easier than a model that never saw it.
+    """
+    if reference_nll is None:
+        return Missing("no reference (retrain) model")
+    if isinstance(reference_nll, Missing):
+        return reference_nll
+    return reference_nll - model_nll
+
+
+def _labelled(
+    members: Real[np.ndarray, " n_members"] | Missing,
+    nonmembers: Real[np.ndarray, " n_nonmembers"] | Missing,
+) -> tuple[np.ndarray, np.ndarray] | Missing:
+    """``(labels, scores)`` with members labelled 1, or the reason there are none to rank."""
+    for side in (members, nonmembers):
+        if isinstance(side, Missing):
+            return side
+    if members.size == 0 or nonmembers.size == 0:
+        raise ValueError(
+            f"MIA AUC needs members and non-members; got {members.size} and {nonmembers.size}"
+        )
+    scores = np.concatenate([members, nonmembers]).astype(np.float64)
+    if not np.isfinite(scores).all():
+        return Missing("non-finite MIA scores; the model's outputs may have diverged")
+    labels = np.concatenate([np.ones(members.size), np.zeros(nonmembers.size)])
+    return labels, scores
+
+
+def mia_auc(
+    member_scores: Real[np.ndarray, " n_members"] | Missing,
+    nonmember_scores: Real[np.ndarray, " n_nonmembers"] | Missing,
+) -> float | Missing:
+    """ROC AUC of separating members from non-members by score (scikit-learn).
+
+    0.5 is chance (also what all-equal scores give), 1.0 perfect membership detection. A
+    ``Missing`` input passes through; an empty set raises ``ValueError``.
+    """
+    labelled = _labelled(member_scores, nonmember_scores)
+    if isinstance(labelled, Missing):
+        return labelled
+    return float(roc_auc_score(*labelled))
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    """ROC points for plotting: false- and true-positive rates at each distinct threshold."""
+
+    auc: float
+    fpr: Float[np.ndarray, " point"]
+    tpr: Float[np.ndarray, " point"]
+
+    def to_dict(self) -> dict[str, float | list[float]]:
+        return {"auc": self.auc, "fpr": self.fpr.tolist(), "tpr": self.tpr.tolist()}
+
+
+def mia_roc(
+    member_scores: Real[np.ndarray, " n_members"] | Missing,
+    nonmember_scores: Real[np.ndarray, " n_nonmembers"] | Missing,
+) -> RocCurve | Missing:
+    """`mia_auc` together with the ROC curve (``sklearn.metrics.roc_curve``), for plots."""
+    labelled = _labelled(member_scores, nonmember_scores)
+    if isinstance(labelled, Missing):
+        return labelled
+    fpr, tpr, _ = roc_curve(*labelled)  # thresholds dropped: the first one is +inf
+    auc = float(roc_auc_score(*labelled))
+    return RocCurve(auc=auc, fpr=fpr.astype(np.float64), tpr=tpr.astype(np.float64))
+
+
+def privleak(
+    auc_unlearned: float | Missing, auc_retrain: float | Missing | None
+) -> float | Missing:
+    """PrivLeak (MUSE, Shi et al. 2024): ``(AUC_unlearned - AUC_retrain) / AUC_retrain * 100``.
+
+    0 is ideal; strongly negative means under-unlearned (members still stand out more than for
+    the retrain model), strongly positive over-unlearned. Without a usable retrain AUC the
+    value is ``Missing`` with the reason, never ``inf`` or NaN.
+    """
+    if isinstance(auc_unlearned, Missing):
+        return auc_unlearned
+    if auc_retrain is None:
+        return Missing("no retrain model: PrivLeak is relative to the retrain model's AUC")
+    if isinstance(auc_retrain, Missing):
+        return Missing(f"retrain AUC unavailable: {auc_retrain.reason}")
+    if auc_retrain == 0:
+        return Missing("retrain AUC is 0: PrivLeak's denominator vanishes")
+    return finite_or_missing((auc_unlearned - auc_retrain) / auc_retrain * 100.0, "PrivLeak")

@@ -1,0 +1,32 @@
+"""Shared fixtures: seeded randomness and tiny random-init checkpoints built locally (no hub)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import make_random_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def random_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random-init GPT-NeoX, GPT-2 and Llama checkpoints saved with a tokenizer."""
+    root = tmp_path_factory.mktemp("random-ckpt")
+    return {arch: make_random_checkpoint(arch, root / arch) for arch in ("gpt_neox", "gpt2", "llama")}
+
+
+@pytest.fixture(scope="session")
+def neox_dir(random_checkpoints) -> Path:
+    return random_checkpoints["gpt_neox"]
