@@ -1,0 +1,51 @@
+"""Small pieces every method shares: grouping components by hook, running a batch, sums per unit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from attribution.components import Component
+from attribution.data import FactBatch, PassageBatch
+
+Batch = FactBatch | PassageBatch
+HookFn = Callable[[Tensor, Any], Tensor | None]
+
+
+@dataclass(frozen=True, eq=False)
+class HookGroup:
+    """The components that live at one hook: their positions in the ranking and unit indices."""
+
+    hook: str
+    layer: int
+    slots: Int[Tensor, " k"]  # where each component sits in the full component list
+    units: Int[Tensor, " k"]  # its neuron or head index at this hook
+
+
+def group_by_hook(components: list[Component]) -> list[HookGroup]:
+    """Components grouped by hook, in first-seen order (neurons and heads of a layer never mix)."""
+    groups: dict[str, tuple[int, list[int], list[int]]] = {}
+    for slot, c in enumerate(components):
+        _, slots, units = groups.setdefault(c.hook_name, (c.layer, [], []))
+        slots.append(slot)
+        units.append(c.index)
+    return [HookGroup(h, layer, torch.tensor(s), torch.tensor(u))
+            for h, (layer, s, u) in groups.items()]
+
+
+def run(bridge: Any, batch: Batch, fwd_hooks: list[tuple[str, HookFn]] | None = None
+        ) -> Float[Tensor, "batch pos vocab"]:
+    """Logits of ``batch`` with temporary forward hooks (removed even if the pass raises)."""
+    with bridge.hooks(fwd_hooks=fwd_hooks or []):
+        return bridge(batch.input_ids, attention_mask=batch.attention_mask)
+
+
+def per_unit(contrib: Tensor, mask: Tensor) -> Float[Tensor, "batch units"]:
+    """Sum ``contrib [batch pos units ...]`` over real positions and trailing axes -> ``[batch units]``."""
+    contrib = contrib * mask.reshape(*mask.shape, *([1] * (contrib.ndim - 2)))
+    return contrib.sum(dim=(1, *range(3, contrib.ndim)))

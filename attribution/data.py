@@ -1,0 +1,217 @@
+"""Tokenisation shared by the whole project: fact prompts with answers, and passages.
+
+A `FactBatch` holds ``BOS + prompt + " " + answer`` right-padded, with a mask of the answer
+positions, so ``log p(answer | prompt)`` is read teacher-forced from one forward pass. A
+`PassageBatch` holds ``BOS + text``, scored by mean token log-likelihood. Both are frozen values
+with ``.to(device)``, ``len()``, slicing and ``.chunks(size)`` for minibatching, and carry a
+``data_hash`` of the items they were built from (provenance for rankings and reports).
+
+Example:
+    >>> batch = tokenize_facts(tok, ["Mira Coltan was born in"], ["Velmora"], max_len=bridge.cfg.n_ctx)
+    >>> logits = bridge(batch.input_ids, attention_mask=batch.attention_mask)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+
+def data_hash(items: Any) -> str:
+    """sha256 of the canonical JSON of ``items`` (sorted keys, no whitespace, UTF-8)."""
+    text = json.dumps(items, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+B = TypeVar("B", bound="_Batch")
+
+
+@dataclass(frozen=True, eq=False)
+class _Batch:
+    """Shared behaviour: device moves, length, slicing (trimming all-pad columns), chunks."""
+
+    input_ids: Int[Tensor, "batch pos"]
+    attention_mask: Int[Tensor, "batch pos"]
+    hash: str
+
+    # Tensors with a position axis, trimmed when slicing; tuples of strings are sliced by item.
+    _POS_FIELDS: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask")
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def to(self: B, device: torch.device | str) -> B:
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
+                 if isinstance(getattr(self, f.name), Tensor)}
+        return replace(self, **moved)
+
+    def __getitem__(self: B, index: slice) -> B:
+        if not isinstance(index, slice):
+            raise TypeError(f"{type(self).__name__} supports slices only, got {index!r}")
+        start, stop, step = index.indices(len(self))
+        if step != 1 or stop <= start:
+            raise ValueError(f"slice {index} of a batch of {len(self)} must be non-empty with step 1")
+        # Right padding: a slice only needs the columns up to its own longest row.
+        width = int(self.attention_mask[start:stop].sum(-1).max())
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor | tuple):
+                out[f.name] = value[start:stop]
+            if f.name in self._POS_FIELDS:
+                out[f.name] = out[f.name][:, :width]
+        whole = (start, stop) == (0, len(self))
+        out["hash"] = self.hash if whole else data_hash({"parent": self.hash, "slice": [start, stop]})
+        return replace(self, **out)
+
+    def repeat(self: B, n: int) -> B:
+        """``n`` stacked copies, copy-major (rows ``c * len(self) + i``): one replica per ablation.
+
+        The hash stays the parent's: replicas are a computational device, not new data.
+        """
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                out[f.name] = value.repeat(n, *([1] * (value.ndim - 1)))
+            elif isinstance(value, tuple):
+                out[f.name] = value * n
+        return replace(self, **out)
+
+    def chunks(self: B, size: int) -> Iterator[B]:
+        """Consecutive minibatches of at most ``size`` items."""
+        if size < 1:
+            raise ValueError(f"chunk size must be >= 1, got {size}")
+        for start in range(0, len(self), size):
+            yield self[start : start + size]
+
+
+@dataclass(frozen=True, eq=False)
+class FactBatch(_Batch):
+    """Fact prompts and answers, tokenised as ``[BOS] prompt answer [pad ...]``.
+
+    ``prompt_last[i]`` is the position of the last prompt token (its logits predict the first
+    answer token); ``answer_mask[i, t]`` is True where ``input_ids[i, t]`` is an answer token;
+    ``answer_ids`` are the answer tokens, left-aligned and padded, ``answer_lengths`` their counts.
+    """
+
+    prompt_last: Int[Tensor, " batch"]
+    answer_mask: Bool[Tensor, "batch pos"]
+    answer_ids: Int[Tensor, "batch ans"]
+    answer_lengths: Int[Tensor, " batch"]
+    prompts: tuple[str, ...]
+    answers: tuple[str, ...]
+
+    _POS_FIELDS: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "answer_mask")
+
+    @property
+    def score_mask(self) -> Bool[Tensor, "batch pos"]:
+        """Positions whose token the metric scores: the answer tokens."""
+        return self.answer_mask
+
+
+@dataclass(frozen=True, eq=False)
+class PassageBatch(_Batch):
+    """Passages tokenised as ``[BOS] text [pad ...]``, scored on every token after the first."""
+
+    texts: tuple[str, ...]
+
+    @property
+    def score_mask(self) -> Bool[Tensor, "batch pos"]:
+        """Positions whose token the metric scores: every real token but the first."""
+        mask = self.attention_mask.bool().clone()
+        mask[:, 0] = False
+        return mask
+
+
+def _special_ids(tokenizer: Any) -> tuple[list[int], int]:
+    """BOS prefix (empty when the tokenizer has none) and the pad id (fallback: EOS)."""
+    bos = [] if tokenizer.bos_token_id is None else [int(tokenizer.bos_token_id)]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ValueError("the tokenizer has neither a pad token nor an EOS token to pad with")
+    return bos, int(pad)
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _pad(rows: Sequence[list[int]], value: int) -> Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def _check_length(n_tokens: int, max_len: int | None, what: str) -> None:
+    if max_len is not None and n_tokens > max_len:
+        raise ValueError(f"{what} is {n_tokens} tokens, longer than the model context ({max_len})")
+
+
+def tokenize_facts(tokenizer: Any, prompts: list[str], answers: list[str],
+                   max_len: int | None = None) -> FactBatch:
+    """Tokenise fact prompts and their answers for teacher-forced answer scoring.
+
+    The answer is tokenised as ``" " + answer`` unless the prompt ends in whitespace or the
+    answer starts with it; prompt and answer are tokenised separately so the answer's tokens are
+    exactly those the metric scores. ``max_len`` is the model context (``bridge.cfg.n_ctx``).
+    """
+    if len(prompts) != len(answers):
+        raise ValueError(f"got {len(prompts)} prompts but {len(answers)} answers")
+    if not prompts:
+        raise ValueError("the fact set is empty: nothing to tokenise")
+    bos, pad = _special_ids(tokenizer)
+    rows, answer_rows, last, spans = [], [], [], []
+    for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
+        sep = "" if prompt[-1:].isspace() or answer[:1].isspace() or not prompt else " "
+        prompt_ids = bos + _encode(tokenizer, prompt)
+        answer_ids = _encode(tokenizer, sep + answer) if answer.strip() else []
+        if not answer_ids:
+            raise ValueError(f"fact {i}: the answer {answer!r} tokenises to nothing")
+        if not prompt_ids:
+            raise ValueError(f"fact {i}: empty prompt and no BOS token: nothing predicts the answer")
+        _check_length(len(prompt_ids) + len(answer_ids), max_len, f"fact {i} (prompt + answer)")
+        rows.append(prompt_ids + answer_ids)
+        answer_rows.append(answer_ids)
+        last.append(len(prompt_ids) - 1)
+        spans.append((len(prompt_ids), len(prompt_ids) + len(answer_ids)))
+    input_ids = _pad(rows, pad)
+    positions = torch.arange(input_ids.shape[1])
+    starts, stops = torch.tensor(spans).T
+    return FactBatch(
+        input_ids=input_ids,
+        attention_mask=_pad([[1] * len(r) for r in rows], 0),
+        hash=data_hash({"prompts": list(prompts), "answers": list(answers)}),
+        prompt_last=torch.tensor(last, dtype=torch.long),
+        answer_mask=(positions >= starts[:, None]) & (positions < stops[:, None]),
+        answer_ids=_pad(answer_rows, pad),
+        answer_lengths=torch.tensor([len(a) for a in answer_rows], dtype=torch.long),
+        prompts=tuple(prompts),
+        answers=tuple(answers),
+    )
+
+
+def tokenize_passages(tokenizer: Any, texts: list[str], max_len: int | None = None) -> PassageBatch:
+    """Tokenise passages as ``[BOS] text``, right-padded; each needs at least one scored token."""
+    if not texts:
+        raise ValueError("the passage set is empty: nothing to tokenise")
+    bos, pad = _special_ids(tokenizer)
+    rows = []
+    for i, text in enumerate(texts):
+        ids = bos + _encode(tokenizer, text)
+        if len(ids) < 2:
+            raise ValueError(f"passage {i} ({text!r}) has no token to score after the first")
+        _check_length(len(ids), max_len, f"passage {i}")
+        rows.append(ids)
+    return PassageBatch(
+        input_ids=_pad(rows, pad),
+        attention_mask=_pad([[1] * len(r) for r in rows], 0),
+        hash=data_hash({"texts": list(texts)}),
+        texts=tuple(texts),
+    )
