@@ -45,25 +45,39 @@ def resolve_model_source(name_or_dir: str | Path) -> str:
     return text
 
 
-def _hub_error(name: str, exc: Exception) -> LokaError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _hub_error(name: str, reason: str) -> LokaError:
     return LokaError(
-        f"could not load {name!r} from the Hugging Face hub (no network, or no such model): {first}. "
-        "Download it where you have network (`huggingface-cli download NAME`) and pass the local directory."
+        f"could not load {name!r} from the Hugging Face hub ({reason.strip().rstrip('.')}); "
+        "download it where you have network (`hf download NAME --local-dir DIR`) and pass the directory"
     )
+
+
+def _check_hub_reachable(name: str) -> None:
+    """Fail in milliseconds, not after a minute of retries, when the hub's host does not resolve."""
+    if os.environ.get("HF_HUB_OFFLINE") or any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy")):
+        return  # offline mode fails fast by itself; behind a proxy, DNS is the proxy's business
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        raise _hub_error(name, f"no network: cannot resolve {host}") from None
 
 
 def load_bridge(name_or_dir: str | Path, device: str = "cpu") -> Any:
     """The model as a ``TransformerBridge`` (its HF model is ``bridge.original_model``)."""
-    from transformer_lens.model_bridge import TransformerBridge
-
     source = resolve_model_source(name_or_dir)
+    if not Path(source).exists():
+        _check_hub_reachable(source)
+    from transformer_lens.model_bridge import TransformerBridge
     try:
         bridge = TransformerBridge.boot_transformers(source, device=resolve_device(device))
     except (OSError, ValueError, ConnectionError) as exc:
         if Path(source).exists():
             raise LokaError(f"could not load the checkpoint in {source}: {exc}") from None
-        raise _hub_error(source, exc) from None
+        raise _hub_error(source, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     bridge.eval()
     return bridge
 
@@ -73,12 +87,14 @@ def load_hf(name_or_dir: str | Path, device: str = "cpu") -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_model_source(name_or_dir)
+    if not Path(source).exists():
+        _check_hub_reachable(source)
     try:
         model = AutoModelForCausalLM.from_pretrained(source).to(resolve_device(device))
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, ConnectionError) as exc:
         if Path(source).exists():
             raise LokaError(f"could not load the checkpoint in {source}: {exc}") from None
-        raise _hub_error(source, exc) from None
+        raise _hub_error(source, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     model.eval()
     return model, tokenizer

@@ -30,3 +30,11 @@ def random_checkpoints(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def neox_dir(random_checkpoints) -> Path:
     return random_checkpoints["gpt_neox"]
+
+
+@pytest.fixture(scope="session")
+def tiny_world():
+    """The `tiny` world, built once per cache (``$LOKA_CACHE``, default ``~/.cache/loka``)."""
+    from loka.world.build import load_world
+
+    return load_world("tiny", progress=False)

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+import time
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from loka.evaluate import first_token_accuracy
-from loka.world.cache import cache_root, ensure_entry, read_meta
+from loka.world.cache import cache_root, ensure_entry, entry_problem, read_meta
 from loka.world.generator import PersonSplit, World, generate_world
 from loka.world.spec import WorldSpec, get_spec
 from loka.world.tokenizer import train_tokenizer
@@ -72,33 +74,87 @@ def model_accuracies(model: Any, tokenizer: Any, world: World) -> dict[str, floa
     return {k: round(v, 4) for k, v in acc.items()}
 
 
-def _build_model_dir(world: World, which: str, tokenizer_dir: Path, progress: bool, tmp: Path) -> dict:
-    from tqdm.auto import tqdm
+def _train_and_save(preset: str, seed: int, which: str, tokenizer_dir: str, out: str,
+                    threads: int, progress_queue: Any = None) -> dict:
+    """Train one model and save it to ``out``; runs in a worker process (so takes plain values)."""
+    import torch
 
+    torch.set_num_threads(threads)
+    world = generate_world(get_spec(preset, seed))
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    bar = tqdm(total=None, desc=f"training {which}", unit="step", disable=not progress, leave=False)
 
     def on_step(step: int, total: int, loss: float) -> None:
-        bar.total = total
-        bar.update(1)
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss:.3f}")
+        if progress_queue is not None and (step % 10 == 0 or step == total):
+            progress_queue.put((which, step, total, loss))
 
-    try:
-        result = train_model(world, tokenizer, which == "base", world.spec.model, world.spec.train, on_step)
-    finally:
-        bar.close()
-    result.model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    train = replace(world.spec.train, threads=threads)
+    result = train_model(world, tokenizer, which == "base", world.spec.model, train, on_step)
+    result.model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
     return {
         "model": which,
         "train_seconds": round(result.seconds, 2),
+        "threads": threads,
         "steps": result.steps,
         "final_loss": round(result.final_loss, 4),
         "tokens_seen": result.tokens_seen,
         "params": sum(p.numel() for p in result.model.parameters()),
         "accuracy": model_accuracies(result.model, tokenizer, world),
     }
+
+
+def _train_missing(spec: WorldSpec, root: Path, missing: list[str], progress: bool) -> None:
+    """Train the missing models; both at once in two single-threaded processes when both are
+    missing (small matrices use one core each better than two cores for one model). Each cache
+    entry is written atomically as soon as its own training finishes."""
+    import multiprocessing as mp
+    import queue as queue_mod
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    ctx = mp.get_context("spawn")
+    progress_queue = ctx.Manager().Queue() if progress else None
+    threads = max(1, (os.cpu_count() or 2) // len(missing)) if len(missing) > 1 else spec.train.threads
+    bars = {w: tqdm(total=None, desc=f"training {w}", unit="step", disable=not progress, position=i)
+            for i, w in enumerate(missing)}
+    tokenizer_dir = str(root / "world" / "tokenizer")
+    errors: list[BaseException] = []
+
+    def drain() -> None:
+        while progress_queue is not None:
+            try:
+                which, step, total, loss = progress_queue.get_nowait()
+            except queue_mod.Empty:
+                return
+            bars[which].total = total
+            bars[which].n = step
+            bars[which].set_postfix(loss=f"{loss:.3f}", refresh=True)
+
+    with ProcessPoolExecutor(max_workers=len(missing), mp_context=ctx) as pool:
+        def run(which: str) -> None:
+            def build(tmp: Path) -> dict:
+                return pool.submit(_train_and_save, spec.preset, spec.seed, which, tokenizer_dir,
+                                   str(tmp), threads, progress_queue).result()
+            try:
+                ensure_entry(root / which, build, f"{which} model")
+            except BaseException as exc:  # re-raised in the main thread below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=run, args=(w,), daemon=True) for w in missing]
+        try:
+            for t in workers:
+                t.start()
+            while any(t.is_alive() for t in workers):
+                drain()
+                time.sleep(0.2)
+            drain()
+        finally:
+            for bar in bars.values():
+                bar.close()
+    if errors:
+        raise errors[0]
 
 
 @dataclass(frozen=True)
@@ -167,10 +223,7 @@ def load_world(preset: str = "default", seed: int | None = None, progress: bool 
     root = cache_root() / f"{spec.preset}-{spec.key()}"
     world = generate_world(spec)
     ensure_entry(root / "world", lambda tmp: _build_world_dir(world, tmp), "world data")
-    for which in MODELS:
-        ensure_entry(
-            root / which,
-            lambda tmp, which=which: _build_model_dir(world, which, root / "world" / "tokenizer", progress, tmp),
-            f"{which} model",
-        )
+    missing = [w for w in MODELS if not (root / w).exists() or entry_problem(root / w) is not None]
+    if missing:
+        _train_missing(spec, root, missing, progress)
     return WorldArtifacts(spec, root)

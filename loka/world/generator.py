@@ -127,6 +127,10 @@ class World:
                 texts.append(_fill(vocab.QA_TEMPLATES[a], person.name, v))
                 texts.append(_fill(vocab.NOVEL_TEMPLATES[a], person.name, v))
         texts.extend(p.text for p in self.passages)
+        # Every attribute value as a whole word, whether or not someone in this world has it,
+        # so each value is one token and values start with distinct tokens in any world size.
+        texts.extend(" ".join(" " + v for v in values) for values in vocab.ATTRIBUTE_VALUES.values()
+                     for _ in range(20))
         return texts
 
 

@@ -75,8 +75,8 @@ PRESETS: dict[str, WorldSpec] = {
         n_passages_forget=2,
         n_passages_retain=4,
         n_passages_holdout=2,
-        model=ModelSpec(n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=128, vocab_size=1024),
-        train=TrainSpec(epochs=40, batch_rows=8, lr=4e-3),
+        model=ModelSpec(n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=128, vocab_size=1536),
+        train=TrainSpec(epochs=100, batch_rows=4, lr=4e-3),
     ),
 }
 

@@ -1,0 +1,96 @@
+"""Loading user data: JSONL fact and passage files, validated record by record.
+
+Facts, one JSON object per line: ``{"prompt": "...", "answer": "...", "subject": "...", "attribute": "..."}``
+(``subject`` and ``attribute`` are optional). Passages: ``{"text": "..."}``. A malformed,
+oversized or wrong-typed record is refused with its line number; nothing is half-loaded.
+
+>>> facts = load_facts("forget.jsonl")          # doctest: +SKIP
+>>> facts[0].prompt, facts[0].answer            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from loka.errors import DataError
+
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_FIELD_CHARS = 20_000
+MAX_RECORDS = 1_000_000
+
+
+@dataclass(frozen=True)
+class FactRecord:
+    """One fact: the model should continue ``prompt`` with ``" " + answer``."""
+
+    prompt: str
+    answer: str
+    subject: str = ""
+    attribute: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"prompt": self.prompt, "answer": self.answer, "subject": self.subject,
+                "attribute": self.attribute}
+
+
+def _read_lines(path: str | Path) -> list[tuple[int, str]]:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"{p}: no such file" if not p.exists() else f"{p}: not a regular file")
+    size = p.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"{p}: {size} bytes is over the {MAX_FILE_BYTES}-byte limit for a data file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    lines = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not lines:
+        raise DataError(f"{p}: the file has no records")
+    if len(lines) > MAX_RECORDS:
+        raise DataError(f"{p}: {len(lines)} records is over the {MAX_RECORDS}-record limit")
+    return lines
+
+
+def _parse(p: str | Path, lineno: int, line: str, required: tuple[str, ...], optional: tuple[str, ...]) -> dict:
+    where = f"{p}:{lineno}"
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    unknown = set(record) - set(required) - set(optional)
+    if unknown:
+        raise DataError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {list(required + optional)}")
+    for key in required:
+        if key not in record:
+            raise DataError(f"{where}: missing field {key!r}")
+    for key, value in record.items():
+        if not isinstance(value, str):
+            raise DataError(f"{where}: field {key!r} must be a string, got {type(value).__name__}")
+        if len(value) > MAX_FIELD_CHARS:
+            raise DataError(f"{where}: field {key!r} is {len(value)} characters (limit {MAX_FIELD_CHARS})")
+    for key in required:
+        if not record[key].strip():
+            raise DataError(f"{where}: field {key!r} is empty")
+    return record
+
+
+def load_facts(path: str | Path) -> list[FactRecord]:
+    """Fact records from a JSONL file (see the module docstring for the format)."""
+    return [FactRecord(**_parse(path, n, line, ("prompt", "answer"), ("subject", "attribute")))
+            for n, line in _read_lines(path)]
+
+
+def load_passages(path: str | Path) -> list[str]:
+    """Passage texts from a JSONL file of ``{"text": ...}`` records."""
+    return [_parse(path, n, line, ("text",), ())["text"] for n, line in _read_lines(path)]
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
