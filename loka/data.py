@@ -46,7 +46,9 @@ def _read_lines(path: str | Path) -> list[tuple[int, str]]:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
-    lines = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    # JSON Lines breaks on "\n" only: str.splitlines() would also split inside strings that hold
+    # U+0085 or U+2028, which json.dumps(ensure_ascii=False) leaves raw.
+    lines = [(i, line.rstrip("\r")) for i, line in enumerate(text.split("\n"), start=1) if line.strip()]
     if not lines:
         raise DataError(f"{p}: the file has no records")
     if len(lines) > MAX_RECORDS:

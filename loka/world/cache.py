@@ -84,15 +84,27 @@ def read_meta(directory: Path) -> dict:
 def ensure_entry(directory: Path, build: Callable[[Path], dict], what: str) -> dict:
     """Return the entry's metadata, building it (atomically) when missing, partial or corrupt.
 
-    ``build(tmp_dir)`` writes the files into ``tmp_dir`` and returns JSON-able metadata.
+    ``build(tmp_dir)`` writes the files into ``tmp_dir`` and returns JSON-able metadata. A lock
+    file serialises builders, so two processes asking for the same entry build it once.
     """
+    import fcntl
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f".{directory.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _ensure_locked(directory, build, what)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _ensure_locked(directory: Path, build: Callable[[Path], dict], what: str) -> dict:
     if directory.exists():
         problem = entry_problem(directory)
         if problem is None:
             return read_meta(directory)
         warnings.warn(f"cache entry {directory} ({what}) is unusable: {problem}; rebuilding it", stacklevel=2)
         shutil.rmtree(directory, ignore_errors=True)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
     try:
         meta = build(tmp)

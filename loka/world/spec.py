@@ -26,7 +26,7 @@ class TrainSpec:
     """AdamW with linear warm-up and cosine decay over packed rows of whole documents."""
 
     epochs: int = 60
-    batch_rows: int = 16
+    batch_rows: int = 8
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup_frac: float = 0.05
