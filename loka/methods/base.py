@@ -11,8 +11,11 @@ checkpoint), edits it in place, and reports what it did. Nothing is saved by the
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from loka.data import FactRecord
@@ -56,7 +59,7 @@ class UnlearnResult:
     backward_passes: int = 0
     diverged: bool = False
     diverged_step: int | None = None
-    log: list[dict[str, float]] = field(default_factory=list)
+    log: list[dict[str, Any]] = field(default_factory=list)  # per step: step, loss, forget_loss, ...
     plan: dict[str, Any] | None = None  # the AblationPlan JSON, for plan-based methods
     ranking: dict[str, Any] | None = None  # ranking provenance (method, data hash, seconds)
     refusal_filter: dict[str, Any] | None = None  # output_suppression only
@@ -72,6 +75,32 @@ class UnlearnResult:
             "plan": self.plan, "ranking": self.ranking, "refusal_filter": self.refusal_filter,
             "notes": self.notes,
         }
+
+    def save(self, out_dir: str | os.PathLike[str], source: str | os.PathLike[str] | None = None, *,
+             metrics: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
+        """Write the edited model as a new checkpoint (never over ``source``) with its manifest.
+
+        The manifest (``loka_manifest.json``) gains ``method`` and ``result`` (this result's
+        `summary`: settings, cost, divergence); a refusal filter is written beside the weights as
+        ``loka_refusal_filter.json``.
+        """
+        from loka.engine.save import MANIFEST, save_checkpoint
+
+        path = save_checkpoint(self.model, out_dir, source=source, metrics=metrics,
+                               tokenizer=self.tokenizer, overwrite=overwrite)
+        manifest = json.loads((path / MANIFEST).read_text())
+        manifest.update(method=self.method, result=self.summary())
+        _write_json(path / MANIFEST, manifest)
+        if self.refusal_filter is not None:
+            _write_json(path / "loka_refusal_filter.json", self.refusal_filter)
+        return path
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` atomically: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
 
 
 MethodFn = Callable[..., UnlearnResult]
