@@ -14,7 +14,7 @@ from collections.abc import Callable
 from loka.errors import LokaError
 
 # Each module exposes ``register(subparsers)`` and sets ``func`` on its parsers.
-_COMMAND_MODULES = ("loka.cli.world",)
+_COMMAND_MODULES = ("loka.cli.world", "loka.cli.verify")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,171 @@
+"""Linear probes: can an attribute still be read from the residual stream at the subject?
+
+For every person, each distinct text that ends at the person's name ("Mira Coltan", "The
+birthplace of Mira Coltan", ...) is run through the model; the residual stream after each block
+(``blocks.{L}.hook_resid_post``) at the name's last token is one sample. A causal model's
+activation there depends only on that prefix, so running the prefix is the same as running the
+whole prompt. Per layer, a scikit-learn logistic regression is trained on retain people to
+predict an attribute's value and tested on forget people; holdout people (never trained) give
+the chance-level reference. Only values held by at least ``min_support`` retain people are
+classes; people with other values are left out of the test. Knowledge a probe still reads is
+suppressed, not removed.
+
+Example:
+    >>> curve = probe_curves(loaded, data, attributes=("birth_city",))      # doctest: +SKIP
+    >>> curve.accuracy, curve.best_layer, curve.forget["birth_city"]         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from attribution.components import resid_post_hook
+from attribution.data import tokenize_passages
+from loka.verify.data import VerifyData
+from loka.verify.metrics import Missing
+
+TRAIN_SPLITS, TEST_SPLIT, CHANCE_SPLIT = ("retain_train", "retain_eval"), "forget", "holdout"
+
+
+@dataclass(frozen=True)
+class ProbeSamples:
+    """One row per (person, prefix ending at the person's name); ``acts``: ``[layer row d_model]``."""
+
+    subjects: tuple[str, ...]
+    acts: Float[np.ndarray, "layer row d_model"]
+
+
+def subject_prefixes(data: VerifyData, subject: str) -> list[str]:
+    """The distinct prompt prefixes that end with ``subject`` (training templates)."""
+    out: dict[str, None] = {}
+    for split in (*TRAIN_SPLITS, TEST_SPLIT, CHANCE_SPLIT):
+        for f in data.fact_set(split):
+            if f.subject == subject and subject in f.prompt:
+                out.setdefault(f.prompt[: f.prompt.index(subject) + len(subject)], None)
+    return list(out)
+
+
+def bridge_of(model: Any, tokenizer: Any) -> Any:
+    """A TransformerBridge around a *copy* of ``model`` (booting wraps the HF modules in place)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    clone = copy.deepcopy(model)
+    name = getattr(model.config, "_name_or_path", "") or model.config.model_type
+    bridge = TransformerBridge.boot_transformers(name, hf_model=clone, tokenizer=tokenizer,
+                                                 device=str(next(model.parameters()).device))
+    bridge.eval()
+    return bridge
+
+
+@torch.inference_mode()
+def collect(bridge: Any, tokenizer: Any, data: VerifyData, subjects: Sequence[str],
+            batch_size: int = 256) -> ProbeSamples:
+    """Residual streams at each subject's last token, every layer."""
+    rows = [(s, p) for s in subjects for p in subject_prefixes(data, s)]
+    batch = tokenize_passages(tokenizer, [p for _, p in rows])
+    n_layers = int(bridge.cfg.n_layers)
+    hooks = [resid_post_hook(layer) for layer in range(n_layers)]
+    parts = []
+    for chunk in batch.chunks(batch_size):
+        _, cache = bridge.run_with_cache(chunk.input_ids, attention_mask=chunk.attention_mask,
+                                         names_filter=lambda name: name in hooks)
+        last = chunk.attention_mask.sum(-1) - 1
+        idx = torch.arange(len(chunk))
+        parts.append(torch.stack([cache[h][idx, last] for h in hooks]).float().cpu().numpy())
+    return ProbeSamples(tuple(s for s, _ in rows), np.concatenate(parts, axis=1))
+
+
+@dataclass(frozen=True)
+class ProbeCurves:
+    """Per attribute, probe accuracy per layer on forget and on holdout people."""
+
+    forget: dict[str, list[float]]
+    holdout: dict[str, list[float]]
+    classes: dict[str, int]
+    n_test: dict[str, int]
+
+    @property
+    def mean_forget(self) -> Float[np.ndarray, " layer"]:
+        return np.mean(list(self.forget.values()), axis=0)
+
+    @property
+    def best_layer(self) -> int:
+        """The layer where the probes read the forget set best (the attacker's choice)."""
+        return int(np.argmax(self.mean_forget))
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.mean_forget[self.best_layer])
+
+    @property
+    def holdout_accuracy(self) -> float:
+        """Chance reference: the best layer's accuracy on people the model never saw."""
+        return float(np.max(np.mean(list(self.holdout.values()), axis=0)))
+
+
+def _labels(data: VerifyData, attribute: str) -> dict[str, str]:
+    return {f.subject: f.answer for k in data.facts for f in data.fact_set(*k)
+            if f.attribute == attribute and f.subject}
+
+
+def _fit_eval(samples: ProbeSamples, labels: dict[str, str], train: set[str], tests: list[set[str]],
+              min_support: int, seed: int) -> tuple[list[list[float]], int, int] | None:
+    people = [s for s in train if s in labels]
+    counts: dict[str, int] = {}
+    for s in people:
+        counts[labels[s]] = counts.get(labels[s], 0) + 1
+    classes = {v for v, c in counts.items() if c >= min_support}
+    y = np.array([labels.get(s, "") for s in samples.subjects])
+    keep = np.isin(y, sorted(classes))
+    subj = np.array(samples.subjects)
+    tr = keep & np.isin(subj, sorted(train))
+    te = [keep & np.isin(subj, sorted(t)) for t in tests]
+    if len(classes) < 2 or not all(m.any() for m in te):
+        return None
+    curves: list[list[float]] = [[] for _ in tests]
+    # One BLAS thread: these fits are small, and threads contending with torch's (or another
+    # process's) made them 10-40x slower on two cores.
+    with threadpool_limits(1):
+        for acts in samples.acts:
+            probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, random_state=seed))
+            probe.fit(acts[tr], y[tr])
+            for curve, m in zip(curves, te, strict=True):
+                curve.append(float(probe.score(acts[m], y[m])))
+    return curves, len(classes), int(te[0].sum())
+
+
+def probe_curves(model: Any, tokenizer: Any, data: VerifyData, *,
+                 attributes: Sequence[str] = ("birth_city", "occupation"), min_support: int = 2,
+                 seed: int = 0) -> ProbeCurves | Missing:
+    """Fit and test the per-layer probes (see the module doc)."""
+    train = set(data.subjects(*TRAIN_SPLITS))
+    forget, holdout = set(data.subjects(TEST_SPLIT)), set(data.subjects(CHANCE_SPLIT))
+    if not (train and forget and holdout):
+        return Missing("probes need subjects in retain, forget and holdout facts")
+    bridge = bridge_of(model, tokenizer)
+    samples = collect(bridge, tokenizer, data, sorted(train | forget | holdout))
+    if not np.isfinite(samples.acts).all():
+        return Missing("non-finite activations; the model's outputs may have diverged")
+    out: dict[str, Any] = {"forget": {}, "holdout": {}, "classes": {}, "n_test": {}}
+    for attribute in attributes:
+        fitted = _fit_eval(samples, _labels(data, attribute), train, [forget, holdout],
+                           min_support, seed)
+        if fitted is not None:
+            (f_curve, h_curve), n_classes, n_test = fitted
+            out["forget"][attribute], out["holdout"][attribute] = f_curve, h_curve
+            out["classes"][attribute], out["n_test"][attribute] = n_classes, n_test
+    if not out["forget"]:
+        return Missing(f"no attribute of {list(attributes)} has {min_support}+ retain people per "
+                       "value for at least two values, with forget and holdout people to test")
+    return ProbeCurves(**out)

@@ -1,0 +1,43 @@
+"""`compare` writes one results.json with every requested method; `loka verify --json` prints JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from loka.verify.compare import REQUIRED_KEYS, compare
+from loka.verify.measure import VerifySettings
+
+FAST = VerifySettings(relearn_steps=10, relearn_eval_every=5)
+
+
+def test_compare_writes_every_requested_method(tiny_world, tmp_path):
+    out = tmp_path / "results.json"
+    methods = ["base", "retrain", "output_suppression", "no-such-method"]
+    compare(tiny_world, methods=methods, out=out, verify_settings=FAST, progress=False)
+    results = json.loads(out.read_text())  # json.loads accepts NaN; the writer must not emit it
+    assert "NaN" not in out.read_text()
+    assert results["world"] == tiny_world.info()
+    assert list(results["methods"]) == methods
+    for name, entry in results["methods"].items():
+        assert all(k in entry for k in REQUIRED_KEYS), name
+    base, sup = results["methods"]["base"], results["methods"]["output_suppression"]
+    assert results["methods"]["retrain"]["seconds"] == tiny_world.info()["retrain_train_seconds"]
+    assert "unknown method" in results["methods"]["no-such-method"]["error"]
+    if "error" not in sup:  # another engineer's method; its verdict is what matters here
+        assert sup["forget_accuracy"] < 0.05 < base["forget_accuracy"]
+        assert sup["probe_accuracy"] == base["probe_accuracy"]
+
+
+def test_cli_verify_prints_json(tiny_world):
+    proc = subprocess.run(
+        [sys.executable, "-m", "loka", "verify", "--model", str(tiny_world.retrain_dir),
+         "--preset", "tiny", "--no-retrain", "--json"],
+        capture_output=True, text=True, timeout=300, env={**os.environ},
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["privleak"] is None and report["privleak_reason"]
+    assert 0.0 <= report["forget_accuracy"] <= 1.0
