@@ -41,6 +41,19 @@ ContrastFormula = Literal["difference", "ratio"]
 FORMULAS: tuple[ContrastFormula, ...] = ("difference", "ratio")
 FORMAT = "loka.attribution.ranking"
 VERSION = 1
+MAX_FILE_BYTES = 256 * 1024 * 1024  # a ranking of a 70B model is ~100 MB; anything larger is not one
+_STR_FIELDS = ("formula", "method", "model_id", "forget_hash", "retain_hash", "forget_metric",
+               "retain_metric")
+
+
+def _finite(x: Any) -> bool:
+    """A JSON number (not a bool) that is finite as a float."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
 
 
 def contrast(forget: Float[Tensor, " n"], retain: Float[Tensor, " n"], formula: ContrastFormula,
@@ -146,10 +159,14 @@ class Ranking:
         """Read a ranking written by ``to_json``; ``ValueError`` naming what is wrong otherwise."""
         path = Path(path)
         try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise ValueError(f"{path} is over the {MAX_FILE_BYTES}-byte limit for a ranking file")
             data = json.loads(path.read_text())
         except FileNotFoundError:
             raise FileNotFoundError(f"no ranking file at {path}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        except (UnicodeDecodeError, RecursionError) as err:  # e.g. 100k nested brackets
+            raise ValueError(f"{path} is not valid JSON: {type(err).__name__}") from None
+        except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not valid JSON: {err}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{path} is not a ranking file (expected format {FORMAT!r})")
@@ -160,6 +177,18 @@ class Ranking:
         if missing:
             raise ValueError(f"{path}: ranking file lacks {sorted(missing)}")
         kwargs = {k: data[k] for k in wanted if k in data}
+        wrong = [k for k in _STR_FIELDS if not isinstance(kwargs[k], str)]
+        wrong += [k for k in ("components", "forget_scores", "retain_scores")
+                  if not isinstance(kwargs[k], list)]
+        wrong += [k for k in ("forward_passes", "backward_passes")
+                  if not isinstance(kwargs[k], int) or isinstance(kwargs[k], bool)]
+        wrong += [k for k in ("weight", "seconds", "eps") if k in kwargs and not _finite(kwargs[k])]
+        wrong += [k for k in ("forget_scores", "retain_scores")
+                  if isinstance(kwargs[k], list) and not all(map(_finite, kwargs[k]))]
+        wrong += [k for k in ("ablation",) if kwargs[k] is not None and not isinstance(kwargs[k], str)]
+        wrong += [k for k in ("options",) if k in kwargs and not isinstance(kwargs[k], dict)]
+        if wrong:
+            raise ValueError(f"{path}: malformed ranking: wrong type for {sorted(wrong)}")
         try:
             kwargs["components"] = tuple(Component.parse(c) for c in kwargs["components"])
             for name in ("forget_scores", "retain_scores"):
@@ -171,7 +200,7 @@ class Ranking:
                 if name in kwargs:
                     kwargs[name] = float(kwargs[name])
             ranking = cls(**kwargs)
-        except (TypeError, ValueError, AttributeError) as err:
+        except (TypeError, ValueError, AttributeError, OverflowError) as err:
             raise ValueError(f"{path}: malformed ranking: {err}") from None
         return ranking
 

@@ -38,3 +38,19 @@ def tiny_world():
     from loka.world.build import load_world
 
     return load_world("tiny", progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tiny_world, tmp_path_factory):
+    """`loka demo` on the tiny world with every method, once per session (the demo and notebook
+    tests read it). Shortened to keep it to minutes: the pipeline is under test here, not how
+    well each method forgets (that is `make test-slow` and `make demo`)."""
+    from loka.demo import run_demo
+    from loka.verify.measure import VerifySettings
+
+    quick = {m: {"epochs": 3} for m in ("gradient_ascent", "grad_diff", "npo", "task_vector",
+                                         "counterexample")}
+    quick |= {"loka": {"max_rounds": 3}, "loka-ft": {"steps": 30}}
+    return run_demo("tiny", tmp_path_factory.mktemp("tiny-demo"), progress=False, settings=quick,
+                    verify_settings=VerifySettings(relearn_steps=10, relearn_eval_every=5),
+                    command="loka demo --preset tiny")

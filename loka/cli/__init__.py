@@ -14,7 +14,8 @@ from collections.abc import Callable
 from loka.errors import LokaError
 
 # Each module exposes ``register(subparsers)`` and sets ``func`` on its parsers.
-_COMMAND_MODULES = ("loka.cli.world", "loka.cli.verify")
+_COMMAND_MODULES = ("loka.cli.world", "loka.cli.verify", "loka.cli.demo", "loka.cli.attribute", "loka.cli.unlearn",
+                    "loka.cli.sequential")
 
 
 def build_parser() -> argparse.ArgumentParser:

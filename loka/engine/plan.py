@@ -24,6 +24,7 @@ from loka.engine.errors import PlanError
 AblationMode = Literal["zero", "mean", "rescale"]
 MODES: tuple[str, ...] = get_args(AblationMode)
 FORMAT_VERSION = 1
+MAX_JSON_CHARS = 64 * 1024 * 1024  # a plan for every component of a 70B model is far smaller
 
 
 @dataclass(frozen=True)
@@ -151,10 +152,16 @@ class AblationPlan:
     @classmethod
     def from_json(cls, text: str) -> AblationPlan:
         """Parse `to_json` output; anything malformed raises `PlanError` saying what."""
+        if not isinstance(text, str):
+            raise PlanError(f"an ablation plan is JSON text, got {type(text).__name__}")
+        if len(text) > MAX_JSON_CHARS:
+            raise PlanError(f"ablation plan is {len(text)} characters (limit {MAX_JSON_CHARS})")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise PlanError(f"ablation plan is not valid JSON: {e}") from None
+        except (ValueError, RecursionError) as e:  # an over-long integer; 100k nested brackets
+            raise PlanError(f"ablation plan is not valid JSON ({type(e).__name__})") from None
         return cls.from_dict(data)
 
     @classmethod
@@ -209,7 +216,10 @@ def _expect(value: Any, kind: type, what: str) -> Any:
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PlanError(f"{what} must be a number, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer too large for a float
+        raise PlanError(f"{what} is out of range: {str(value)[:20]}...") from None
 
 
 def mean_activations(

@@ -21,6 +21,7 @@ from typing import Any
 from loka.engine.adapters import hf_model, hf_state_dict
 from loka.engine.errors import CheckpointWriteError
 from loka.engine.plan import AblationPlan
+from loka.engine.stale import recover, temp_prefix
 
 MANIFEST = "loka_manifest.json"
 _VERSIONED = ("loka", "torch", "transformers", "transformer-lens", "safetensors", "tokenizers")
@@ -105,12 +106,13 @@ def save_checkpoint(
     model = hf_model(bridge)
     source_str = str(source) if source is not None else getattr(model, "name_or_path", None) or None
     target = Path(out_dir).expanduser().resolve()
+    recover(target)  # a writer killed earlier: restore what it moved aside, drop its leftovers
     _check_target(target, Path(source_str) if source_str else None, overwrite)
     tokenizer = tokenizer if tokenizer is not None else getattr(bridge, "tokenizer", None)
     info = build_manifest(bridge, plans, source_str, metrics)  # hashes the source before writing
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target, "tmp"), dir=target.parent))
     except OSError as e:
         raise CheckpointWriteError(f"cannot write a checkpoint at {target}: {e.strerror or e}") from None
     try:
@@ -137,7 +139,7 @@ def _move_into_place(tmp: Path, target: Path) -> None:
         return
     # os.replace cannot replace a non-empty directory: move the old one aside first, so a crash
     # leaves either the old checkpoint or the new one under its name, never a mixture.
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    old = Path(tempfile.mkdtemp(prefix=temp_prefix(target, "old"), dir=target.parent))
     os.replace(target, old / "ckpt")
     try:
         os.replace(tmp, target)

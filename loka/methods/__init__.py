@@ -15,7 +15,8 @@ from loka.data import FactRecord
 from loka.methods.base import UnlearnResult, UnlearnTask, get_method, method_names, register
 
 # Method modules register themselves on import; one line per module.
-_METHOD_MODULES: tuple[str, ...] = ()
+_METHOD_MODULES: tuple[str, ...] = ("loka.methods.localized",
+                                   "loka.methods.baselines")
 
 __all__ = ["UnlearnResult", "UnlearnTask", "get_method", "method_names", "register", "task_from_world",
            "unlearn"]

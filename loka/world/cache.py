@@ -105,6 +105,8 @@ def _ensure_locked(directory: Path, build: Callable[[Path], dict], what: str) ->
             return read_meta(directory)
         warnings.warn(f"cache entry {directory} ({what}) is unusable: {problem}; rebuilding it", stacklevel=2)
         shutil.rmtree(directory, ignore_errors=True)
+    for stale in directory.parent.glob(f".{directory.name}.tmp-*"):  # a killed builder's: we
+        shutil.rmtree(stale, ignore_errors=True)                      # hold the lock, none is live
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
     try:
         meta = build(tmp)

@@ -78,6 +78,13 @@ PRESETS: dict[str, WorldSpec] = {
         model=ModelSpec(n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=128, vocab_size=1536),
         train=TrainSpec(epochs=100, batch_rows=4, lr=4e-3),
     ),
+    # The default world's people and recipe on a deeper, wider model (about 5.8M parameters,
+    # 4.4x the default's): for `bench.scale`. Untuned; training it takes about an hour on 2 CPU
+    # cores, so the benchmark uses a random-init model of this shape unless it is cached.
+    "large": WorldSpec(
+        preset="large",
+        model=ModelSpec(n_layers=6, d_model=256, n_heads=8, d_mlp=1024, n_ctx=128, vocab_size=2048),
+    ),
 }
 
 

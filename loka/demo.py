@@ -1,0 +1,133 @@
+"""`run_demo`: the whole pipeline in one call — attribute, edit (every method), verify, report.
+
+On a world (``preset``): build or load it, rank the base model's components with attribution
+patching (forget vs retain-train facts), run and verify every method with `compare` (retrain is
+the gold standard), then draw the figures and write ``report.html`` / ``report.md``. On user data
+(``model`` + ``forget`` + ``retain`` [+ ``holdout``]): the same, with no retrain model.
+
+Example:
+    >>> out = run_demo("tiny", "loka-demo-tiny", methods=["base", "retrain", "loka-ft"])
+    >>> out.paths["html"], out.results["methods"]["loka-ft"]["forget_accuracy"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from attribution import Ranking, rank, tokenize_facts
+from loka.errors import LokaError
+from loka.verify.measure import VerifySettings
+
+
+@dataclass(frozen=True)
+class DemoOutput:
+    """What a demo wrote: its directory, the results, the ranking and every file by name."""
+
+    out: Path
+    results: dict[str, Any]
+    ranking: Ranking | None  # None only for a report redrawn without attribution
+    paths: dict[str, Path]
+    seconds: float
+
+
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold cyan]loka demo[/] {text}")
+
+
+def check_methods(methods: Sequence[str] | None, user_data: bool) -> list[str] | None:
+    """Refuse unknown method names (and ``retrain`` on user data) before any work is done."""
+    if methods is None:
+        return None
+    from loka.methods import _load_registry, method_names
+
+    _load_registry()
+    known = {"base", "retrain", *method_names()}
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise LokaError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(sorted(known))}")
+    if user_data and "retrain" in methods:
+        raise LokaError("no retrain model for user data: drop 'retrain' from --methods")
+    if not methods:
+        raise LokaError("--methods is empty")
+    return list(dict.fromkeys(methods))
+
+
+def attribute(model: str | Path, forget: Sequence[Any], retain: Sequence[Any]) -> Ranking:
+    """Attribution-patching ranking of every neuron and head of ``model``: forget vs retain facts."""
+    from loka.models import load_bridge
+
+    bridge = load_bridge(model)
+    try:
+        batches = [tokenize_facts(bridge.tokenizer, [f.prompt for f in facts],
+                                  [f.answer for f in facts], max_len=bridge.cfg.n_ctx)
+                   for facts in (forget, retain)]
+    except ValueError as exc:
+        raise LokaError(f"cannot tokenise the facts for attribution: {exc}") from None
+    ranking = rank(bridge, *batches, method="atp", batch_size=64)
+    del bridge
+    gc.collect()
+    return ranking
+
+
+def _prepare_out(out: str | Path) -> Path:
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise LokaError(f"--out {path} is a file; give a directory for the report")
+    (path / "figures").mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run_demo(preset: str | None = "default", out: str | Path = "loka-demo",
+             methods: Sequence[str] | None = None, *, model: str | Path | None = None,
+             forget: str | Path | None = None, retain: str | Path | None = None,
+             holdout: str | Path | None = None, settings: dict[str, dict[str, Any]] | None = None,
+             verify_settings: VerifySettings | None = None, progress: bool = True,
+             command: str | None = None) -> DemoOutput:
+    """Attribute, run every method, verify, report (module docstring); returns what it wrote."""
+    from loka.report import write_report
+
+    t0 = time.perf_counter()
+    user = model is not None
+    if user and (forget is None or retain is None):
+        raise LokaError("user data needs --model, --forget and --retain (and optionally --holdout)")
+    if not user and (forget or retain or holdout):
+        raise LokaError("--forget/--retain/--holdout need --model (your model to unlearn from)")
+    names = check_methods(methods, user)
+    common = {"settings": settings, "verify_settings": verify_settings, "progress": progress}
+    if user:
+        from loka.verify.user_data import compare_user, user_data
+
+        data, task = user_data(model, forget, retain, holdout)  # type: ignore[arg-type]
+        path = _prepare_out(out)
+        _say(progress, f"[1/4] read your data: {len(task.forget)} forget facts; model {model}")
+        _say(progress, "[2/4] attribution patching: forget vs retain facts")
+        ranking = attribute(model, task.forget, task.retain)
+        ranking.to_json(path / "ranking.json")
+        _say(progress, "[3/4] running and verifying every method (no retrain model)")
+        results = compare_user(model, data, task, names, out=path / "results.json", **common)
+    else:
+        from loka.verify.compare import compare
+        from loka.world.build import load_world
+        from loka.world.spec import get_spec
+
+        get_spec(preset or "default")  # an unknown preset fails before anything is written
+        path = _prepare_out(out)
+        _say(progress, f"[1/4] world {preset}: building or loading base and retrain models")
+        art = load_world(preset or "default", progress=progress)
+        _say(progress, "[2/4] attribution patching of the base model: forget vs retain-train facts")
+        ranking = attribute(art.base_dir, art.world.facts("forget"), art.world.facts("retain_train"))
+        ranking.to_json(path / "ranking.json")
+        _say(progress, "[3/4] running and verifying every method against the retrain model")
+        results = compare(art, names, out=path / "results.json", **common)
+    _say(progress, "[4/4] drawing figures and writing the report")
+    paths = write_report(results, path, ranking, command)
+    paths["results"], paths["ranking"] = path / "results.json", path / "ranking.json"
+    return DemoOutput(path, results, ranking, paths, time.perf_counter() - t0)

@@ -1,0 +1,141 @@
+"""`loka`: iterative ablation — ablate the top few attributed components, re-rank, repeat.
+
+Each round ranks every component on the *edited* model (so redundant backups that take over
+once a component is gone can be found next), commits the ``per_round`` best-contrast
+components not yet chosen (``zero`` or ``mean`` mode) through the engine, and measures
+first-token accuracy on the forget and retain facts. It stops when forget accuracy reaches
+``forget_target``, when ``max_components`` are chosen, or when retain accuracy has dropped more
+than ``retain_budget`` below its start (that last round is undone). The rounds are then undone
+and their union committed as one `AblationPlan` — the plan the result carries — whose edit is
+the same as the rounds' (each component's edit only reads its own slices).
+
+Example:
+    >>> result = unlearn(art.base_dir, task, method="loka", mode="mean", per_round=16)  # doctest: +SKIP
+    >>> [(r["round"], r["forget_accuracy"]) for r in result.log]                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from attribution.components import ModelShape
+from attribution.data import FactBatch
+from loka.engine import AblationPlan, EditSession, Provenance, commit, mean_activations
+from loka.methods.base import UnlearnResult, UnlearnTask, register
+from loka.methods.localized.common import (
+    SettingsError,
+    accuracy,
+    analysis_bridge,
+    check_number,
+    copy_weights_back,
+    fact_batches,
+    forward,
+    parse_kinds,
+)
+from loka.methods.localized.ranking import check_ranker, rank_on
+
+
+@torch.inference_mode()
+def batch_accuracy(model: Any, batch: FactBatch, chunk: int = 256) -> float:
+    """First-token accuracy over a (possibly large) fact batch, ``chunk`` rows per pass."""
+    hits = sum(accuracy(forward(model, part), part) * len(part) for part in batch.chunks(chunk))
+    return hits / len(batch)
+
+
+def _plan(bridge: Any, components: list, mode: str, retain: FactBatch, means: list) -> AblationPlan:
+    if mode == "zero":
+        return AblationPlan.zero(components)
+    new = mean_activations(bridge, retain.input_ids, retain.attention_mask, components)
+    means.extend(new)
+    return AblationPlan.mean(components, new)
+
+
+@register("loka")
+def loka_ablate(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0,
+                progress: bool = True, mode: str = "zero", per_round: int = 16,
+                max_components: int = 512, max_rounds: int = 64, kinds: str = "neuron,head",
+                ranking_method: str = "atp", weight: float = 1.0, forget_target: float = 0.05,
+                retain_budget: float = 0.05, retain_sample: int = 1024) -> UnlearnResult:
+    """Iterative attributed ablation (module docstring); the final plan is in ``result.plan``."""
+    t0 = time.perf_counter()
+    if mode not in ("zero", "mean"):
+        raise SettingsError(f"mode must be 'zero' or 'mean', got {mode!r}")
+    check_ranker(ranking_method)
+    for name, value in (("per_round", per_round), ("max_rounds", max_rounds),
+                        ("max_components", max_components), ("retain_sample", retain_sample)):
+        check_number(name, value, 1, integer=True)
+    for name, value in (("forget_target", forget_target), ("retain_budget", retain_budget)):
+        check_number(name, value, 0, 1)
+    check_number("weight", weight, 0)
+    kind_tuple = parse_kinds(kinds)
+    forget, retain = fact_batches(tokenizer, task, seed=seed)
+    retain = retain[: min(retain_sample, len(retain))]  # a random sample: retain was shuffled
+    bridge = analysis_bridge(hf_model, tokenizer)
+    session = EditSession(bridge)
+    start_f, start_r = batch_accuracy(bridge, forget), batch_accuracy(bridge, retain)
+    log = [{"round": 0, "components": 0, "forget_accuracy": start_f, "retain_accuracy": start_r}]
+    chosen: list = []
+    excluded: set = set()  # components that alone broke the retain budget
+    means: list = []
+    fwd = bwd = 0
+    size, stopped, ranking = per_round, "max_rounds", None
+    for round_no in range(1, max_rounds + 1):
+        if log[-1]["forget_accuracy"] <= forget_target or len(chosen) >= max_components:
+            stopped = "target" if log[-1]["forget_accuracy"] <= forget_target else "max_components"
+            break
+        if ranking is None:  # re-rank on the edited model (kept after a rejected round)
+            ranking = rank_on(bridge, forget, retain, ranking_method=ranking_method,
+                              ablation=mode, kinds=kind_tuple, weight=weight)
+            fwd, bwd = fwd + ranking.forward_passes, bwd + ranking.backward_passes
+        score = dict(zip(ranking.components, ranking.contrast_scores.tolist(), strict=True))
+        skip = set(chosen) | excluded
+        new = [c for c in ranking.top(len(ranking), kind_tuple) if c not in skip and score[c] > 0]
+        new = new[: min(size, max_components - len(chosen))]
+        if not new:
+            stopped = "no_positive_contrast"
+            break
+        n_means = len(means)
+        session.commit(_plan(bridge, new, mode, retain, means))
+        f, r = batch_accuracy(bridge, forget), batch_accuracy(bridge, retain)
+        entry = {"round": round_no, "components": len(chosen) + len(new), "forget_accuracy": f,
+                 "retain_accuracy": r, "ranking_seconds": round(ranking.seconds, 3)}
+        if start_r - r > retain_budget:
+            # Too much damage: undo, then retry with half as many (a lone culprit is excluded).
+            session.undo_last()
+            del means[n_means:]
+            log.append(entry | {"rejected": len(new)})
+            if len(new) == 1:
+                excluded.add(new[0])
+            size = max(1, len(new) // 2)
+            continue
+        chosen += new
+        log.append(entry)
+        ranking = None
+    accepted = [e for e in log if "rejected" not in e]
+    session.undo_all()
+    result = UnlearnResult(
+        method="loka", model=hf_model, tokenizer=tokenizer,
+        settings={"mode": mode, "per_round": per_round, "max_components": max_components,
+                  "max_rounds": max_rounds, "kinds": ",".join(kind_tuple),
+                  "ranking_method": ranking_method, "weight": weight,
+                  "forget_target": forget_target, "retain_budget": retain_budget,
+                  "retain_sample": len(retain)},
+        seconds=0.0, params_changed=0, steps=len(log) - 1, forward_passes=fwd, backward_passes=bwd,
+        log=log, notes=[f"stopped: {stopped} after {len(chosen)} components; forget accuracy "
+                        f"{accepted[-1]['forget_accuracy']:.3f}, retain {accepted[-1]['retain_accuracy']:.3f}"
+                        f" (start {start_f:.3f}, {start_r:.3f}); {len(excluded)} excluded"])
+    if chosen:
+        plan = AblationPlan(tuple(chosen), mode, means=tuple(means) if mode == "mean" else None,
+                            shape=ModelShape.of(bridge),
+                            provenance=Provenance(ranking_method=ranking_method,
+                                                  model_id=str(bridge.cfg.model_name),
+                                                  data_hash=forget.hash,
+                                                  extra={"rounds": len(log) - 1, "stopped": stopped}))
+        journal = commit(bridge, plan)
+        copy_weights_back(bridge, hf_model)
+        result.plan, result.params_changed = plan.to_dict(), journal.n_changed()
+    result.seconds = time.perf_counter() - t0
+    return result

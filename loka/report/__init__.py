@@ -1,0 +1,43 @@
+"""Reports for people: figures, Markdown and one self-contained HTML file from ``results.json``.
+
+Example:
+    >>> paths = write_report(json.load(open("loka-demo/results.json")), "loka-demo",
+    ...                      ranking=Ranking.from_json("loka-demo/ranking.json"))   # doctest: +SKIP
+    >>> paths["html"]                                                               # doctest: +SKIP
+    PosixPath('loka-demo/report.html')
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from attribution.ranking import Ranking
+from loka.report.content import build_report
+from loka.report.figures import attribution_figures, comparison_figures
+from loka.report.html import to_html
+from loka.report.markdown import to_markdown
+
+__all__ = ["write_report"]
+
+
+def write_report(results: dict[str, Any], out: str | Path, ranking: Ranking | None = None,
+                 command: str | None = None) -> dict[str, Path]:
+    """Draw ``out/figures/*.png`` and write ``out/report.md`` and ``out/report.html``.
+
+    ``ranking`` (the base model's attribution) adds the attribution section; without it the
+    report covers the method comparison only. Returns the paths written, by name.
+    """
+    out = Path(out)
+    figdir = out / "figures"
+    figures = comparison_figures(results, figdir)
+    ranking_json = None
+    if ranking is not None:
+        figures = attribution_figures(ranking, figdir) | figures
+        ranking_json = json.loads(ranking.to_json(out / "ranking.json").read_text())
+    report = build_report(results, figures, ranking_json, command)
+    md, page = out / "report.md", out / "report.html"
+    md.write_text(to_markdown(report), encoding="utf-8")
+    page.write_text(to_html(report, out), encoding="utf-8")
+    return {"markdown": md, "html": page} | {f"figure:{k}": v for k, v in figures.items()}

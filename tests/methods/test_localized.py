@@ -1,0 +1,112 @@
+"""LOKA's localized methods: only owned weights move, plans commit as previewed, and knowledge goes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from attribution.components import Component
+from loka.data import FactRecord
+from loka.engine import AblationPlan, commit, preview
+from loka.evaluate import first_token_accuracy
+from loka.methods import UnlearnTask, task_from_world, unlearn
+from loka.methods.localized.common import SettingsError, analysis_bridge
+from loka.methods.localized.params import ParamMask
+from loka.models import load_hf
+
+FORGET = [FactRecord("Mira Coltan was born in", "Velmora"),
+          FactRecord("Osric Pell works as a", "glassblower")]
+RETAIN = [FactRecord("The silver lantern drifted over the", "quiet harbour"),
+          FactRecord("Osric Pell works at", "Harrow Mills")]
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _logits(model, tokens: torch.Tensor) -> torch.Tensor:
+    out = model(tokens)
+    return out if isinstance(out, torch.Tensor) else out.logits
+
+
+@pytest.mark.parametrize("arch", ["gpt_neox", "gpt2", "llama"])
+def test_loka_ft_changes_only_the_owned_weights(arch, random_checkpoints):
+    model, tok = load_hf(random_checkpoints[arch])
+    before = _state(model)
+    result = unlearn((model, tok), UnlearnTask(tuple(FORGET), tuple(RETAIN)), "loka-ft", k=6,
+                     steps=3, lr=1e-2, forget_target=None, progress=False)
+    components = [Component.parse(c) for c in result.settings["components"]]
+    mask = ParamMask.of(model, components)
+    changed = 0
+    for name, value in model.state_dict().items():
+        diff = value != before[name]
+        if name in mask.masks:
+            assert not diff[~mask.masks[name]].any(), f"{name}: an unowned entry moved"
+        else:
+            assert not diff.any(), f"{name} is owned by no chosen component but changed"
+        changed += int(diff.sum())
+    assert result.params_changed == changed > 0
+    assert changed <= mask.n_trainable < mask.n_total / 4
+    assert not result.diverged and all(p.requires_grad for p in model.parameters())
+
+
+def test_loka_ft_forgets_on_tiny_and_keeps_the_retain_set(tiny_world):
+    model, tok = load_hf(tiny_world.base_dir)
+    world = tiny_world.world
+    result = unlearn((model, tok), task_from_world(tiny_world), "loka-ft", k=64, kinds="neuron",
+                     lr=3e-3, steps=40, forget_target=0.25, progress=False)
+    forget = first_token_accuracy(model, tok, world.facts("forget"))
+    assert forget <= 0.25 < tiny_world.info()["base"]["forget_accuracy"] - 0.5
+    # The set the method protects stays known; retain-eval people (never shown to the method)
+    # are damaged on this 2-layer model — measured and reported, not hidden (see the report).
+    assert first_token_accuracy(model, tok, world.facts("retain_train")) >= 0.9
+    assert result.params_changed < result.settings["n_params"] / 10
+
+
+def test_loka_ablation_commits_its_preview_and_undoes(tiny_world):
+    model, tok = load_hf(tiny_world.base_dir)
+    base = analysis_bridge(model, tok)  # a pristine copy to compare against
+    original = _state(base.original_model)
+    result = unlearn((model, tok), task_from_world(tiny_world), "loka", mode="mean", per_round=4,
+                     max_components=8, max_rounds=2, kinds="neuron", progress=False)
+    plan = AblationPlan.from_dict(result.plan)
+    assert plan.mode == "mean" and 0 < len(plan.components) <= 8
+    assert result.log[0]["round"] == 0 and len(result.log) >= 2 and result.params_changed > 0
+    tokens = torch.tensor([tok("Brie Mekmek was born in Thornwick")["input_ids"]])
+    with preview(base, plan):
+        previewed = base(tokens)
+    assert (previewed - _logits(model, tokens)).abs().max() <= 1e-4
+    journal = commit(base, plan)
+    assert (base(tokens) - previewed).abs().max() <= 1e-4
+    journal.undo()
+    after = base.original_model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in original.items())
+
+
+def test_loka_mask_commits_a_rescale_plan(tiny_world):
+    model, tok = load_hf(tiny_world.base_dir)
+    base = analysis_bridge(model, tok)
+    result = unlearn((model, tok), task_from_world(tiny_world), "loka-mask", k=16, steps=4,
+                     lr=0.5, round_tol=0.01, forget_target=None, progress=False)
+    plan = AblationPlan.from_dict(result.plan)
+    assert plan.mode == "rescale" and isinstance(plan.factor, tuple)
+    assert all(abs(1 - f) >= 0.01 and math.isfinite(f) for f in plan.factor)
+    tokens = torch.tensor([tok("Brie Mekmek was born in Thornwick")["input_ids"]])
+    with preview(base, plan):
+        assert (base(tokens) - _logits(model, tokens)).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize(("method", "settings"), [
+    ("loka-ft", {"k": 0}), ("loka-ft", {"lr": float("nan")}), ("loka-ft", {"kinds": "layer"}),
+    ("loka", {"mode": "rescale"}), ("loka", {"retain_budget": 2.0}),
+    ("loka-mask", {"ranking_method": "magic"}),
+])
+def test_bad_settings_are_refused_before_any_edit(method, settings, neox_dir):
+    model, tok = load_hf(neox_dir)
+    before = _state(model)
+    with pytest.raises(SettingsError):
+        unlearn((model, tok), UnlearnTask(tuple(FORGET), tuple(RETAIN)), method, progress=False,
+                **settings)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -1,0 +1,103 @@
+"""``loka attribute``, ``loka ablate``, ``loka unlearn``: files written, checkpoints reload, bad input is one line."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from typing import NamedTuple
+
+import pytest
+
+from loka.cli import main
+from loka.engine import MANIFEST, sha256_of_checkpoint
+
+
+class Proc(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _subprocess(*args) -> Proc:
+    """The real command line (slow to start: used for a few cases only)."""
+    proc = subprocess.run([sys.executable, "-m", "loka", *args], capture_output=True, text=True,
+                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}, timeout=300)
+    return Proc(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _loka(*args) -> Proc:
+    """``loka ARGS`` in this process (same `main`, same error handling, no interpreter start)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return Proc(code, out.getvalue(), err.getvalue())
+
+
+def _one_line_error(proc: Proc, needle: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("loka: error:")]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+@pytest.fixture(scope="module")
+def ranking(tiny_world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("attr")
+    proc = _loka("attribute", "--preset", "tiny", "--method", "atp", "--out", str(out / "r.json"),
+                 "--heatmap", str(out / "h.png"))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_attribute_writes_ranking_and_heatmaps(ranking):
+    from attribution import Ranking
+
+    assert len(Ranking.from_json(ranking / "r.json")) > 0
+    for name in ("h.png", "h_neurons.png"):
+        assert (ranking / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ablate_and_unlearn_write_checkpoints_that_reload(ranking, tiny_world, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    proc = _loka("ablate", "--preset", "tiny", "--ranking", str(ranking / "r.json"), "--top", "8",
+                 "--kinds", "neuron", "--out", str(tmp_path / "ablated"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "ablated" / MANIFEST).read_text())["plans"][0]["mode"] == "zero"
+    proc = _loka("unlearn", "--method", "loka-ft", "--preset", "tiny", "--out", str(tmp_path / "ft"),
+                 "--set", "k=16", "--set", "steps=3", "--set", "forget_target=null", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["params_changed"] > 0
+    AutoModelForCausalLM.from_pretrained(tmp_path / "ft")
+    assert (tmp_path / "ft" / MANIFEST).is_file()
+
+
+def test_bad_inputs_are_one_line_errors_and_leave_the_source_alone(ranking, tiny_world, tmp_path):
+    base = tiny_world.base_dir
+    digest = sha256_of_checkpoint(base)
+    r = str(ranking / "r.json")
+    out = str(tmp_path / "o")
+    _one_line_error(_subprocess("unlearn", "--method", "nope", "--preset", "tiny", "--out", out),
+                    "unknown method")
+    _one_line_error(_loka("unlearn", "--method", "loka-ft", "--preset", "tiny", "--forget",
+                          str(tmp_path / "missing.jsonl"), "--out", out), "no such file")
+    _one_line_error(_loka("unlearn", "--method", "loka-ft", "--preset", "tiny", "--out", out,
+                          "--set", "k=0"), "setting k")
+    _one_line_error(_loka("unlearn", "--method", "loka-ft", "--preset", "tiny", "--out", str(base)),
+                    "source model")
+    _one_line_error(_loka("ablate", "--preset", "tiny", "--ranking", r, "--top", "0", "--out", out), "--top")
+    _one_line_error(_loka("ablate", "--preset", "tiny", "--ranking", r, "--top", "4", "--mode", "rescale",
+                          "--factor", "nan", "--out", out), "finite")
+    _one_line_error(_subprocess("ablate", "--preset", "tiny", "--ranking", r, "--top", "4",
+                                "--out", str(base / "inside")), "source model")
+    data = json.loads((ranking / "r.json").read_text())
+    data["components"][0] = "L9.N0"  # a ranking from a deeper model
+    data["contrast_scores"][0] = data["forget_scores"][0] = 1e6
+    (tmp_path / "other.json").write_text(json.dumps(data))
+    _one_line_error(_loka("ablate", "--preset", "tiny", "--ranking", str(tmp_path / "other.json"),
+                          "--top", "4", "--out", out), "out of range")
+    assert sha256_of_checkpoint(base) == digest and not (tmp_path / "o").exists()

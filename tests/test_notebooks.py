@@ -1,0 +1,40 @@
+"""Every notebook runs top to bottom on the tiny world (nbclient), and is committed without outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_the_three_notebooks_are_there():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_without_outputs(path):
+    book = nbformat.read(path, as_version=4)
+    for cell in book.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{path.name}: clear outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_top_to_bottom(path, tiny_world, tmp_path, monkeypatch, request):
+    """The tiny world is built first (fixture), so each notebook only reads the cache; the
+    comparison notebook reads the session's tiny demo instead of running the methods again."""
+    book = nbformat.read(path, as_version=4)
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    if path.name.startswith("03"):
+        demo = request.getfixturevalue("tiny_demo")
+        monkeypatch.setenv("LOKA_RESULTS", str(demo.out / "results.json"))
+    client = NotebookClient(book, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError naming the failing cell
+    errors = [o for c in book.cells if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "error"]
+    assert not errors
