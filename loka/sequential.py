@@ -8,9 +8,9 @@ untouched base) first-token accuracy is measured on *every* batch — requested 
 stay forgotten, and not-yet-requested ones (collateral) — and on the retain-eval facts, which
 no method ever sees.
 
-A method *decays* when a batch forgotten earlier comes back (its accuracy at the last step is
+A method *decays* when a batch forgotten earlier comes back (its accuracy at any later step is
 more than ``tolerance`` above its accuracy right after its own request) or when retain-eval
-accuracy falls more than ``tolerance`` below the base model's.
+accuracy at the last step is more than ``tolerance`` below the base model's.
 
 Example:
     >>> art = load_world("tiny")                                              # doctest: +SKIP
@@ -56,8 +56,9 @@ class MethodRun:
     def decay(self, tolerance: float = 0.1) -> dict[str, Any]:
         """How far earlier-forgotten batches came back, and how far retain-eval fell."""
         k, last = len(self.steps) - 1, self.steps[-1]
-        rebound = [round(last.forget_accuracy[j] - self.steps[j + 1].forget_accuracy[j], 4)
-                   for j in range(k)]
+        # Peak, not final: a batch that came back at step 3 and sank again still came back.
+        rebound = [round(max(s.forget_accuracy[j] for s in self.steps[j + 1:])
+                         - self.steps[j + 1].forget_accuracy[j], 4) for j in range(k)]
         retain_drop = round(self.steps[0].retain_eval_accuracy - last.retain_eval_accuracy, 4)
         worst = max(rebound[:-1], default=0.0)
         return {"rebound": rebound, "max_rebound": worst, "retain_drop": retain_drop,
