@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings as _hypothesis_settings
 
 from tests.helpers import make_random_checkpoint
+
+# Property tests explore a fixed sequence of examples, so `make test` and CI are repeatable;
+# set LOKA_HYPOTHESIS_RANDOM=1 to explore new ones.
+_hypothesis_settings.register_profile("loka", derandomize=not os.environ.get("LOKA_HYPOTHESIS_RANDOM"),
+                                      deadline=None)
+_hypothesis_settings.load_profile("loka")
 
 
 @pytest.fixture(autouse=True)

@@ -92,6 +92,17 @@ def _finite(x) -> bool:
     return not isinstance(x, bool) and isinstance(x, int | float) and abs(x) < 1e300 and math.isfinite(x)
 
 
+def _fits_float32(x) -> bool:
+    """The loader keeps scores as float32: valid iff the value stays finite in that type."""
+    import warnings
+
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return bool(np.isfinite(np.float32(x)))
+
+
 def _still_valid(text: str) -> bool:
     """Oracle: does a mutation happen to leave a well-formed ranking (e.g. seconds=3)?"""
     try:
@@ -104,7 +115,7 @@ def _still_valid(text: str) -> bool:
     return (set(d) == set(_valid_ranking()) and d["format"] == "loka.attribution.ranking"
             and d["version"] == 1 and len(set(comps)) == len(comps) == 3
             and all(isinstance(d[k], list) and len(d[k]) == 3  # float32 scores
-                    and all(_finite(x) and abs(x) < 3.4e38 for x in d[k])
+                    and all(_finite(x) and _fits_float32(x) for x in d[k])
                     for k in ("forget_scores", "retain_scores"))
             and all(isinstance(d[k], str) for k in strings) and d["formula"] in ("difference", "ratio")
             and (d["ablation"] is None or isinstance(d["ablation"], str))
