@@ -27,13 +27,14 @@ corpus's token count without the moved people (an estimate, stated as such).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from typing import Any
 
 from bench._common import Timer, finish, log, machine, parser, print_table, setup, sync
 
-SCALING_METHODS = "loka-ft,loka,grad_diff,npo"
+SCALING_METHODS = "loka-ft,task_vector"  # the cheapest optimising baseline beside LOKA
 
 
 def request(art: Any, extra_people: int) -> tuple[Any, list[Any], list[str]]:
@@ -150,6 +151,7 @@ def run(args: Any, device: str) -> dict[str, Any]:
             row["seconds"] = row["method_seconds"] = retrain["seconds"]
         row["ratio_to_retrain"] = row["seconds"] / retrain["seconds"]
         out["methods"][name] = row
+        log(f"{name}: {json.dumps(row)}")  # a partial record survives an interrupted run
     out["scaling"] = scaling(art, args, device, retrain["seconds"], out["methods"])
     return out
 
@@ -176,6 +178,7 @@ def scaling(art: Any, args: Any, device: str, retrain_seconds: float,
                                  "retain_accuracy": row["retain_accuracy"],
                                  "retrain_seconds_estimate": retrain_seconds * share,
                                  "ratio_to_retrain": row["seconds"] / (retrain_seconds * share)})
+            log(f"{name} at {scale}x: {json.dumps(curves[name][-1])}")
     return curves
 
 
