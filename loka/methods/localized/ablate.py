@@ -113,7 +113,7 @@ def loka_ablate(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int =
             continue
         chosen += new
         log.append(entry)
-        ranking = None
+        ranking, size = None, min(per_round, 2 * size)  # recover the round size after a backoff
     accepted = [e for e in log if "rejected" not in e]
     session.undo_all()
     result = UnlearnResult(
