@@ -13,7 +13,7 @@ of the knowledge in place (it is distributed and redundant), but moving only the
 weights removes it.
 
 Example:
-    >>> result = unlearn(art.base_dir, task, method="loka-ft", k=256, lr=1e-2)   # doctest: +SKIP
+    >>> result = unlearn(art.base_dir, task, method="loka-ft", k=256, lr=1e-3)   # doctest: +SKIP
     >>> result.params_changed, result.settings["n_params"]                       # doctest: +SKIP
 """
 
