@@ -79,6 +79,21 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return target
 
 
+
+def run_guarded(run: Any) -> dict[str, Any]:
+    """``run()``'s results entry, timed; a failure becomes an entry with the error (and, for an
+    unexpected one, a traceback) so one broken method never loses the others' results."""
+    started = time.perf_counter()
+    try:
+        entry = run()
+    except LokaError as exc:
+        entry = _failed(str(exc))
+    except Exception as exc:
+        entry = _failed(f"{type(exc).__name__}: {exc}")
+        entry["traceback"] = traceback.format_exc(limit=8)
+    entry["wall_seconds"] = round(time.perf_counter() - started, 2)
+    return entry
+
 def compare(artifacts: Any, methods: Sequence[str] | None = None,
             settings: dict[str, dict[str, Any]] | None = None, out: str | Path | None = "results.json",
             *, verify_settings: VerifySettings | None = None, progress: bool = True) -> dict[str, Any]:
@@ -95,17 +110,8 @@ def compare(artifacts: Any, methods: Sequence[str] | None = None,
     entries: dict[str, Any] = {}
     for name in (bar := tqdm(names, desc="compare", unit="method", disable=not progress)):
         bar.set_postfix_str(name)
-        started = time.perf_counter()
-        try:
-            entry = _run_method(name, artifacts, data, retrain, (settings or {}).get(name, {}),
-                                vs, progress).to_dict()
-        except LokaError as exc:
-            entry = _failed(str(exc))
-        except Exception as exc:  # one broken method must not lose the others' results
-            entry = _failed(f"{type(exc).__name__}: {exc}")
-            entry["traceback"] = traceback.format_exc(limit=8)
-        entry["wall_seconds"] = round(time.perf_counter() - started, 2)
-        entries[name] = entry
+        entries[name] = run_guarded(lambda name=name: _run_method(
+            name, artifacts, data, retrain, (settings or {}).get(name, {}), vs, progress).to_dict())
     results = {
         "world": artifacts.info(),
         "methods": entries,

@@ -15,14 +15,13 @@ from __future__ import annotations
 import os
 import platform
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from loka.data import FactRecord, load_facts
 from loka.errors import LokaError
-from loka.verify.compare import DEFAULT_METHODS, _failed, write_json
+from loka.verify.compare import DEFAULT_METHODS, run_guarded, write_json
 from loka.verify.data import VerifyData
 from loka.verify.measure import VerifySettings
 from loka.verify.verifier import verify
@@ -91,16 +90,8 @@ def compare_user(model: str | Path, data: VerifyData, task: Any, methods: Sequen
     for name in (bar := tqdm(list(methods or USER_METHODS), desc="compare", unit="method",
                              disable=not progress)):
         bar.set_postfix_str(name)
-        started = time.perf_counter()
-        try:
-            entry = _run(name, model, data, task, (settings or {}).get(name, {}), vs, progress)
-        except LokaError as exc:
-            entry = _failed(str(exc))
-        except Exception as exc:  # one broken method must not lose the others' results
-            entry = _failed(f"{type(exc).__name__}: {exc}")
-            entry["traceback"] = traceback.format_exc(limit=8)
-        entry["wall_seconds"] = round(time.perf_counter() - started, 2)
-        entries[name] = entry
+        entries[name] = run_guarded(
+            lambda name=name: _run(name, model, data, task, (settings or {}).get(name, {}), vs, progress))
     results = {"world": dict(data.info), "methods": entries, "verify_settings": vs.to_dict(),
                "compare_seconds": round(time.perf_counter() - t0, 2),
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
