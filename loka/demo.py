@@ -2,7 +2,8 @@
 
 On a world (``preset``): build or load it, rank the base model's components with attribution
 patching (forget vs retain-train facts), run and verify every method with `compare` (retrain is
-the gold standard), then draw the figures and write ``report.html`` / ``report.md``. On user data
+the gold standard; ``workers`` single-threaded processes, default one per core), then draw the
+figures and write ``report.html`` / ``report.md``. On user data
 (``model`` + ``forget`` + ``retain`` [+ ``holdout``]): the same, with no retrain model.
 
 Example:
@@ -90,7 +91,7 @@ def run_demo(preset: str | None = "default", out: str | Path = "loka-demo",
              forget: str | Path | None = None, retain: str | Path | None = None,
              holdout: str | Path | None = None, settings: dict[str, dict[str, Any]] | None = None,
              verify_settings: VerifySettings | None = None, progress: bool = True,
-             command: str | None = None) -> DemoOutput:
+             command: str | None = None, workers: int | None = None) -> DemoOutput:
     """Attribute, run every method, verify, report (module docstring); returns what it wrote."""
     from loka.report import write_report
 
@@ -126,7 +127,7 @@ def run_demo(preset: str | None = "default", out: str | Path = "loka-demo",
         ranking = attribute(art.base_dir, art.world.facts("forget"), art.world.facts("retain_train"))
         ranking.to_json(path / "ranking.json")
         _say(progress, "[3/4] running and verifying every method against the retrain model")
-        results = compare(art, names, out=path / "results.json", **common)
+        results = compare(art, names, out=path / "results.json", workers=workers, **common)
     _say(progress, "[4/4] drawing figures and writing the report")
     paths = write_report(results, path, ranking, command)
     paths["results"], paths["ranking"] = path / "results.json", path / "ranking.json"

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -73,7 +74,15 @@ def test_ablate_and_unlearn_write_checkpoints_that_reload(ranking, tiny_world, t
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["params_changed"] > 0
     AutoModelForCausalLM.from_pretrained(tmp_path / "ft")
-    assert (tmp_path / "ft" / MANIFEST).is_file()
+    from loka.provenance import check_provenance, read_manifest
+
+    prov = read_manifest(tmp_path / "ft")["provenance"]  # seed, world, data files' sha256
+    assert prov["seed"] == 0 and prov["world"]["preset"] == "tiny"
+    assert {Path(f["path"]).name for f in prov["data_files"]} == {
+        tiny_world.facts_file("forget").name, tiny_world.facts_file("retain_train").name}
+    ablated = read_manifest(tmp_path / "ablated")["provenance"]
+    assert [Path(f["path"]).name for f in ablated["data_files"]] == ["r.json"]
+    assert check_provenance(tmp_path / "ft") == check_provenance(tmp_path / "ablated") == []
 
 
 def test_bad_inputs_are_one_line_errors_and_leave_the_source_alone(ranking, tiny_world, tmp_path):

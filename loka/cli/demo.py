@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--retain", default=None, help="JSONL facts to keep (with --model)")
     d.add_argument("--holdout", default=None,
                    help="JSONL facts the model never saw (with --model; needed for membership inference)")
+    d.add_argument("--workers", type=int, default=None,
+                   help="processes running methods side by side on a world (default: one per core, "
+                        "at most 4; 1 = one after another)")
     d.set_defaults(func=_demo)
 
 
@@ -46,6 +49,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise LokaError("--preset picks a world; with --model your files are the data: give one or the other")
     command = "loka demo " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["demo"] else sys.argv[1:])
     demo = run_demo(args.preset or "default", args.out, _methods(args.methods), model=args.model,
-                    forget=args.forget, retain=args.retain, holdout=args.holdout, command=command)
+                    forget=args.forget, retain=args.retain, holdout=args.holdout, command=command,
+                    workers=args.workers)
     print_summary(demo.results, demo.paths["html"], demo.seconds)
     return 0

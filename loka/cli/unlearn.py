@@ -79,6 +79,10 @@ def _ablate(args: argparse.Namespace) -> int:
     journal = commit(bridge, plan)  # checks the plan fits this model before touching anything
     metrics = {"params_changed": journal.n_changed(), "components": len(components)}
     path = save_checkpoint(bridge, out, plans=[plan], source=model, metrics=metrics)
+    retain_used = args.retain if args.mode == "mean" else None
+    _record_provenance(path, args, [Path(args.ranking).expanduser()]
+                       + ([Path(retain_used).expanduser()] if retain_used else []), seed=None,
+                       world_used=args.model is None or (args.mode == "mean" and not args.retain))
     print(f"ablated {len(components)} components ({args.mode}); {metrics['params_changed']} weights changed")
     print(f"checkpoint: {path}")
     return 0
@@ -119,6 +123,8 @@ def _unlearn(args: argparse.Namespace) -> int:
     result = unlearn(model, task, args.method, seed=args.seed, progress=not args.json,
                      device=args.device, **settings)
     path = _save(result, out, model)
+    _record_provenance(path, args, [forget_path, retain_path], seed=args.seed,
+                       world_used=None in (args.model, args.forget, args.retain))
     summary = result.summary() | {"n_params": sum(p.numel() for p in result.model.parameters()),
                                   "checkpoint": str(path)}
     if args.json:
@@ -131,6 +137,19 @@ def _unlearn(args: argparse.Namespace) -> int:
             print(f"  {note}")
         print(f"checkpoint: {path}")
     return 0
+
+
+def _record_provenance(path: Path, args: argparse.Namespace, files: list, seed: int | None,
+                       world_used: bool) -> None:
+    """The manifest's provenance: the data files' sha256, the seed, the world its defaults came from."""
+    from loka.provenance import add_provenance
+
+    world = None
+    if world_used:
+        from loka.world.build import load_world
+
+        world = load_world(args.preset, progress=False)
+    add_provenance(path, seed=seed, data_files=[f for f in files if f is not None], world=world)
 
 
 def _save(result, out: Path, source: str) -> Path:

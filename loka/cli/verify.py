@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--preset", default="default", help=f"world: one of {', '.join(sorted(PRESETS))}")
     c.add_argument("--methods", default=None, help="comma-separated method names (default: all)")
     c.add_argument("--out", default="results.json", help="where to write results.json")
+    c.add_argument("--workers", type=int, default=None,
+                   help="processes running methods side by side (default: one per core, at most 4)")
     c.set_defaults(func=_compare)
 
 
@@ -54,6 +56,7 @@ def _compare(args: argparse.Namespace) -> int:
     from loka.world.build import load_world
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    results = compare(load_world(args.preset), methods=methods, out=args.out)  # prints the table
+    results = compare(load_world(args.preset), methods=methods, out=args.out,  # prints the table
+                      workers=args.workers)
     print(f"wrote {args.out} in {results['compare_seconds']:.0f}s")
     return 0

@@ -60,15 +60,21 @@ class VerifySettings:
 
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` torch threads, then restore. The verifier's matrices are small: on two
-    shared cores one thread measured 2-4x faster than two (no spinning, no contention)."""
+    """Run with ``n`` torch threads (and ``n`` BLAS threads for numpy/scikit-learn), then restore.
+    The verifier's matrices are small: on two shared cores one thread measured 2-4x faster than
+    two (no spinning, no contention). Pinning BLAS too makes the probes' numbers independent of
+    how many threads the process had (`compare`'s workers run at one thread)."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
+    if n is None:
         yield
+        return
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
     finally:
         torch.set_num_threads(before)
 

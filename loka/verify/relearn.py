@@ -31,7 +31,7 @@ import torch
 
 from attribution.data import tokenize_facts
 from loka.data import FactRecord
-from loka.evaluate import first_token_accuracy, logits_of
+from loka.evaluate import FirstTokenEval, logits_of
 from loka.verify.metrics import Missing
 
 
@@ -93,11 +93,12 @@ def relearn_attack(model: Any, tokenizer: Any, facts: Sequence[FactRecord], *, s
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(attacked.parameters(), lr=lr)
     record: dict[str, list] = {"steps": [], "recall": [], "trained_recall": []}
+    on_test, on_train = FirstTokenEval(tokenizer, test), FirstTokenEval(tokenizer, train)
 
     def measure(step: int) -> None:
         record["steps"].append(step)
-        record["recall"].append(first_token_accuracy(attacked, tokenizer, test))
-        record["trained_recall"].append(first_token_accuracy(attacked, tokenizer, train))
+        record["recall"].append(on_test(attacked))
+        record["trained_recall"].append(on_train(attacked))
 
     measure(0)
     for step in range(1, steps + 1):

@@ -41,3 +41,20 @@ def test_cli_verify_prints_json(tiny_world):
     report = json.loads(proc.stdout)
     assert report["privleak"] is None and report["privleak_reason"]
     assert 0.0 <= report["forget_accuracy"] <= 1.0
+
+
+def _without_timings(entry):
+    if isinstance(entry, dict):
+        return {k: _without_timings(v) for k, v in entry.items()
+                if "seconds" not in k and k != "cost_vs_retrain"}
+    return entry
+
+
+def test_parallel_workers_give_the_same_results_as_one_process(tiny_world, tmp_path):
+    methods = ["output_suppression", "base", "no-such-method", "retrain"]
+    one = compare(tiny_world, methods=methods, out=None, verify_settings=FAST, progress=False, workers=1)
+    two = compare(tiny_world, methods=methods, out=None, verify_settings=FAST, progress=False, workers=2)
+    assert (one["workers"], two["workers"]) == (1, 2)
+    assert list(two["methods"]) == methods  # the order asked for, whatever order they finished in
+    assert _without_timings(two["methods"]) == _without_timings(one["methods"])
+    assert two["methods"]["base"]["wall_seconds"] > 0

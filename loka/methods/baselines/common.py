@@ -20,7 +20,7 @@ from torch import Tensor
 
 from loka.data import FactRecord
 from loka.errors import LokaError
-from loka.evaluate import first_token_accuracy
+from loka.evaluate import FirstTokenEval
 from loka.methods.base import UnlearnResult, UnlearnTask
 from loka.methods.batches import TokenSet, item_nll, minibatches
 from loka.methods.settings import TrainConfig
@@ -86,7 +86,8 @@ def run_optimisation(method: str, model: Any, tokenizer: Any, task: UnlearnTask,
     Early stopping reads first-token accuracy on the task's (true) forget facts.
     """
     facts = task.forget
-    accuracy = (lambda: first_token_accuracy(model, tokenizer, facts)) if early_stop and facts else None
+    check = FirstTokenEval(tokenizer, facts) if early_stop and facts else None  # tokenised once
+    accuracy = (lambda: check(model)) if check is not None else None
     outcome = optimise(model, loss_fn, cfg, total_steps=cfg.total_steps(n_items), forget_accuracy=accuracy,
                        progress=progress, desc=method)
     return result_from(method, model, tokenizer, settings, outcome), outcome

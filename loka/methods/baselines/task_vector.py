@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from loka.evaluate import first_token_accuracy
+from loka.evaluate import FirstTokenEval
 from loka.methods.base import UnlearnResult, UnlearnTask, register
 from loka.methods.baselines.common import MethodData, result_from
 from loka.methods.baselines.defaults import DEFAULTS
@@ -53,10 +53,11 @@ def task_vector(model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0,
     finetuned = {n: p.detach().to("cpu", copy=True) for n, p in named}
     scale = float(extra["scale"])
     if cfg.forget_target is not None and task.forget:
+        check = FirstTokenEval(tokenizer, task.forget)
         for k in range(1, 9):
             negate(named, base, finetuned, scale * k / 8)
             outcome.forward_passes += 1
-            if first_token_accuracy(model, tokenizer, task.forget) <= cfg.forget_target:
+            if check(model) <= cfg.forget_target:
                 scale = scale * k / 8
                 break
     negate(named, base, finetuned, scale)

@@ -19,30 +19,28 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import torch
-
 from attribution.components import ModelShape
 from attribution.data import FactBatch
 from loka.engine import AblationPlan, EditSession, Provenance, commit, mean_activations
+from loka.evaluate import FirstTokenEval
 from loka.methods.base import UnlearnResult, UnlearnTask, register
 from loka.methods.localized.common import (
     SettingsError,
-    accuracy,
     analysis_bridge,
     check_number,
     copy_weights_back,
     fact_batches,
-    forward,
     parse_kinds,
 )
 from loka.methods.localized.ranking import check_ranker, rank_on
 
 
-@torch.inference_mode()
-def batch_accuracy(model: Any, batch: FactBatch, chunk: int = 256) -> float:
-    """First-token accuracy over a (possibly large) fact batch, ``chunk`` rows per pass."""
-    hits = sum(accuracy(forward(model, part), part) * len(part) for part in batch.chunks(chunk))
-    return hits / len(batch)
+def _accuracies(bridge: Any, plain: Any, checks: tuple[FirstTokenEval, ...]) -> tuple[float, ...]:
+    """Forget and retain accuracy of the bridge's current (edited) weights, measured on the plain
+    HF model they are copied into: the engine's edits are weight edits, so the logits are the
+    same, and the plain model skips the bridge's hook machinery (~1.4x faster here)."""
+    copy_weights_back(bridge, plain)
+    return tuple(check(plain) for check in checks)
 
 
 def _plan(bridge: Any, components: list, mode: str, retain: FactBatch, means: list) -> AblationPlan:
@@ -75,7 +73,8 @@ def loka_ablate(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int =
     retain = retain[: min(retain_sample, len(retain))]  # a random sample: retain was shuffled
     bridge = analysis_bridge(hf_model, tokenizer)
     session = EditSession(bridge)
-    start_f, start_r = batch_accuracy(bridge, forget), batch_accuracy(bridge, retain)
+    checks = (FirstTokenEval.from_batch(forget), FirstTokenEval.from_batch(retain))
+    start_f, start_r = _accuracies(bridge, hf_model, checks)
     log = [{"round": 0, "components": 0, "forget_accuracy": start_f, "retain_accuracy": start_r}]
     chosen: list = []
     excluded: set = set()  # components that alone broke the retain budget
@@ -99,7 +98,7 @@ def loka_ablate(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int =
             break
         n_means = len(means)
         session.commit(_plan(bridge, new, mode, retain, means))
-        f, r = batch_accuracy(bridge, forget), batch_accuracy(bridge, retain)
+        f, r = _accuracies(bridge, hf_model, checks)
         entry = {"round": round_no, "components": len(chosen) + len(new), "forget_accuracy": f,
                  "retain_accuracy": r, "ranking_seconds": round(ranking.seconds, 3)}
         if start_r - r > retain_budget:
@@ -116,6 +115,7 @@ def loka_ablate(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int =
         ranking, size = None, min(per_round, 2 * size)  # recover the round size after a backoff
     accepted = [e for e in log if "rejected" not in e]
     session.undo_all()
+    copy_weights_back(bridge, hf_model)  # the caller's model is the original again
     result = UnlearnResult(
         method="loka", model=hf_model, tokenizer=tokenizer,
         settings={"mode": mode, "per_round": per_round, "max_components": max_components,

@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from attribution.components import Component, ModelShape
 from loka.engine import AblationPlan, Provenance, adapter_for, commit
+from loka.evaluate import FirstTokenEval
 from loka.methods.base import UnlearnResult, UnlearnTask, register
-from loka.methods.localized.ablate import batch_accuracy
 from loka.methods.localized.common import (
     analysis_bridge,
     check_number,
@@ -139,8 +139,8 @@ def loka_mask(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0
                                                           model_id=str(bridge.cfg.model_name),
                                                           data_hash=forget.hash))
         journal = commit(bridge, plan)
-        result.notes.append(f"committed forget accuracy {batch_accuracy(bridge, forget):.3f}")
         copy_weights_back(bridge, hf_model)
+        result.notes.append(f"committed forget accuracy {FirstTokenEval.from_batch(forget)(hf_model):.3f}")
         result.plan, result.params_changed = plan.to_dict(), journal.n_changed()
     result.seconds = time.perf_counter() - t0
     return result
