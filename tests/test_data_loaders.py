@@ -77,3 +77,19 @@ def test_oversized_field_and_bad_encoding_and_empty_file(tmp_path):
         load_facts(empty)
     with pytest.raises(DataError, match="no such file"):
         load_facts(tmp_path / "missing.jsonl")
+
+
+def test_the_readme_hub_example_files_are_valid_user_data():
+    """examples/frankenstein (the README's Pythia-160m command) loads and splits as user data."""
+    from pathlib import Path
+
+    from loka.data import load_facts
+    from loka.verify.relearn import split_by_person
+    from loka.verify.user_data import split_retain
+
+    root = Path(__file__).parents[1] / "examples" / "frankenstein"
+    forget, retain, holdout = (load_facts(root / f"{n}.jsonl") for n in ("forget", "retain", "holdout"))
+    assert len(forget) == 10 and len(holdout) == 6
+    assert all(len(part) == 6 for part in split_retain(retain))
+    train, test = split_by_person(forget)  # the relearning attack can hold speakers back
+    assert train and test and {f.subject for f in train}.isdisjoint(f.subject for f in test)

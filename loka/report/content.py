@@ -89,7 +89,8 @@ def _results(results: dict[str, Any]) -> Section:
             "better; the retrain row is the target every method should match, not beat. "
             "Forget grade (seed): excellent if forget < 0.1 and retain > 0.9, good if < 0.3 and "
             "> 0.8. Privacy grade from |MIA AUC − 0.5|: < 0.05 minimal, < 0.15 moderate. "
-            "PrivLeak = (AUC − AUC_retrain)/AUC_retrain in %: negative means under-unlearned. "
+            "PrivLeak (MUSE) = (AUC′ − AUC′_retrain)/AUC′_retrain in %, with MUSE's AUC′ = 1 − AUC: "
+            "negative means under-unlearned (−100 % = knows it all), positive over-unlearned. "
             "KS p: high = the forget-set truth ratios are indistinguishable from retrain's. "
             "Probe: best-layer linear-probe accuracy on forget people; relearn: recall after the "
             "relearning attack. A dash means not computed; the reason is under the table."),

@@ -187,11 +187,15 @@ def mia_roc(
 def privleak(
     auc_unlearned: float | Missing, auc_retrain: float | Missing | None
 ) -> float | Missing:
-    """PrivLeak (MUSE, Shi et al. 2024): ``(AUC_unlearned - AUC_retrain) / AUC_retrain * 100``.
+    """PrivLeak (MUSE, Shi et al. 2024): ``(AUC'_unlearned - AUC'_retrain) / AUC'_retrain * 100``.
 
-    0 is ideal; strongly negative means under-unlearned (members still stand out more than for
-    the retrain model), strongly positive over-unlearned. Without a usable retrain AUC the
-    value is ``Missing`` with the reason, never ``inf`` or NaN.
+    MUSE's AUC (its key ``forget_holdout_Min-40%``) takes the forget texts as the *non-members*,
+    so it is ``AUC' = 1 - AUC`` for this module's AUCs (forget texts are the positive class, 1 =
+    members perfectly detected). PrivLeak is computed in MUSE's orientation so its numbers read
+    like MUSE's tables: 0 is ideal; strongly negative means under-unlearned (a model that still
+    knows the forget set: AUC 1, PrivLeak -100 %), strongly positive over-unlearned (the forget
+    set looks *less* familiar than unseen text). Without a usable retrain AUC the value is
+    ``Missing`` with the reason, never ``inf`` or NaN.
     """
     if isinstance(auc_unlearned, Missing):
         return auc_unlearned
@@ -199,6 +203,7 @@ def privleak(
         return Missing("no retrain model: PrivLeak is relative to the retrain model's AUC")
     if isinstance(auc_retrain, Missing):
         return Missing(f"retrain AUC unavailable: {auc_retrain.reason}")
-    if auc_retrain == 0:
-        return Missing("retrain AUC is 0: PrivLeak's denominator vanishes")
-    return finite_or_missing((auc_unlearned - auc_retrain) / auc_retrain * 100.0, "PrivLeak")
+    if auc_retrain == 1:
+        return Missing("retrain AUC is 1 (MUSE's AUC 0): PrivLeak's denominator vanishes")
+    mine, theirs = 1.0 - auc_unlearned, 1.0 - auc_retrain
+    return finite_or_missing((mine - theirs) / theirs * 100.0, "PrivLeak")

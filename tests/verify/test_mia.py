@@ -158,13 +158,15 @@ def test_auc_invariant_to_monotone_transforms(s, t):
 
 
 def test_privleak_hand_and_guards():
-    assert privleak(0.6, 0.5) == pytest.approx(20.0)  # (.6 - .5) / .5 * 100
-    assert privleak(0.45, 0.9) == pytest.approx(-50.0)  # (.45 - .9) / .9 * 100
+    # MUSE's orientation: AUC' = 1 - AUC (forget = non-members), PrivLeak = (AUC'_u - AUC'_r) / AUC'_r
+    assert privleak(0.6, 0.5) == pytest.approx(-20.0)  # (.4 - .5) / .5 * 100: under-unlearned
+    assert privleak(0.45, 0.9) == pytest.approx(450.0)  # (.55 - .1) / .1 * 100: over-unlearned
+    assert privleak(1.0, 0.44) == pytest.approx(-100.0)  # knows everything: MUSE's target model, ~-100 %
     assert privleak(0.5, 0.5) == 0.0
-    for retrain in (0.0, None, Missing("retrain diverged")):
+    for retrain in (1.0, None, Missing("retrain diverged")):
         result = privleak(0.7, retrain)
         assert isinstance(result, Missing) and result.reason
-    assert "denominator" in privleak(0.7, 0.0).reason
+    assert "denominator" in privleak(0.7, 1.0).reason
     assert "retrain diverged" in privleak(0.7, Missing("retrain diverged")).reason
     own = Missing("edited model diverged")
     assert privleak(own, 0.5) is own
