@@ -22,7 +22,7 @@ def logits_of(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor)
 _PLAIN_HEAD = ("gpt_neox", "gpt2", "llama")
 
 
-def _trunk_and_head(model: Any) -> tuple[Any, Any] | None:
+def trunk_and_head(model: Any) -> tuple[Any, Any] | None:
     """``(base_model, output head)`` of a plain HF causal LM, else None (a bridge, other heads)."""
     if getattr(getattr(model, "config", None), "model_type", None) not in _PLAIN_HEAD:
         return None
@@ -43,7 +43,7 @@ def prompt_end_logits(model: Any, batch: FactBatch, batch_size: int = 256) -> to
     baselines ~2x cheaper than full teacher-forced logits.
     """
     device = next(model.parameters()).device
-    fast = _trunk_and_head(model)
+    fast = trunk_and_head(model)
     out = []
     for chunk in batch.chunks(batch_size):
         chunk = chunk.to(device)

@@ -20,7 +20,7 @@ import random
 from typing import Any
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from attribution.data import FactBatch, tokenize_facts
@@ -85,7 +85,12 @@ def _first_logits(logits: Tensor, batch: FactBatch) -> Tensor:
 
 def accuracy(logits: Float[Tensor, "batch pos vocab"], batch: FactBatch) -> float:
     """First-answer-token accuracy read from teacher-forced logits (same as `first_token_accuracy`)."""
-    pred = _first_logits(logits, batch).argmax(-1)
+    return first_accuracy(_first_logits(logits, batch), batch)
+
+
+def first_accuracy(first: Float[Tensor, "batch vocab"], batch: FactBatch) -> float:
+    """`accuracy` from the logits at the prompt ends only (`logits_at` with `prompt_ends`)."""
+    pred = first.argmax(-1)
     return float((pred == batch.answer_ids[:, 0].to(pred.device)).float().mean())
 
 
@@ -97,9 +102,50 @@ def forget_unlikelihood(logits: Float[Tensor, "batch pos vocab"], batch: FactBat
     ``-inf`` (seed 001's divergence). Only the first answer token is pushed down: it names the
     value; later sub-word tokens ("Thorn" -> "wick") are spelling every retain fact shares.
     """
-    logp = _first_logits(logits, batch).log_softmax(-1)
+    return first_unlikelihood(_first_logits(logits, batch), batch)
+
+
+def first_unlikelihood(first: Float[Tensor, "batch vocab"], batch: FactBatch) -> Tensor:
+    """`forget_unlikelihood` from the logits at the prompt ends only."""
+    logp = first.float().log_softmax(-1)
     picked = logp.gather(-1, batch.answer_ids[:, :1].to(logp.device)).squeeze(-1)
     return -torch.log1p(-picked.exp().clamp(max=1 - 1e-6)).mean()
+
+
+def prompt_ends(batch: FactBatch) -> Bool[Tensor, "batch pos"]:
+    """True at each row's last prompt token: the logits that predict the first answer token."""
+    where = torch.zeros_like(batch.attention_mask, dtype=torch.bool)
+    where[torch.arange(len(batch)), batch.prompt_last] = True
+    return where
+
+
+def before_answers(batch: FactBatch) -> Bool[Tensor, "batch pos"]:
+    """True at every position whose next token is an answer token (what `retain_nll` scores)."""
+    where = torch.zeros_like(batch.answer_mask, dtype=torch.bool)
+    where[:, :-1] = batch.answer_mask[:, 1:]
+    return where
+
+
+def logits_at(model: Any, batch: FactBatch, where: Bool[Tensor, "batch pos"]) -> Float[Tensor, "n vocab"]:
+    """``forward(model, batch)[where]`` (row-major order). On a plain HF model
+    (`loka.evaluate.trunk_and_head`) the output head runs at the ``where`` positions only: with
+    one or a few scored positions per fact that is ~20% of the localized loop's work saved."""
+    from loka.evaluate import trunk_and_head
+
+    device = next(model.parameters()).device
+    batch, where = batch.to(device), where.to(device)
+    fast = trunk_and_head(model)
+    if fast is None:
+        return forward(model, batch)[where]
+    trunk, head = fast
+    hidden = trunk(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    return head(hidden[where])
+
+
+def answers_nll(selected: Float[Tensor, "n vocab"], batch: FactBatch) -> Tensor:
+    """`retain_nll` from ``logits_at(model, batch, before_answers(batch))``."""
+    targets = batch.input_ids[:, 1:][batch.answer_mask[:, 1:]].to(selected.device)
+    return torch.nn.functional.cross_entropy(selected.float(), targets)
 
 
 def retain_nll(logits: Float[Tensor, "batch pos vocab"], batch: FactBatch) -> Tensor:

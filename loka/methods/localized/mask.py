@@ -33,7 +33,6 @@ from loka.methods.localized.common import (
     check_number,
     copy_weights_back,
     fact_batches,
-    forward,
     parse_kinds,
 )
 from loka.methods.localized.loop import LoopSpec, optimise
@@ -111,7 +110,7 @@ def loka_mask(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0
     scales = lambda: torch.sigmoid(theta) * norm  # noqa: E731
     try:
         with scaled_writes(hf_model, components, scales):
-            report = optimise(lambda b: forward(hf_model, b), [("theta", theta)], forget, retain,
+            report = optimise(hf_model, [("theta", theta)], forget, retain,
                               spec, penalty=lambda: sparsity * (1 - scales()).abs().mean(),
                               progress=progress)
     finally:
