@@ -50,9 +50,13 @@ def _failed(error: str) -> dict[str, Any]:
 
 
 def _run_method(name: str, artifacts: Any, data: VerifyData, retrain: Measurements,
-                settings: dict[str, Any], vs: VerifySettings, progress: bool) -> VerifyReport:
+                settings: dict[str, Any], vs: VerifySettings, progress: bool,
+                shared: dict[str, Measurements]) -> VerifyReport:
+    """Run and verify one method. ``shared["base"]`` keeps the base model's measurements, which a
+    method that changed no weight (output suppression) reuses instead of measuring them again."""
     if name == "base":
-        return verify(artifacts.base_dir, data, retrain=retrain, name="base", seconds=0.0,
+        shared["base"] = Measurements(load_model(artifacts.base_dir, name="base"), data, vs)
+        return verify(shared["base"], data, retrain=retrain, name="base", seconds=0.0,
                       params_changed=0, settings=vs)
     if name == "retrain":
         n_params = sum(p.numel() for p in retrain.model.model.parameters())
@@ -62,7 +66,11 @@ def _run_method(name: str, artifacts: Any, data: VerifyData, retrain: Measuremen
 
     result = unlearn(artifacts.base_dir, task_from_world(artifacts), method=name,
                      progress=progress, **settings)
-    return verify((result.model, result.tokenizer), data, retrain=retrain, name=name,
+    model: Any = (result.model, result.tokenizer)
+    if result.params_changed == 0 and "base" in shared:  # bit-identical to base (counted against it)
+        model = shared["base"].with_weights_of(load_model(model, name=name,
+                                                          refusal_filter=result.refusal_filter))
+    return verify(model, data, retrain=retrain, name=name,
                   refusal_filter=result.refusal_filter, seconds=result.seconds,
                   params_changed=result.params_changed, diverged=result.diverged, settings=vs)
 
@@ -95,9 +103,10 @@ def run_guarded(run: Any) -> dict[str, Any]:
     return entry
 
 # Methods that take longest go first, so that parallel workers finish together (measured on the
-# default world: loka, grad_diff and npo take 40-60 s with their verification, base 10 s).
-COST_ORDER: tuple[str, ...] = ("loka", "loka-mask", "grad_diff", "npo", "gradient_ascent", "loka-ft",
-                               "counterexample", "task_vector", "retrain", "base", "output_suppression")
+# default world with their verification: loka ~90 s, grad_diff ~65 s, npo ~50 s, loka-ft ~20 s).
+COST_ORDER: tuple[str, ...] = ("loka", "loka-mask", "grad_diff", "npo", "gradient_ascent",
+                               "task_vector", "counterexample", "loka-ft", "base",
+                               "output_suppression", "retrain")
 
 
 def default_workers() -> int:
@@ -106,6 +115,8 @@ def default_workers() -> int:
 
 
 _WORKER: dict[str, Any] = {}
+# Run in one task, in this order, so the second can reuse the first's measurements (`_run_method`).
+_TOGETHER = ("base", "output_suppression")
 
 
 def _init_worker(artifacts: Any, vs: VerifySettings) -> None:
@@ -118,18 +129,20 @@ def _init_worker(artifacts: Any, vs: VerifySettings) -> None:
                    retrain=Measurements(load_model(artifacts.retrain_dir, name="retrain"), data, vs))
 
 
-def _worker_entry(name: str, settings: dict[str, Any]) -> dict[str, Any]:
-    w = _WORKER
-    return run_guarded(lambda: _run_method(name, w["artifacts"], w["data"], w["retrain"], settings,
-                                           w["vs"], False).to_dict())
+def _worker_entries(names: list[str], settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    w, shared = _WORKER, {}
+    return {name: run_guarded(lambda name=name: _run_method(
+        name, w["artifacts"], w["data"], w["retrain"], settings.get(name, {}), w["vs"], False,
+        shared).to_dict()) for name in names}
 
 
-def _result(future: Any) -> dict[str, Any]:
-    """A worker's entry (timed there); a worker that died gives that method an error entry."""
+def _results(future: Any, names: list[str]) -> dict[str, dict[str, Any]]:
+    """A worker's entries (timed there); a worker that died gives its methods an error entry."""
     try:
         return future.result()
     except Exception as exc:  # BrokenProcessPool when a worker was killed
-        return _failed(f"the worker process failed: {type(exc).__name__}: {exc}") | {"wall_seconds": 0.0}
+        error = f"the worker process failed: {type(exc).__name__}: {exc}"
+        return {name: _failed(error) | {"wall_seconds": 0.0} for name in names}
 
 
 def _compare_parallel(artifacts: Any, names: list[str], settings: dict[str, dict[str, Any]],
@@ -147,18 +160,21 @@ def _compare_parallel(artifacts: Any, names: list[str], settings: dict[str, dict
 
     light = WorldArtifacts(artifacts.spec, artifacts.root)  # paths only: cheap to send
     order = sorted(names, key=lambda n: COST_ORDER.index(n) if n in COST_ORDER else -1)
+    together = [n for n in _TOGETHER if n in names]
+    tasks = [together if n == together[0] else [n] for n in order
+             if n not in together or n == together[0]] if together else [[n] for n in order]
     entries: dict[str, Any] = {}
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(light, vs))
     try:
-        futures = {pool.submit(_worker_entry, n, settings.get(n, {})): n for n in order}
+        futures = {pool.submit(_worker_entries, task, settings): task for task in tasks}
         with tqdm(total=len(order), desc=f"compare ({workers} workers)", unit="method",
                   disable=not progress) as bar:
             for future in as_completed(futures):
-                name = futures[future]
-                entries[name] = _result(future)
-                bar.set_postfix_str(f"{name} done in {entries[name]['wall_seconds']:.0f}s")
-                bar.update()
+                for name, entry in _results(future, futures[future]).items():
+                    entries[name] = entry
+                    bar.set_postfix_str(f"{name} done in {entry['wall_seconds']:.0f}s")
+                    bar.update()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return {n: entries[n] for n in names}
@@ -187,11 +203,12 @@ def compare(artifacts: Any, methods: Sequence[str] | None = None,
     else:
         data = VerifyData.from_world(artifacts)
         retrain = Measurements(load_model(artifacts.retrain_dir, name="retrain"), data, vs)
-        entries = {}
+        entries, shared = {}, {}
         for name in (bar := tqdm(names, desc="compare", unit="method", disable=not progress)):
             bar.set_postfix_str(name)
             entries[name] = run_guarded(lambda name=name: _run_method(
-                name, artifacts, data, retrain, (settings or {}).get(name, {}), vs, progress).to_dict())
+                name, artifacts, data, retrain, (settings or {}).get(name, {}), vs, progress,
+                shared).to_dict())
     results = {
         "world": artifacts.info(),
         "methods": entries,

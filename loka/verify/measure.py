@@ -87,6 +87,15 @@ class Measurements:
         self.settings = settings or VerifySettings()
         self._cache: dict[Any, Any] = {}
 
+    def with_weights_of(self, model: LoadedModel) -> Measurements:
+        """Measurements of ``model``, whose weights are exactly this model's (a refusal filter in
+        front of them, say): both share one cache, so no weight-level measurement (forward
+        passes, MIA, truth ratios, probes, relearning, extraction) is made twice. Accuracy is
+        not cached: it applies each model's own refusal filter."""
+        twin = Measurements(model, self.data, self.settings)
+        twin._cache = self._cache
+        return twin
+
     def _cached(self, key: Any, compute: Any) -> Any:
         if key not in self._cache:
             with torch_threads(self.settings.threads):
