@@ -76,3 +76,38 @@ def test_probe_reads_no_more_of_the_old_value_than_before(updated):
     assert len(after) == 2 and all(0 <= layer["chance"] <= 0.2 for layer in after)
     for b, a in zip(before, after, strict=True):
         assert a["old_rate"] <= max(b["old_rate"], a["chance"]) + 1 / 12
+
+
+_UPDATE_IN_A_NEW_PROCESS = """
+import hashlib, sys, torch
+torch.set_num_threads(1)
+from loka.data import FactRecord
+from loka.models import load_hf
+from loka.update import edits_from_world, update_facts
+from loka.world.build import load_world
+art = load_world("tiny", progress=False)
+model, tok = load_hf(art.base_dir)
+update_facts(model, tok, edits_from_world(art.world, n=2),
+             [FactRecord(f.prompt, f.answer, f.subject, f.attribute) for f in art.world.facts("retain_train")])
+h = hashlib.sha256()
+for name, p in sorted(model.state_dict().items()):
+    h.update(name.encode()); h.update(p.detach().contiguous().numpy().tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_an_update_gives_bit_identical_weights_in_another_process(updated):
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    model = updated[3]
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().contiguous().numpy().tobytes())
+    proc = subprocess.run([sys.executable, "-c", _UPDATE_IN_A_NEW_PROCESS], capture_output=True,
+                          text=True, timeout=600, env={**os.environ})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == h.hexdigest()
