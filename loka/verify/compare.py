@@ -27,6 +27,7 @@ from loka.errors import LokaError
 from loka.verify.data import VerifyData
 from loka.verify.loaded import load_model
 from loka.verify.measure import Measurements, VerifySettings
+from loka.verify.reference_cache import reuse_reference
 from loka.verify.verifier import VerifyReport, verify
 
 DEFAULT_METHODS: tuple[str, ...] = (
@@ -125,8 +126,9 @@ def _init_worker(artifacts: Any, vs: VerifySettings) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)  # two processes x two threads on two cores ran 5-10x slower
     data = VerifyData.from_world(artifacts)
-    _WORKER.update(artifacts=artifacts, data=data, vs=vs,
-                   retrain=Measurements(load_model(artifacts.retrain_dir, name="retrain"), data, vs))
+    retrain = Measurements(load_model(artifacts.retrain_dir, name="retrain"), data, vs)
+    reuse_reference(retrain, artifacts)  # stored by an earlier run, or measured and stored now
+    _WORKER.update(artifacts=artifacts, data=data, vs=vs, retrain=retrain)
 
 
 def _worker_entries(names: list[str], settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -203,6 +205,7 @@ def compare(artifacts: Any, methods: Sequence[str] | None = None,
     else:
         data = VerifyData.from_world(artifacts)
         retrain = Measurements(load_model(artifacts.retrain_dir, name="retrain"), data, vs)
+        reuse_reference(retrain, artifacts)
         entries, shared = {}, {}
         for name in (bar := tqdm(names, desc="compare", unit="method", disable=not progress)):
             bar.set_postfix_str(name)
