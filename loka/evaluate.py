@@ -33,29 +33,41 @@ def trunk_and_head(model: Any) -> tuple[Any, Any] | None:
     return trunk, head
 
 
+def prompt_ends(batch: FactBatch) -> torch.Tensor:
+    """``[batch, pos]`` bool, True at each row's last prompt token (whose logits predict the
+    first answer token)."""
+    where = torch.zeros_like(batch.attention_mask, dtype=torch.bool)
+    where[torch.arange(len(batch)), batch.prompt_last] = True
+    return where
+
+
+def logits_at(model: Any, batch: FactBatch, where: torch.Tensor) -> torch.Tensor:
+    """``logits[where]`` (``[n, vocab]``, row-major order) of ``batch`` under ``model``. On a plain
+    HF model (`trunk_and_head`) the output head runs at the ``where`` positions only: with one
+    or a few scored positions per fact that is ~20% of a forward pass saved."""
+    device = next(model.parameters()).device
+    batch, where = batch.to(device), where.to(device)
+    fast = trunk_and_head(model)
+    if fast is None:
+        return logits_of(model, batch.input_ids, batch.attention_mask)[where]
+    trunk, head = fast
+    hidden = trunk(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    return head(hidden[where])
+
+
 @torch.inference_mode()
 def prompt_end_logits(model: Any, batch: FactBatch, batch_size: int = 256) -> torch.Tensor:
     """``[n, vocab]`` float logits at each fact's last prompt token (which predict the answer).
 
     Causal attention means tokens after the prompt cannot change these logits, so each chunk is
-    cut to its longest prompt, and on a plain HF model (`_PLAIN_HEAD`) the output head runs at the
-    prompt ends only: on the default world that made the per-step forget check of the optimising
-    baselines ~2x cheaper than full teacher-forced logits.
+    cut to its longest prompt (`FactBatch.through_prompts`), and `logits_at` runs the output head
+    at the prompt ends only: on the default world that made the per-step forget check of the
+    optimising baselines ~2x cheaper than full teacher-forced logits.
     """
-    device = next(model.parameters()).device
-    fast = trunk_and_head(model)
     out = []
     for chunk in batch.chunks(batch_size):
-        chunk = chunk.to(device)
-        width = int(chunk.prompt_last.max()) + 1
-        ids, mask = chunk.input_ids[:, :width], chunk.attention_mask[:, :width]
-        rows = torch.arange(len(chunk), device=device)
-        if fast is not None:
-            trunk, head = fast
-            hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
-            out.append(head(hidden[rows, chunk.prompt_last]).float())
-        else:
-            out.append(logits_of(model, ids, mask)[rows, chunk.prompt_last].float())
+        chunk = chunk.through_prompts()
+        out.append(logits_at(model, chunk, prompt_ends(chunk)).float())
     return torch.cat(out)
 
 

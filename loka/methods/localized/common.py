@@ -89,7 +89,7 @@ def accuracy(logits: Float[Tensor, "batch pos vocab"], batch: FactBatch) -> floa
 
 
 def first_accuracy(first: Float[Tensor, "batch vocab"], batch: FactBatch) -> float:
-    """`accuracy` from the logits at the prompt ends only (`logits_at` with `prompt_ends`)."""
+    """`accuracy` from the logits at the prompt ends only (`loka.evaluate.logits_at` with `prompt_ends`)."""
     pred = first.argmax(-1)
     return float((pred == batch.answer_ids[:, 0].to(pred.device)).float().mean())
 
@@ -112,13 +112,6 @@ def first_unlikelihood(first: Float[Tensor, "batch vocab"], batch: FactBatch) ->
     return -torch.log1p(-picked.exp().clamp(max=1 - 1e-6)).mean()
 
 
-def prompt_ends(batch: FactBatch) -> Bool[Tensor, "batch pos"]:
-    """True at each row's last prompt token: the logits that predict the first answer token."""
-    where = torch.zeros_like(batch.attention_mask, dtype=torch.bool)
-    where[torch.arange(len(batch)), batch.prompt_last] = True
-    return where
-
-
 def before_answers(batch: FactBatch) -> Bool[Tensor, "batch pos"]:
     """True at every position whose next token is an answer token (what `retain_nll` scores)."""
     where = torch.zeros_like(batch.answer_mask, dtype=torch.bool)
@@ -126,24 +119,8 @@ def before_answers(batch: FactBatch) -> Bool[Tensor, "batch pos"]:
     return where
 
 
-def logits_at(model: Any, batch: FactBatch, where: Bool[Tensor, "batch pos"]) -> Float[Tensor, "n vocab"]:
-    """``forward(model, batch)[where]`` (row-major order). On a plain HF model
-    (`loka.evaluate.trunk_and_head`) the output head runs at the ``where`` positions only: with
-    one or a few scored positions per fact that is ~20% of the localized loop's work saved."""
-    from loka.evaluate import trunk_and_head
-
-    device = next(model.parameters()).device
-    batch, where = batch.to(device), where.to(device)
-    fast = trunk_and_head(model)
-    if fast is None:
-        return forward(model, batch)[where]
-    trunk, head = fast
-    hidden = trunk(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-    return head(hidden[where])
-
-
 def answers_nll(selected: Float[Tensor, "n vocab"], batch: FactBatch) -> Tensor:
-    """`retain_nll` from ``logits_at(model, batch, before_answers(batch))``."""
+    """`retain_nll` from ``loka.evaluate.logits_at(model, batch, before_answers(batch))``."""
     targets = batch.input_ids[:, 1:][batch.answer_mask[:, 1:]].to(selected.device)
     return torch.nn.functional.cross_entropy(selected.float(), targets)
 

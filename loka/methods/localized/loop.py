@@ -28,6 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from attribution.data import FactBatch
+from loka.evaluate import logits_at, prompt_ends
 from loka.methods.guard import DivergenceGuard
 from loka.methods.localized.common import (
     answers_nll,
@@ -35,8 +36,6 @@ from loka.methods.localized.common import (
     check_number,
     first_accuracy,
     first_unlikelihood,
-    logits_at,
-    prompt_ends,
 )
 
 
