@@ -120,22 +120,42 @@ _WORKER: dict[str, Any] = {}
 _TOGETHER = ("base", "output_suppression")
 
 
+def _reference(artifacts: Any, vs: VerifySettings) -> tuple[VerifyData, Measurements]:
+    """The world's verification data and the retrain model's measurements (the reference's
+    stored by an earlier run, or measured and stored now)."""
+    data = VerifyData.from_world(artifacts)
+    retrain = Measurements(load_model(artifacts.retrain_dir, name="retrain"), data, vs)
+    reuse_reference(retrain, artifacts)
+    return data, retrain
+
+
+def _entries(names: list[str], artifacts: Any, data: VerifyData, retrain: Measurements,
+             settings: dict[str, dict[str, Any]], vs: VerifySettings, progress: bool,
+             start: Any = lambda name: None, done: Any = lambda name: None) -> dict[str, dict[str, Any]]:
+    """Each method's guarded, timed results entry, one after another; ``start(name)`` and
+    ``done(name)`` around each (a progress bar)."""
+    entries: dict[str, dict[str, Any]] = {}
+    shared: dict[str, Measurements] = {}
+    for name in names:
+        start(name)
+        entries[name] = run_guarded(lambda name=name: _run_method(
+            name, artifacts, data, retrain, settings.get(name, {}), vs, progress, shared).to_dict())
+        done(name)
+    return entries
+
+
 def _init_worker(artifacts: Any, vs: VerifySettings) -> None:
     import torch
 
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)  # two processes x two threads on two cores ran 5-10x slower
-    data = VerifyData.from_world(artifacts)
-    retrain = Measurements(load_model(artifacts.retrain_dir, name="retrain"), data, vs)
-    reuse_reference(retrain, artifacts)  # stored by an earlier run, or measured and stored now
+    data, retrain = _reference(artifacts, vs)
     _WORKER.update(artifacts=artifacts, data=data, vs=vs, retrain=retrain)
 
 
 def _worker_entries(names: list[str], settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    w, shared = _WORKER, {}
-    return {name: run_guarded(lambda name=name: _run_method(
-        name, w["artifacts"], w["data"], w["retrain"], settings.get(name, {}), w["vs"], False,
-        shared).to_dict()) for name in names}
+    w = _WORKER
+    return _entries(names, w["artifacts"], w["data"], w["retrain"], settings, w["vs"], False)
 
 
 def _results(future: Any, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -162,9 +182,8 @@ def _compare_parallel(artifacts: Any, names: list[str], settings: dict[str, dict
 
     light = WorldArtifacts(artifacts.spec, artifacts.root)  # paths only: cheap to send
     order = sorted(names, key=lambda n: COST_ORDER.index(n) if n in COST_ORDER else -1)
-    together = [n for n in _TOGETHER if n in names]
-    tasks = [together if n == together[0] else [n] for n in order
-             if n not in together or n == together[0]] if together else [[n] for n in order]
+    together = [n for n in _TOGETHER if n in names]  # one task, placed where the first one sorts
+    tasks = [together if n in together else [n] for n in order if n not in together[1:]]
     entries: dict[str, Any] = {}
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(light, vs))
@@ -203,15 +222,10 @@ def compare(artifacts: Any, methods: Sequence[str] | None = None,
     if workers > 1:
         entries = _compare_parallel(artifacts, names, settings or {}, vs, workers, progress)
     else:
-        data = VerifyData.from_world(artifacts)
-        retrain = Measurements(load_model(artifacts.retrain_dir, name="retrain"), data, vs)
-        reuse_reference(retrain, artifacts)
-        entries, shared = {}, {}
-        for name in (bar := tqdm(names, desc="compare", unit="method", disable=not progress)):
-            bar.set_postfix_str(name)
-            entries[name] = run_guarded(lambda name=name: _run_method(
-                name, artifacts, data, retrain, (settings or {}).get(name, {}), vs, progress,
-                shared).to_dict())
+        data, retrain = _reference(artifacts, vs)
+        with tqdm(total=len(names), desc="compare", unit="method", disable=not progress) as bar:
+            entries = _entries(names, artifacts, data, retrain, settings or {}, vs, progress,
+                               start=bar.set_postfix_str, done=lambda name: bar.update())
     results = {
         "world": artifacts.info(),
         "methods": entries,
