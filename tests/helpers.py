@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from loka.world.tokenizer import train_tokenizer
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread, then the count before: small matrices run as fast on one, and two
+    threads on shared cores ran 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
 
 _TEXT = [
     "Mira Coltan was born in Velmora in 1961.",

@@ -23,6 +23,7 @@ from loka.methods.baselines.output_suppression import (
 from loka.methods.settings import TrainConfig
 from loka.methods.training import StepLoss, optimise
 from loka.models import load_hf
+from tests.helpers import one_torch_thread
 
 OPTIMISATION = ("gradient_ascent", "grad_diff", "npo", "task_vector", "counterexample")
 FAST = {"epochs": 4, "lr": 3e-4, "eval_every": 3}
@@ -30,11 +31,8 @@ FAST = {"epochs": 4, "lr": 3e-4, "eval_every": 3}
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """Small matrices: one thread is as fast, and two threads on shared cores are 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-import torch
+
+from tests.helpers import one_torch_thread
 
 # Malformed inputs each property test tried, by loader; reported at the end of the run.
 MALFORMED_TRIED: Counter[str] = Counter()
@@ -13,10 +14,8 @@ MALFORMED_TRIED: Counter[str] = Counter()
 
 @pytest.fixture(autouse=True, scope="package")
 def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
