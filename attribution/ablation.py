@@ -90,9 +90,10 @@ class Ablator:
         if self.kind == "mean":
             return stat
         batch, pos = act.shape[:2]
-        # Seeded by hook name and shape: identical draws whenever the same shape is asked again.
-        gen = torch.Generator().manual_seed(self.seed + sum(map(ord, hook)) * 7919 + batch * 31 + pos)
-        idx = torch.randint(len(stat), (batch, pos), generator=gen).to(act.device)
+        # Seeded by hook name and batch size, drawn position-major: the same draws whenever the
+        # same batch is asked again, also when it is cut to fewer positions (a cut keeps a prefix).
+        gen = torch.Generator().manual_seed(self.seed + sum(map(ord, hook)) * 7919 + batch * 31)
+        idx = torch.randint(len(stat), (pos, batch), generator=gen).T.to(act.device)
         return stat[idx]
 
     def tiled(self, hook: str, act: Float[Tensor, "rows pos units *rest"], items: int) -> Tensor:

@@ -85,6 +85,22 @@ class _Batch:
                 out[f.name] = value * n
         return replace(self, **out)
 
+    def take(self: B, order: Int[Tensor, " n"]) -> B:
+        """The items in ``order`` (a permutation or a selection of row indices)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                out[f.name] = value[order]
+            elif isinstance(value, tuple):
+                out[f.name] = tuple(value[int(i)] for i in order)
+        out["hash"] = data_hash({"parent": self.hash, "take": [int(i) for i in order]})
+        return replace(self, **out)
+
+    def by_length(self: B) -> B:
+        """The items shortest first, so that consecutive chunks carry little padding."""
+        return self.take(torch.argsort(self.attention_mask.sum(-1), stable=True))
+
     def chunks(self: B, size: int) -> Iterator[B]:
         """Consecutive minibatches of at most ``size`` items."""
         if size < 1:

@@ -35,8 +35,9 @@ def patch(bridge: Any, forget: Batch, retain: Batch, components: list[Component]
         measured = [patch_effects_loop(bridge, s, components, ablator, batch_size=batch_size or 64,
                                        progress=progress) for s in (forget, retain)]
     else:
-        measured = [patch_effects(bridge, s, components, ablator, rows=rows, batch_size=batch_size,
-                                  progress=progress) for s in (forget, retain)]
+        sizes = {} if batch_size is None else {"batch_size": batch_size}  # else patch_effects' default
+        measured = [patch_effects(bridge, s, components, ablator, rows=rows, progress=progress, **sizes)
+                    for s in (forget, retain)]
     (f, fp), (r, rp) = measured
     return MethodScores(f, r, "difference", ablator.kind, ablator.forward_passes + fp + rp, 0,
                         {"rows": rows, "batch_size": batch_size, "loop": loop, "seed": seed})

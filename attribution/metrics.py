@@ -69,3 +69,25 @@ def item_metric(logits: Float[Tensor, "batch pos vocab"], batch: FactBatch | Pas
 def metric_name(batch: FactBatch | PassageBatch) -> str:
     """Name recorded in a `Ranking` for the metric ``item_metric`` uses on ``batch``."""
     return "answer_logprob" if isinstance(batch, FactBatch) else "passage_loglik"
+
+
+def read_positions(batch: FactBatch | PassageBatch) -> Bool[Tensor, "batch pos"]:
+    """Where `item_metric` reads logits: one position before each scored token."""
+    scored = batch.score_mask
+    where = torch.zeros_like(scored)
+    where[:, :-1] = scored[:, 1:]
+    return where
+
+
+def item_metric_at(logits: Float[Tensor, "n vocab"], batch: FactBatch | PassageBatch) -> Float[Tensor, " batch"]:
+    """`item_metric` from the logits at `read_positions` only (``logits[read_positions(batch)]``)."""
+    where = read_positions(batch)
+    rows = where.nonzero()[:, 0]
+    targets = batch.input_ids[:, 1:][where[:, :-1]]
+    picked = _upcast(logits).log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
+    total = torch.zeros(len(batch), dtype=picked.dtype, device=picked.device).index_add_(0, rows, picked)
+    if isinstance(batch, FactBatch):
+        return total
+    if isinstance(batch, PassageBatch):
+        return total / batch.score_mask.sum(-1)
+    raise TypeError(f"expected a FactBatch or PassageBatch, got {type(batch).__name__}")

@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,8 +24,9 @@ from tqdm.auto import tqdm
 
 from attribution._common import Batch, HookGroup, group_by_hook, run
 from attribution.ablation import Ablator
-from attribution.components import Component
-from attribution.metrics import item_metric
+from attribution.components import Component, neuron_hook
+from attribution.metrics import item_metric, item_metric_at, read_positions
+from attribution.resume import CleanPass, neuron_delta, neuron_shortcut_holds, resume_logits
 
 
 def _replicated_hook(ablator: Ablator, name: str, units: Tensor, items: int):
@@ -55,37 +58,103 @@ def _plan(groups: list[HookGroup], replicas: int) -> list[tuple[HookGroup, slice
     return [(g, slice(s, s + replicas)) for g in groups for s in range(0, len(g.units), replicas)]
 
 
+@dataclass(frozen=True)
+class _Shortcuts:
+    """Which of `attribution.resume`'s shortcuts reproduce this model (checked on a clean pass)."""
+
+    resume: bool
+    short_last: bool = False
+    neuron_layers: frozenset[int] = frozenset()
+
+    @classmethod
+    def check(cls, bridge: Any, clean: CleanPass, logits: Tensor, where: Tensor,
+              groups: list[HookGroup]) -> _Shortcuts:
+        if not clean.resumes(bridge, where, logits):
+            warnings.warn("resuming patched passes from the clean pass does not reproduce this "
+                          "model's logits; patching runs full forward passes instead", stacklevel=4)
+            return cls(False)
+        neurons = frozenset(g.layer for g in groups if g.hook == neuron_hook(g.layer)
+                            and neuron_shortcut_holds(bridge, clean, g.layer, g.hook))
+        return cls(True, clean.last_block_holds(bridge, where), neurons)
+
+
 def patch_effects(bridge: Any, batch: Batch, components: list[Component], ablator: Ablator, *,
-                  rows: int = 512, batch_size: int | None = None, progress: bool = True,
-                  ) -> tuple[Float[Tensor, " n"], int]:
+                  rows: int = 512, batch_size: int | None = 16, resume: bool = True,
+                  progress: bool = True) -> tuple[Float[Tensor, " n"], int]:
     """Mean metric drop per component over ``batch``, many components per forward pass.
 
-    ``rows`` bounds the replicated batch (items x replicas) of one pass; ``batch_size`` caps the
-    items per minibatch (default: ``rows``). Returns the effects and the number of forward passes.
+    Items are taken shortest first in minibatches of ``batch_size`` (None: as many as ``rows``
+    allows), each replicated once per component up to ``rows`` rows per pass. With ``resume``
+    (the default) a patched pass starts at the patched layer from the minibatch's clean pass and
+    computes only what the metric reads (`attribution.resume`); where the model fails resume's
+    self-checks, full passes are run. Returns the effects and the number of passes (full or
+    resumed, clean passes included).
     """
     groups = group_by_hook(components)
     device = bridge.cfg.device
-    chunks = list(batch.chunks(min(batch_size or rows, rows)))
+    chunks = list(batch.by_length().chunks(min(batch_size or rows, rows)))
     plans = [_plan(groups, max(1, rows // len(chunk))) for chunk in chunks]
     total = torch.zeros(len(components), dtype=torch.float64, device=device)
     passes = 0
+    shortcuts = None if resume else _Shortcuts(False)
     bar = tqdm(total=sum(len(p) + 1 for p in plans), desc="patching", disable=not progress)
     with torch.inference_mode(), bar:
         for chunk, plan in zip(chunks, plans, strict=True):
             chunk = chunk.to(device)
-            clean = item_metric(run(bridge, chunk), chunk)
+            clean_pass = None
+            if shortcuts is None or shortcuts.resume:
+                input_ids, mask = _through_read(chunk)
+                clean_pass, logits = CleanPass.capture(bridge, input_ids, mask, [g.hook for g in groups])
+                where = read_positions(chunk)[:, : input_ids.shape[1]]
+                shortcuts = shortcuts or _Shortcuts.check(bridge, clean_pass, logits, where, groups)
+            if shortcuts.resume:
+                clean = item_metric_at(resume_logits(bridge, clean_pass, clean_pass.last + 1, clean_pass.final,
+                                                     where), chunk)
+            else:
+                clean = item_metric(run(bridge, chunk), chunk)
             passes += 1
             bar.update()
             for group, units in plan:
                 unit_ids = group.units[units].to(device)
-                reps = chunk.repeat(len(unit_ids))
-                hook = _replicated_hook(ablator, group.hook, unit_ids, len(chunk))
-                ablated = item_metric(run(bridge, reps, [(group.hook, hook)]), reps)
+                if shortcuts.resume:
+                    ablated = _resumed(bridge, clean_pass, chunk, group, unit_ids, ablator, shortcuts)
+                else:
+                    reps = chunk.repeat(len(unit_ids))
+                    hook = _replicated_hook(ablator, group.hook, unit_ids, len(chunk))
+                    ablated = item_metric(run(bridge, reps, [(group.hook, hook)]), reps)
                 drop = clean - ablated.view(len(unit_ids), len(chunk))  # [replica item]
                 total[group.slots[units].to(device)] += drop.sum(-1).double()
                 passes += 1
                 bar.update()
     return (total / len(batch)).float().cpu(), passes
+
+
+def _through_read(batch: Batch) -> tuple[Tensor, Tensor]:
+    """``input_ids`` and mask through the last position whose logits the metric reads (causal
+    attention: the positions after it cannot change them)."""
+    width = int(read_positions(batch).any(0).nonzero().max()) + 1
+    return batch.input_ids[:, :width], batch.attention_mask[:, :width]
+
+
+def _resumed(bridge: Any, clean: CleanPass, chunk: Batch, group: HookGroup, units: Tensor,
+             ablator: Ablator, shortcuts: _Shortcuts) -> Float[Tensor, " rows"]:
+    """Metric of ``chunk`` replicated once per unit, replica ``r`` with ``units[r]`` ablated,
+    running only the blocks from the patched layer on (from the one above for a neuron)."""
+    n, layer = len(units), group.layer
+    reps = chunk.repeat(n)
+    where = read_positions(reps)[:, : clean.final.shape[1]]
+    if layer in shortcuts.neuron_layers and group.hook == neuron_hook(layer):
+        post = clean.acts[group.hook]
+        new = ablator.replacement(group.hook, post).expand_as(post)
+        w_out = bridge.blocks[layer].mlp.W_out.to(post.dtype)
+        hidden = (clean.output_of(layer) + neuron_delta(post, new, w_out, units)).flatten(0, 1)
+        logits = resume_logits(bridge, clean, layer + 1, hidden, where, n, short_last=shortcuts.short_last)
+    else:
+        hook = _replicated_hook(ablator, group.hook, units, clean.rows)
+        with bridge.hooks(fwd_hooks=[(group.hook, hook)]):
+            logits = resume_logits(bridge, clean, layer, clean.inputs[layer].repeat(n, 1, 1), where, n,
+                                   short_last=shortcuts.short_last)
+    return item_metric_at(logits, reps)
 
 
 def patch_effects_loop(bridge: Any, batch: Batch, components: list[Component], ablator: Ablator,
