@@ -50,6 +50,12 @@ def _replicate(value: Any, rows: int, n: int) -> Any:
     return value
 
 
+def _close(got: Tensor, want: Tensor, scale: float = 1.0) -> bool:
+    """Equal up to reordered float sums: 1e-4 in float32, a few ulps in half precision."""
+    tol = max(1e-4, 16 * torch.finfo(want.dtype).eps) * scale
+    return torch.allclose(got, want, atol=tol, rtol=tol)
+
+
 def _first(out: Any) -> Tensor:
     """A block's or attention's hidden-state output (HF returns a tensor or a tuple)."""
     return out[0] if isinstance(out, tuple) else out
@@ -125,8 +131,7 @@ class CleanPass:
         """Whether re-running the last block on two stacked copies gives the final residual, and
         the head at ``where`` gives this pass's ``logits`` there."""
         twice = run_blocks(bridge, self, self.last, self.last + 1, self.inputs[self.last].repeat(2, 1, 1), 2)
-        return (torch.allclose(twice, self.final.repeat(2, 1, 1), atol=1e-5, rtol=1e-4)
-                and torch.allclose(head(bridge, self.final[where]), logits[where], atol=1e-4, rtol=1e-4))
+        return _close(twice, self.final.repeat(2, 1, 1)) and _close(head(bridge, self.final[where]), logits[where])
 
     def last_block_holds(self, bridge: Any, where: Bool[Tensor, "batch pos"]) -> bool:
         """Whether `last_block_at` (attention, then the MLP at ``where`` only) gives the last
@@ -135,7 +140,7 @@ class CleanPass:
             at = last_block_at(bridge, self, self.inputs[self.last], where, 1)
         except (TypeError, ValueError, RuntimeError, AttributeError):  # a block of another shape
             return False
-        return torch.allclose(at, self.final[where], atol=1e-5, rtol=1e-4)
+        return _close(at, self.final[where])
 
 
 def run_blocks(bridge: Any, clean: CleanPass, start: int, stop: int, hidden: Float[Tensor, "rows pos d_model"],
@@ -196,4 +201,4 @@ def neuron_shortcut_holds(bridge: Any, clean: CleanPass, layer: int, hook: str) 
     with torch.inference_mode(), bridge.hooks(fwd_hooks=[(hook, lambda act, hook: torch.zeros_like(act))]):
         zeroed = run_blocks(bridge, clean, layer, layer + 1, clean.inputs[layer])
     expected = clean.output_of(layer) - clean.acts[hook] @ w_out.to(zeroed.dtype)
-    return torch.allclose(zeroed, expected, atol=1e-4 * (1 + float(expected.abs().max())), rtol=1e-4)
+    return _close(zeroed, expected, scale=1 + float(expected.abs().max()))

@@ -9,7 +9,8 @@ Per preset, on ``--items`` forget and ``--items`` retain-train facts of that wor
 - ``patch``: batched exhaustive activation patching on a fixed subset of ``--patch-components``
   components spread evenly over the model, and that cost scaled to every component
   (``patch_all_seconds_est``: batched patching costs one replicated pass per few components, so
-  its cost is linear in the number of components);
+  its cost is linear in the number of components; the subset spans the layers evenly, and a
+  resumed pass's cost depends on its layer);
 - ``loka-ft``: the method with its defaults on the world's erasure request, from the trained
   base model (seconds, steps, forget accuracy reached, ratio to that world's cached retrain time).
 
