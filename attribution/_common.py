@@ -12,6 +12,7 @@ from torch import Tensor
 
 from attribution.components import Component
 from attribution.data import FactBatch, PassageBatch
+from attribution.metrics import item_metric_at, read_positions
 
 Batch = FactBatch | PassageBatch
 HookFn = Callable[[Tensor, Any], Tensor | None]
@@ -45,7 +46,25 @@ def run(bridge: Any, batch: Batch, fwd_hooks: list[tuple[str, HookFn]] | None = 
         return bridge(batch.input_ids, attention_mask=batch.attention_mask)
 
 
+def read_width(batch: Batch) -> int:
+    """Positions a pass needs for ``batch``'s metric: through the last position it reads logits
+    at (causal attention: the positions after it cannot change them)."""
+    return int(read_positions(batch).any(0).nonzero().max()) + 1
+
+
+def metric_of(bridge: Any, batch: Batch, fwd_hooks: list[tuple[str, HookFn]] | None = None
+              ) -> Float[Tensor, " batch"]:
+    """`item_metric` of ``batch`` from one pass over its first `read_width` positions (with
+    temporary forward hooks), the log-softmax taken only where the metric reads."""
+    width = read_width(batch)
+    with bridge.hooks(fwd_hooks=fwd_hooks or []):
+        logits = bridge(batch.input_ids[:, :width], attention_mask=batch.attention_mask[:, :width])
+    return item_metric_at(logits[read_positions(batch)[:, :width]], batch)
+
+
 def per_unit(contrib: Tensor, mask: Tensor) -> Float[Tensor, "batch units"]:
-    """Sum ``contrib [batch pos units ...]`` over real positions and trailing axes -> ``[batch units]``."""
+    """Sum ``contrib [batch pos units ...]`` over real positions and trailing axes -> ``[batch units]``
+    (``contrib`` may stop short of ``mask``'s width: from a pass cut at `read_width`)."""
+    mask = mask[:, : contrib.shape[1]]
     contrib = contrib * mask.reshape(*mask.shape, *([1] * (contrib.ndim - 2)))
     return contrib.sum(dim=(1, *range(3, contrib.ndim)))

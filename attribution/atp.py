@@ -26,10 +26,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from attribution._common import Batch, HookFn, group_by_hook, per_unit, run
+from attribution._common import Batch, HookFn, group_by_hook, metric_of, per_unit
 from attribution.ablation import Ablator
 from attribution.components import Component
-from attribution.metrics import item_metric
 
 
 def _capture(store: dict[str, tuple[Tensor, Tensor]], name: str) -> HookFn:
@@ -64,7 +63,7 @@ def atp_effects(bridge: Any, batch: Batch, components: list[Component], ablator:
     total = torch.zeros(len(components), dtype=torch.float64)
     passes = 0
     with torch.enable_grad():
-        for chunk in batch.chunks(batch_size):
+        for chunk in batch.by_length().chunks(batch_size):  # shortest first: little padding
             chunk = chunk.to(device)
             rows = chunk.repeat(replicas)
             # Replica 0 is plain AtP; replica r >= 1 drops the gradient through layer r - 1.
@@ -74,7 +73,7 @@ def atp_effects(bridge: Any, batch: Batch, components: list[Component], ablator:
             if graddrop:
                 hooks += [(f"blocks.{layer}.hook_{part}_out", _drop_grad(layer_of_row, layer))
                           for layer in range(n_layers) for part in ("attn", "mlp")]
-            metric = item_metric(run(bridge, rows, hooks), rows)
+            metric = metric_of(bridge, rows, hooks)
             grads = torch.autograd.grad(metric.sum(), [store[g.hook][1] for g in groups])
             passes += 1
             for group, grad in zip(groups, grads, strict=True):

@@ -22,10 +22,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from attribution._common import Batch, HookFn, group_by_hook, per_unit, run
+from attribution._common import Batch, HookFn, group_by_hook, metric_of, per_unit
 from attribution.ablation import Ablator
 from attribution.components import Component
-from attribution.metrics import item_metric
 
 
 def _interpolate(ablator: Ablator, name: str, alphas: Tensor, items: int,
@@ -57,13 +56,13 @@ def ig_effects(bridge: Any, batch: Batch, components: list[Component], ablator: 
     total = torch.zeros(len(components), dtype=torch.float64)
     passes = 0
     with torch.enable_grad():
-        for chunk in batch.chunks(max(1, rows // steps)):
+        for chunk in batch.by_length().chunks(max(1, rows // steps)):  # shortest first: little padding
             chunk = chunk.to(device)
             reps = chunk.repeat(steps)
             for group in group_by_hook(components):
                 store: dict[str, Tensor] = {}
                 hook = _interpolate(ablator, group.hook, alphas, len(chunk), store)
-                metric = item_metric(run(bridge, reps, [(group.hook, hook)]), reps)
+                metric = metric_of(bridge, reps, [(group.hook, hook)])
                 (grad,) = torch.autograd.grad(metric.sum(), store["point"])
                 passes += 1
                 mean_grad = grad.view(steps, len(chunk), *grad.shape[1:]).mean(0)

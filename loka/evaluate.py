@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields, replace
 from typing import Any
 
 import torch
@@ -41,18 +40,40 @@ def prompt_ends(batch: FactBatch) -> torch.Tensor:
     return where
 
 
-def logits_at(model: Any, batch: FactBatch, where: torch.Tensor) -> torch.Tensor:
-    """``logits[where]`` (``[n, vocab]``, row-major order) of ``batch`` under ``model``. On a plain
-    HF model (`trunk_and_head`) the output head runs at the ``where`` positions only: with one
-    or a few scored positions per fact that is ~20% of a forward pass saved."""
+def logits_at(model: Any, batch: FactBatch, where: torch.Tensor, buckets: int = 4) -> torch.Tensor:
+    """``logits[where]`` (``[n, vocab]``, row-major order) of ``batch`` under ``model``.
+
+    Only what those logits need is computed: rows are run in up to ``buckets`` passes of similar
+    length (at least 32 rows each), each cut after its own last ``where`` column (causal
+    attention: later positions cannot change earlier logits); on a plain HF model
+    (`trunk_and_head`) the output head runs at the ``where`` positions only. On the default
+    world's fact batches that is ~30% fewer positions than one padded pass, and the head ~20%
+    of a pass saved. Exact up to the order of float sums.
+    """
     device = next(model.parameters()).device
-    batch, where = batch.to(device), where.to(device)
+    where = where.to(device)
+    widths = torch.where(where.any(1), where.size(1) - where.flip(1).int().argmax(1), 1)  # [batch]
+    order = torch.argsort(widths, stable=True)
+    groups = order.tensor_split(max(1, min(buckets, len(batch) // 32)))
+    parts = [_logits_at(model, batch.input_ids[rows.cpu()], batch.attention_mask[rows.cpu()], where[rows],
+                        int(widths[rows].max())) for rows in groups if len(rows)]
+    flat = torch.cat(parts)  # grouped by row in ``order``; back to row-major order of ``where``:
+    counts = where.sum(1)
+    start = torch.empty_like(counts)
+    start[order] = torch.cumsum(counts[order], 0) - counts[order]
+    rows = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
+    within = torch.arange(len(rows), device=device) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    return flat[start[rows] + within]
+
+
+def _logits_at(model: Any, ids: torch.Tensor, mask: torch.Tensor, where: torch.Tensor, width: int) -> torch.Tensor:
+    device = where.device
+    ids, mask, where = ids[:, :width].to(device), mask[:, :width].to(device), where[:, :width]
     fast = trunk_and_head(model)
     if fast is None:
-        return logits_of(model, batch.input_ids, batch.attention_mask)[where]
+        return logits_of(model, ids, mask)[where]
     trunk, head = fast
-    hidden = trunk(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-    return head(hidden[where])
+    return head(trunk(input_ids=ids, attention_mask=mask).last_hidden_state[where])
 
 
 @torch.inference_mode()
@@ -67,7 +88,7 @@ def prompt_end_logits(model: Any, batch: FactBatch, batch_size: int = 256) -> to
     out = []
     for chunk in batch.chunks(batch_size):
         chunk = chunk.through_prompts()
-        out.append(logits_at(model, chunk, prompt_ends(chunk)).float())
+        out.append(logits_at(model, chunk, prompt_ends(chunk), buckets=1).float())  # FirstTokenEval sorts by length
     return torch.cat(out)
 
 
@@ -98,10 +119,7 @@ class FirstTokenEval:
         # Sorted by prompt length, each chunk is cut to nearly its own prompts (little padding):
         # 1.5x faster on the default world's 3,200 retain facts.
         self.order = torch.argsort(batch.prompt_last, stable=True)
-        n = len(batch)
-        self.batch = replace(batch, **{f.name: getattr(batch, f.name)[self.order] for f in fields(batch)
-                                       if isinstance(getattr(batch, f.name), torch.Tensor)
-                                       and getattr(batch, f.name).shape[:1] == (n,)})
+        self.batch = batch.take(self.order)
         self.batch_size = batch_size
 
     def __len__(self) -> int:

@@ -20,7 +20,7 @@ import random
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor
 
 from attribution.data import FactBatch, tokenize_facts
@@ -112,15 +112,8 @@ def first_unlikelihood(first: Float[Tensor, "batch vocab"], batch: FactBatch) ->
     return -torch.log1p(-picked.exp().clamp(max=1 - 1e-6)).mean()
 
 
-def before_answers(batch: FactBatch) -> Bool[Tensor, "batch pos"]:
-    """True at every position whose next token is an answer token (what `retain_nll` scores)."""
-    where = torch.zeros_like(batch.answer_mask, dtype=torch.bool)
-    where[:, :-1] = batch.answer_mask[:, 1:]
-    return where
-
-
 def answers_nll(selected: Float[Tensor, "n vocab"], batch: FactBatch) -> Tensor:
-    """`retain_nll` from ``loka.evaluate.logits_at(model, batch, before_answers(batch))``."""
+    """`retain_nll` from ``loka.evaluate.logits_at(model, batch, read_positions(batch))``."""
     targets = batch.input_ids[:, 1:][batch.answer_mask[:, 1:]].to(selected.device)
     return torch.nn.functional.cross_entropy(selected.float(), targets)
 

@@ -28,11 +28,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from attribution.data import FactBatch
+from attribution.metrics import read_positions
 from loka.evaluate import logits_at, prompt_ends
 from loka.methods.guard import DivergenceGuard
 from loka.methods.localized.common import (
     answers_nll,
-    before_answers,
     check_number,
     first_accuracy,
     first_unlikelihood,
@@ -73,9 +73,9 @@ class LoopReport:
 
 
 def _first_of_rows(selected: Tensor, batch: FactBatch) -> float:
-    """First-token accuracy from ``logits_at(.., before_answers(batch))``: each row's first
+    """First-token accuracy from ``logits_at(.., read_positions(batch))``: each row's first
     selected position is its prompt end."""
-    counts = before_answers(batch).sum(-1).to(selected.device)
+    counts = read_positions(batch).sum(-1).to(selected.device)
     return first_accuracy(selected[torch.cumsum(counts, 0) - counts], batch)
 
 
@@ -113,7 +113,7 @@ def optimise(model: Any, named: list[tuple[str, Tensor]],
                 report.log.append({"step": step, "forget_accuracy": acc})
                 break
             chunk = next(chunks)
-            r_logits = logits_at(model, chunk, before_answers(chunk))  # [answer tokens, vocab]
+            r_logits = logits_at(model, chunk, read_positions(chunk))  # [answer tokens, vocab]
             report.forward_passes += 1
             f_loss, r_loss = first_unlikelihood(f_logits, forget), answers_nll(r_logits, chunk)
             loss = f_loss + spec.retain_weight * r_loss
