@@ -132,13 +132,6 @@ class FactBatch(_Batch):
         """Positions whose token the metric scores: the answer tokens."""
         return self.answer_mask
 
-    def through_prompts(self) -> FactBatch:
-        """The batch cut after its longest prompt: all that anything read at ``prompt_last`` (the
-        first answer token's logits) needs under causal attention; ``answer_ids`` stay whole.
-        Answer tokens inside the cut stay in ``answer_mask``; those after it are gone."""
-        width = int(self.prompt_last.max()) + 1
-        return replace(self, **{name: getattr(self, name)[:, :width] for name in self._POS_FIELDS})
-
 
 @dataclass(frozen=True, eq=False)
 class PassageBatch(_Batch):

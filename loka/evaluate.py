@@ -80,14 +80,13 @@ def _logits_at(model: Any, ids: torch.Tensor, mask: torch.Tensor, where: torch.T
 def prompt_end_logits(model: Any, batch: FactBatch, batch_size: int = 256) -> torch.Tensor:
     """``[n, vocab]`` float logits at each fact's last prompt token (which predict the answer).
 
-    Causal attention means tokens after the prompt cannot change these logits, so each chunk is
-    cut to its longest prompt (`FactBatch.through_prompts`), and `logits_at` runs the output head
-    at the prompt ends only: on the default world that made the per-step forget check of the
-    optimising baselines ~2x cheaper than full teacher-forced logits.
+    Causal attention means tokens after the prompt cannot change these logits, so `logits_at`
+    cuts each chunk after its longest prompt and runs the output head at the prompt ends only: on
+    the default world that made the per-step forget check of the optimising baselines ~2x cheaper
+    than full teacher-forced logits.
     """
     out = []
     for chunk in batch.chunks(batch_size):
-        chunk = chunk.through_prompts()
         out.append(logits_at(model, chunk, prompt_ends(chunk), buckets=1).float())  # FirstTokenEval sorts by length
     return torch.cat(out)
 
