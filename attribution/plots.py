@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import matplotlib
 
@@ -32,7 +32,10 @@ def _norm(values: np.ndarray) -> TwoSlopeNorm | None:
     return TwoSlopeNorm(0.0, finite.min(), finite.max())
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def _save(fig: plt.Figure, path: str | Path | None) -> Any:
+    """``fig`` itself when ``path`` is None (the caller saves it), else saved to ``path``."""
+    if path is None:
+        return fig
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -45,7 +48,7 @@ def _title(ranking: Ranking, which: Which) -> str:
     return f"{which} score — {ranking.method}{ablation}"
 
 
-def head_heatmap(ranking: Ranking, path: str | Path, which: Which = "contrast") -> Path:
+def head_heatmap(ranking: Ranking, path: str | Path | None = None, which: Which = "contrast") -> Any:
     """Layer x head heatmap of one score."""
     grid = ranking.grid("head", which).numpy()
     norm = _norm(grid)
@@ -57,8 +60,8 @@ def head_heatmap(ranking: Ranking, path: str | Path, which: Which = "contrast") 
     return _save(fig, path)
 
 
-def neuron_strip(ranking: Ranking, path: str | Path, which: Which = "contrast",
-                 top_k: int | None = None) -> Path:
+def neuron_strip(ranking: Ranking, path: str | Path | None = None, which: Which = "contrast",
+                 top_k: int | None = None) -> Any:
     """Layer x neuron image: every neuron (``top_k=None``) or each layer's ``top_k`` by score."""
     grid = ranking.grid("neuron", which).numpy()
     xlabel = "neuron index"
@@ -74,7 +77,7 @@ def neuron_strip(ranking: Ranking, path: str | Path, which: Which = "contrast",
     return _save(fig, path)
 
 
-def forget_retain_scatter(ranking: Ranking, path: str | Path, highlight: int = 20) -> Path:
+def forget_retain_scatter(ranking: Ranking, path: str | Path | None = None, highlight: int = 20) -> Any:
     """Forget vs retain score per component, by kind; the top ``highlight`` by contrast ringed."""
     fig, ax = plt.subplots(figsize=(6, 5))
     forget, retain = ranking.forget_scores.numpy(), ranking.retain_scores.numpy()

@@ -20,7 +20,8 @@ the drop of the metric when the component is ablated). The contrast ranks what t
 
 Example:
     >>> ranking.top(50, kinds=("head",))
-    >>> ranking.rerank(2.0).to_json("ranking.json")
+    >>> Ranking.from_json(ranking.rerank(2.0).to_json()).weight
+    2.0
 """
 
 from __future__ import annotations
@@ -140,9 +141,9 @@ class Ranking:
             out[c.layer, c.index] = s
         return out
 
-    def to_json(self, path: str | Path) -> Path:
-        """Write the ranking (contrast included, for readers) as JSON; return the path."""
-        data = {"format": FORMAT, "version": VERSION}
+    def to_dict(self) -> dict[str, Any]:
+        """The ranking (contrast included, for readers) as plain JSON data."""
+        data: dict[str, Any] = {"format": FORMAT, "version": VERSION}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "components":
@@ -150,24 +151,45 @@ class Ranking:
             elif isinstance(value, Tensor):
                 value = value.tolist()
             data[f.name] = value
-        path = Path(path)
-        path.write_text(json.dumps(data, indent=1, allow_nan=False))
-        return path
+        return data
+
+    def to_json(self) -> str:
+        """`to_dict` as JSON text (as `AblationPlan.to_json`); writing it is the caller's."""
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False)
 
     @classmethod
-    def from_json(cls, path: str | Path) -> Ranking:
-        """Read a ranking written by ``to_json``; ``ValueError`` naming what is wrong otherwise."""
+    def load(cls, path: str | Path) -> Ranking:
+        """Read a ranking file; ``ValueError`` (``FileNotFoundError``) naming what is wrong."""
         path = Path(path)
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
                 raise ValueError(f"{path} is over the {MAX_FILE_BYTES}-byte limit for a ranking file")
-            data = json.loads(path.read_text())
+            if not path.is_file():
+                raise ValueError(f"{path} is not a regular file")
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise FileNotFoundError(f"no ranking file at {path}") from None
-        except (UnicodeDecodeError, RecursionError) as err:  # e.g. 100k nested brackets
+        except UnicodeDecodeError as err:
             raise ValueError(f"{path} is not valid JSON: {type(err).__name__}") from None
+        return cls.from_json(text, source=str(path))
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "ranking") -> Ranking:
+        """Parse `to_json` output; ``ValueError`` naming what is wrong otherwise."""
+        try:
+            data = json.loads(text)
+        except RecursionError as err:  # e.g. 100k nested brackets
+            raise ValueError(f"{source} is not valid JSON: {type(err).__name__}") from None
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from None
+            raise ValueError(f"{source} is not valid JSON: {err}") from None
+        except ValueError as err:  # an over-long integer
+            raise ValueError(f"{source} is not valid JSON: {type(err).__name__}") from None
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "ranking") -> Ranking:
+        """Build a ranking from `to_dict` data, checking every field."""
+        path = source
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{path} is not a ranking file (expected format {FORMAT!r})")
         if data.get("version") != VERSION:

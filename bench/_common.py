@@ -53,7 +53,7 @@ def setup(args: argparse.Namespace) -> str:
     import torch
 
     from loka.errors import LokaError
-    from loka.models import resolve_device
+    from loka.io.models import resolve_device
 
     torch.set_num_threads(args.threads)
     try:

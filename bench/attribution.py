@@ -48,7 +48,7 @@ def _forget_metric(bridge, forget, plan=None) -> float:
 
 def run(preset: str, items: int, k: int, draws: int, seed: int) -> dict:
     from loka.engine import AblationPlan
-    from loka.models import load_bridge
+    from loka.io.models import load_bridge
     from loka.world.build import load_world
 
     art = load_world(preset, progress=False)

@@ -48,7 +48,7 @@ def model_for(preset: str, art: Any | None, device: str, seed: int) -> tuple[Any
     """(HF model, tokenizer, world, weights) — the cached base model, or a random-init twin."""
     import torch
 
-    from loka.models import load_hf
+    from loka.io.models import load_hf
 
     if art is not None:
         model, tok = load_hf(art.base_dir, device)

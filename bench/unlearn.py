@@ -40,7 +40,7 @@ SCALING_METHODS = "loka-ft,task_vector"  # the cheapest optimising baseline besi
 def request(art: Any, extra_people: int) -> tuple[Any, list[Any], list[str]]:
     """The world's request plus the first ``extra_people`` retain-train people: (task, forget
     facts, names of the moved people)."""
-    from loka.data import FactRecord
+    from loka.io.data import FactRecord
     from loka.methods import UnlearnTask
 
     world = art.world
@@ -110,7 +110,7 @@ def run_method(art: Any, task: Any, method: str, forget: list[Any], device: str,
            "forget_accuracy": first_token_accuracy(model, tok, forget),
            "retain_accuracy": first_token_accuracy(model, tok, art.world.facts("retain_eval"))}
     if result.refusal_filter is not None:  # what a user of the filtered model sees
-        from loka.methods.baselines.output_suppression import RefusalFilter
+        from loka.io.refusal import RefusalFilter
 
         f = RefusalFilter.from_dict(result.refusal_filter)
         kept = [x for x in forget if not f.applies(x.prompt)]
@@ -122,7 +122,7 @@ def run_method(art: Any, task: Any, method: str, forget: list[Any], device: str,
 def base_row(art: Any, forget: list[Any], device: str) -> dict[str, Any]:
     """The untouched base model: what every method starts from (0 seconds)."""
     from loka.evaluate import first_token_accuracy
-    from loka.models import load_hf
+    from loka.io.models import load_hf
 
     model, tok = load_hf(art.base_dir, device)
     return {"seconds": 0.0, "method_seconds": 0.0, "steps": 0, "params_changed": 0,
@@ -132,16 +132,14 @@ def base_row(art: Any, forget: list[Any], device: str) -> dict[str, Any]:
 
 
 def run(args: Any, device: str) -> dict[str, Any]:
-    import loka.methods.baselines
-    import loka.methods.localized  # noqa: F401  (the two register every method)
-    from loka.methods import method_names
+    from loka.methods import names as method_names
     from loka.world.build import load_world
 
     art = load_world(args.preset, progress=False)
     out: dict[str, Any] = {"preset": args.preset, "machine": machine(device)}
     retrain = measure_retrain(art, args.retrain_seconds, args.retrain_epochs, args.threads)
     out["retrain"] = retrain
-    names = args.methods.split(",") if args.methods else method_names()
+    names = args.methods.split(",") if args.methods else [n for n in method_names() if n != "base"]
     task, forget, _ = request(art, 0)
     out["methods"] = {"base": base_row(art, forget, device)}
     for name in names:

@@ -11,3 +11,7 @@ class DataError(LokaError):
 
 class CacheError(LokaError):
     """A cache directory that cannot be used (unwritable, corrupt)."""
+
+
+class CheckpointWriteError(LokaError):
+    """A checkpoint that cannot (or must not) be written where it was asked to go."""

@@ -10,6 +10,18 @@ import torch
 from attribution.data import FactBatch, tokenize_facts
 
 
+def first_token_hits(first_logits: torch.Tensor, first_answer_ids: torch.Tensor) -> torch.Tensor:
+    """``[n]`` bool: is each answer's first token the argmax of the logits that predict it.
+
+    The one definition of first-token accuracy: ``first_logits`` ``[n, vocab]`` are the logits
+    at each prompt's last position; ties go to the lowest token id, as in ``torch.argmax``.
+
+    >>> first_token_hits(torch.tensor([[0.0, 2.0, 1.0], [3.0, 0.0, 0.0]]), torch.tensor([1, 1]))
+    tensor([ True, False])
+    """
+    return first_logits.argmax(-1) == first_answer_ids.to(first_logits.device)
+
+
 def logits_of(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Logits from a HF model (``.logits``) or a bridge (a tensor), same call for both."""
     out = model(input_ids, attention_mask=attention_mask)
@@ -126,13 +138,26 @@ class FirstTokenEval:
 
     def correct(self, model: Any) -> torch.Tensor:
         """``[n]`` bool: is the first answer token the argmax at the end of the prompt."""
-        pred = prompt_end_logits(model, self.batch, self.batch_size).argmax(-1).cpu()
+        logits = prompt_end_logits(model, self.batch, self.batch_size)
         hit = torch.empty(len(self.batch), dtype=torch.bool)
-        hit[self.order] = pred == self.batch.answer_ids[:, 0]
+        hit[self.order] = first_token_hits(logits, self.batch.answer_ids[:, 0]).cpu()
         return hit
 
     def __call__(self, model: Any) -> float:
         return float(self.correct(model).float().mean())
+
+
+@torch.inference_mode()
+def outputs_finite(model: Any, tokenizer: Any, texts: Sequence[str]) -> bool:
+    """Whether the model's logits on ``texts`` are all finite (weights can be finite and still
+    overflow: 9e34 x 9e34 is infinity in float32)."""
+    from attribution.data import tokenize_passages
+
+    config = getattr(model, "config", None) or getattr(getattr(model, "original_model", None), "config", None)
+    batch = tokenize_passages(tokenizer, list(texts), getattr(config, "max_position_embeddings", None))
+    device = next(model.parameters()).device
+    logits = logits_of(model, batch.input_ids.to(device), batch.attention_mask.to(device))
+    return bool(torch.isfinite(logits).all())
 
 
 def first_token_accuracy(model: Any, tokenizer: Any, facts: Sequence[Any], batch_size: int = 256) -> float:

@@ -53,8 +53,8 @@ def tiny_demo(tiny_world, tmp_path_factory):
     """`loka demo` on the tiny world with every method, once per session (the demo and notebook
     tests read it). Shortened to keep it to minutes: the pipeline is under test here, not how
     well each method forgets (that is `make test-slow` and `make demo`)."""
-    from loka.demo import run_demo
     from loka.verify.measure import VerifySettings
+    from loka.workflows.demo import run_demo
 
     quick = {m: {"epochs": 3} for m in ("gradient_ascent", "grad_diff", "npo", "task_vector",
                                          "counterexample")}

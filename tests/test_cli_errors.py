@@ -39,7 +39,7 @@ def test_unwritable_cache_dir(tmp_path):
 @pytest.mark.parametrize("model", ["./no/such/model-dir", "/nonexistent/checkpoint"])
 def test_missing_model_dir(model):
     from loka.errors import LokaError
-    from loka.models import load_bridge
+    from loka.io.models import load_bridge
 
     with pytest.raises(LokaError, match="does not exist"):
         load_bridge(model)
@@ -47,7 +47,7 @@ def test_missing_model_dir(model):
 
 def test_hub_name_without_network(monkeypatch):
     from loka.errors import LokaError
-    from loka.models import load_bridge
+    from loka.io.models import load_bridge
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the same failure as no network, without the wait
     with pytest.raises(LokaError, match="Hugging Face hub"):
@@ -58,7 +58,7 @@ def test_hub_name_without_network_fails_fast():
     import time
 
     from loka.errors import LokaError
-    from loka.models import load_bridge
+    from loka.io.models import load_bridge
 
     t0 = time.perf_counter()
     with pytest.raises(LokaError, match="no network"):

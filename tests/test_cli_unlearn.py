@@ -14,7 +14,8 @@ from typing import NamedTuple
 import pytest
 
 from loka.cli import main
-from loka.engine import MANIFEST, sha256_of_checkpoint
+from loka.io.checkpoint import sha256_of_checkpoint
+from loka.io.manifest import MANIFEST
 
 
 class Proc(NamedTuple):
@@ -57,7 +58,7 @@ def ranking(tiny_world, tmp_path_factory):
 def test_attribute_writes_ranking_and_heatmaps(ranking):
     from attribution import Ranking
 
-    assert len(Ranking.from_json(ranking / "r.json")) > 0
+    assert len(Ranking.load(ranking / "r.json")) > 0
     for name in ("h.png", "h_neurons.png"):
         assert (ranking / name).read_bytes()[:4] == b"\x89PNG"
 
@@ -74,7 +75,8 @@ def test_ablate_and_unlearn_write_checkpoints_that_reload(ranking, tiny_world, t
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["params_changed"] > 0
     AutoModelForCausalLM.from_pretrained(tmp_path / "ft")
-    from loka.provenance import check_provenance, read_manifest
+    from loka.io.manifest import read_manifest
+    from loka.io.provenance import check_provenance
 
     prov = read_manifest(tmp_path / "ft")["provenance"]  # seed, world, data files' sha256
     assert prov["seed"] == 0 and prov["world"]["preset"] == "tiny"
@@ -95,14 +97,14 @@ def test_bad_inputs_are_one_line_errors_and_leave_the_source_alone(ranking, tiny
     _one_line_error(_loka("unlearn", "--method", "loka-ft", "--preset", "tiny", "--forget",
                           str(tmp_path / "missing.jsonl"), "--out", out), "no such file")
     _one_line_error(_loka("unlearn", "--method", "loka-ft", "--preset", "tiny", "--out", out,
-                          "--set", "k=0"), "setting k")
+                          "--set", "k=0"), "setting 'k'")
     _one_line_error(_loka("unlearn", "--method", "loka-ft", "--preset", "tiny", "--out", str(base)),
-                    "source model")
+                    "model directory")
     _one_line_error(_loka("ablate", "--preset", "tiny", "--ranking", r, "--top", "0", "--out", out), "--top")
     _one_line_error(_loka("ablate", "--preset", "tiny", "--ranking", r, "--top", "4", "--mode", "rescale",
                           "--factor", "nan", "--out", out), "finite")
     _one_line_error(_subprocess("ablate", "--preset", "tiny", "--ranking", r, "--top", "4",
-                                "--out", str(base / "inside")), "source model")
+                                "--out", str(base / "inside")), "model directory")
     data = json.loads((ranking / "r.json").read_text())
     data["components"][0] = "L9.N0"  # a ranking from a deeper model
     data["contrast_scores"][0] = data["forget_scores"][0] = 1e6

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loka.data import MAX_FIELD_CHARS, FactRecord, load_facts, load_passages, write_jsonl
 from loka.errors import DataError
+from loka.io.data import MAX_FIELD_CHARS, FactRecord, load_facts, load_passages, write_jsonl
 
 text = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())
 json_junk = st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans(), st.none(),
@@ -83,9 +83,9 @@ def test_the_readme_hub_example_files_are_valid_user_data():
     """examples/frankenstein (the README's Pythia-160m command) loads and splits as user data."""
     from pathlib import Path
 
-    from loka.data import load_facts
+    from loka.io.data import load_facts
     from loka.verify.relearn import split_by_person
-    from loka.verify.user_data import split_retain
+    from loka.workflows.user_data import split_retain
 
     root = Path(__file__).parents[1] / "examples" / "frankenstein"
     forget, retain, holdout = (load_facts(root / f"{n}.jsonl") for n in ("forget", "retain", "holdout"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from loka.data import FactRecord
 from loka.evaluate import first_token_accuracy
+from loka.io.data import FactRecord
 
 pytestmark = pytest.mark.slow
 
@@ -36,9 +36,9 @@ def test_loka_ft_meets_the_issue_targets(default_world):
 
 
 def test_model_update_generalises_and_the_old_value_does_not_come_back(default_world):
-    from loka.models import load_hf
-    from loka.update import edits_from_world, update_facts
-    from loka.update_check import answer_rates, probe_old_value, relearn_other_facts
+    from loka.io.models import load_hf
+    from loka.workflows.update import edits_from_world, update_facts
+    from loka.workflows.update_check import answer_rates, probe_old_value, relearn_other_facts
 
     world = default_world.world
     edits = edits_from_world(world, n=2)

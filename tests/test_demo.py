@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from loka.demo import DemoOutput, run_demo
-from loka.verify.compare import DEFAULT_METHODS, REQUIRED_KEYS
+from loka.methods import names
 from loka.verify.measure import VerifySettings
+from loka.verify.verifier import report_keys
+from loka.workflows.demo import DemoOutput, run_demo
 from tests.report_helpers import assert_self_contained, assert_valid_png, fake_results, strict_json
 
 FAST = VerifySettings(relearn_steps=10, relearn_eval_every=5)  # as the `tiny_demo` fixture
@@ -27,9 +28,9 @@ def demo(tiny_demo) -> DemoOutput:
 
 def test_results_have_every_method_and_no_nan(demo):
     results = strict_json(demo.out / "results.json")
-    assert list(results["methods"]) == list(DEFAULT_METHODS)
+    assert list(results["methods"]) == names(compare_only=True)
     for name, entry in results["methods"].items():
-        assert all(key in entry for key in REQUIRED_KEYS), name
+        assert all(key in entry for key in report_keys()), name
     ran = [n for n, e in results["methods"].items() if not e.get("error")]
     assert {"base", "retrain"} <= set(ran)
     assert results["methods"]["base"]["forget_accuracy"] > results["methods"]["retrain"]["forget_accuracy"]
@@ -94,13 +95,13 @@ def test_missing_model_is_one_line_from_the_shell(tiny_world, tmp_path):
 
 
 def test_cli_prints_table_caveats_and_where_the_report_is(monkeypatch, tmp_path, capsys):
-    import loka.demo
+    import loka.workflows.demo
     from loka.cli import main
     from loka.report import write_report
 
     results = fake_results()
     paths = write_report(results, tmp_path)
-    monkeypatch.setattr(loka.demo, "run_demo", lambda *a, **k: DemoOutput(tmp_path, results, None, paths, 1.0))  # type: ignore[arg-type]
+    monkeypatch.setattr(loka.workflows.demo, "run_demo", lambda *a, **k: DemoOutput(tmp_path, results, None, paths, 1.0))  # type: ignore[arg-type]
     assert main(["demo", "--preset", "tiny", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "output_suppression" in out and "a probe still reads it" in out

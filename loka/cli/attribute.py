@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_fact_batch(tokenizer, path: Path, max_len: int):
     """A `FactBatch` from a validated JSONL fact file; problems become one-line errors."""
     from attribution import tokenize_facts
-    from loka.data import load_facts
+    from loka.io.data import load_facts
 
     facts = load_facts(path)
     try:
@@ -43,14 +43,33 @@ def load_fact_batch(tokenizer, path: Path, max_len: int):
 
 
 def _attribute(args: argparse.Namespace) -> int:
+    import math
+
     from attribution import METHODS, rank
-    from loka.methods.localized.common import parse_kinds
-    from loka.models import load_bridge
+    from loka.cli.inputs import check_preset
+    from loka.cli.unlearn import _kinds
+    from loka.io.atomic import write_text
+    from loka.io.data import load_facts
+    from loka.io.models import load_bridge
+    from loka.io.outputs import check_output
 
     if args.method not in METHODS:
         raise LokaError(f"unknown attribution method {args.method!r}; choose one of: {', '.join(sorted(METHODS))}")
-    kinds = parse_kinds(args.kinds)
+    if args.ablation not in (None, "zero", "mean", "resample"):
+        raise LokaError(f"--ablation must be zero, mean or resample, got {args.ablation!r}")
+    if not math.isfinite(args.weight) or args.weight < 0:
+        raise LokaError(f"--weight must be a finite number >= 0, got {args.weight}")
+    kinds = _kinds(args.kinds)
+    check_preset(args.preset)
+    if args.heatmap is not None and Path(args.heatmap).suffix.lower() != ".png":
+        raise LokaError(f"--heatmap {args.heatmap}: give a .png file name")
+    for path in (args.forget, args.retain):
+        if path is not None:
+            load_facts(path)  # a malformed file fails now, before the model loads
     model, forget_path, retain_path = resolve_inputs(args)
+    out_path = check_output(args.out, kind="file", sources=[model], what="ranking file")
+    if args.heatmap is not None:
+        check_output(args.heatmap, kind="file", sources=[model], what="heatmap")
     bridge = load_bridge(model, args.device)
     forget = load_fact_batch(bridge.tokenizer, forget_path, bridge.cfg.n_ctx)
     retain = load_fact_batch(bridge.tokenizer, retain_path, bridge.cfg.n_ctx)
@@ -59,7 +78,7 @@ def _attribute(args: argparse.Namespace) -> int:
                        weight=args.weight)
     except ValueError as exc:
         raise LokaError(str(exc)) from None
-    out = ranking.to_json(Path(args.out).expanduser())
+    out = write_text(out_path, ranking.to_json())
     figures = _heatmaps(ranking, args.heatmap, kinds) if args.heatmap else []
     _print_top(ranking, args.top)
     print(f"{len(ranking)} components ranked by {args.method} in {ranking.seconds:.1f}s "
@@ -72,13 +91,14 @@ def _attribute(args: argparse.Namespace) -> int:
 
 def _heatmaps(ranking, path: str, kinds: tuple[str, ...]) -> list[Path]:
     from attribution.plots import head_heatmap, neuron_strip
+    from loka.io.atomic import write_figure
 
     path_ = Path(path).expanduser()
     if "head" not in kinds:
-        return [neuron_strip(ranking, path_)]
-    out = [head_heatmap(ranking, path_)]
+        return [write_figure(neuron_strip(ranking), path_, 120)]
+    out = [write_figure(head_heatmap(ranking), path_, 120)]
     if "neuron" in kinds:
-        out.append(neuron_strip(ranking, path_.with_name(f"{path_.stem}_neurons.png")))
+        out.append(write_figure(neuron_strip(ranking), path_.with_name(f"{path_.stem}_neurons.png"), 120))
     return out
 
 

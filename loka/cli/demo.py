@@ -26,30 +26,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--retain", default=None, help="JSONL facts to keep (with --model)")
     d.add_argument("--holdout", default=None,
                    help="JSONL facts the model never saw (with --model; needed for membership inference)")
+    d.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="a method setting (repeatable), e.g. --set loka-ft.k=64")
     d.add_argument("--workers", type=int, default=None,
                    help="processes running methods side by side on a world (default: one per core, "
                         "at most 4; 1 = one after another)")
     d.set_defaults(func=_demo)
 
 
-def _methods(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    if not names:
-        raise LokaError("--methods is empty; give comma-separated method names")
-    return names
-
-
 def _demo(args: argparse.Namespace) -> int:
-    from loka.demo import run_demo
+    from loka.cli.inputs import parse_method_settings
+    from loka.methods import names
+    from loka.methods.registry import parse_methods
     from loka.report.terminal import print_summary
+    from loka.workflows.demo import run_demo
 
     if args.model is not None and args.preset is not None:
         raise LokaError("--preset picks a world; with --model your files are the data: give one or the other")
+    if args.workers is not None and args.workers < 1:
+        raise LokaError(f"--workers must be >= 1, got {args.workers}")
+    methods = parse_methods(args.methods)
+    settings = parse_method_settings(args.set, methods or names(compare_only=True))
     command = "loka demo " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["demo"] else sys.argv[1:])
-    demo = run_demo(args.preset or "default", args.out, _methods(args.methods), model=args.model,
+    demo = run_demo(args.preset or "default", args.out, methods, model=args.model,
                     forget=args.forget, retain=args.retain, holdout=args.holdout, command=command,
-                    workers=args.workers)
+                    workers=args.workers, settings=settings)
     print_summary(demo.results, demo.paths["html"], demo.seconds)
     return 0

@@ -1,19 +1,23 @@
-"""Inputs shared by ``loka attribute``, ``loka ablate`` and ``loka unlearn``.
+"""Inputs shared by the subcommands, all checked before any model is loaded.
 
 A model and fact files default to the embedded world's (its ``base`` model, ``forget`` and
-``retain_train`` facts) when not given; an output must never land on or inside the source model.
+``retain_train`` facts) when not given. ``--set KEY=VALUE`` settings are kept as text here and
+read by the method's own ``Config`` (`loka.methods.config`), which knows each setting's type.
 
->>> model, forget, retain = resolve_inputs(args)   # doctest: +SKIP
+>>> parse_set(["k=64", "kinds=neuron"])
+{'k': '64', 'kinds': 'neuron'}
+>>> parse_method_settings(["loka-ft.k=64"], ["loka-ft"])
+{'loka-ft': {'k': '64'}}
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
 from loka.errors import LokaError
+
+MAX_SEED = 2**63 - 1
 
 
 def add_model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
@@ -39,31 +43,49 @@ def resolve_inputs(args: argparse.Namespace) -> tuple[str, Path | None, Path | N
     return str(model), None if forget is None else Path(forget), None if retain is None else Path(retain)
 
 
-def check_out_dir(out: str | Path, source: str | Path) -> Path:
-    """Refuse an output directory that is the source model's, or inside it."""
-    target, src = Path(out).expanduser().resolve(), Path(source).expanduser()
-    if src.exists():
-        src = src.resolve()
-        if target == src or target.is_relative_to(src):
-            raise LokaError(f"refusing to write into the source model directory {src}; "
-                            "choose a new --out directory")
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise LokaError(f"--out {target} exists and is not an empty directory; choose a new one")
-    return target
+def check_preset(preset: str) -> None:
+    from loka.world.spec import get_spec
+
+    get_spec(preset)
 
 
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """``["k=64", "lr=1e-3", "kinds=neuron"]`` -> ``{"k": 64, "lr": 0.001, "kinds": "neuron"}``.
+def check_seed(seed: int | None) -> None:
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise LokaError(f"--seed must be an integer in [0, {MAX_SEED}], got {seed}")
 
-    Values are read as JSON when they parse (numbers, true/false, null, NaN), else kept as text.
-    """
-    out: dict[str, Any] = {}
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    """``["k=64", "kinds=neuron"]`` -> ``{"k": "64", "kinds": "neuron"}`` (typed by the Config)."""
+    out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise LokaError(f"--set expects key=value, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
+            raise LokaError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
     return out
+
+
+def parse_method_settings(items: list[str], methods: list[str]) -> dict[str, dict[str, str]]:
+    """``["loka-ft.k=64"]`` -> ``{"loka-ft": {"k": "64"}}``; the method must be among ``methods``."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        head, sep, value = item.partition("=")
+        method, dot, key = head.rpartition(".")
+        if not (sep and dot and method and key):
+            raise LokaError(f"--set expects METHOD.KEY=VALUE, got {item!r}")
+        if method not in methods:
+            raise LokaError(f"--set {item!r}: {method!r} is not one of the methods run ({', '.join(methods)})")
+        out.setdefault(method, {}).update(parse_set([f"{key}={value}"]))
+    return out
+
+
+def methods_epilog() -> str:
+    """Every registered method with its settings, for ``--help`` (read from the registry)."""
+    from loka.methods import specs
+
+    lines = ["methods and their settings (--set KEY=VALUE):"]
+    for spec in specs():
+        lines.append(f"  {spec.name} ({spec.family}): {spec.summary}")
+        for name, kind, default, text in spec.config.describe():
+            lines.append(f"      {name}={default!r}  [{kind}]  {text}")
+    return "\n".join(lines)

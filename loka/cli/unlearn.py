@@ -3,18 +3,26 @@
     loka ablate --ranking ranking.json --top 64 --kinds neuron --mode zero --out out/ablated
     loka unlearn --method loka-ft --preset tiny --out out/ft --set k=64 --set lr=1e-3
 
-Both write a NEW checkpoint with its manifest and refuse to write onto (or into) the source.
+Both check every input (method, settings, seed, data files, ranking, output) before loading
+the model, and write a NEW checkpoint with its sealed manifest through the one save path: never
+onto, into or around a model or the cache, never with non-finite weights.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
-import math
 from pathlib import Path
+from typing import Any
 
-from loka.cli.inputs import add_model_args, check_out_dir, parse_set, resolve_inputs
+from loka.cli.inputs import (
+    add_model_args,
+    check_preset,
+    check_seed,
+    methods_epilog,
+    parse_set,
+    resolve_inputs,
+)
 from loka.errors import LokaError
 
 
@@ -24,15 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ranking", required=True, help="ranking JSON written by `loka attribute`")
     p.add_argument("--top", type=int, required=True, help="how many top components to ablate")
     p.add_argument("--kinds", default="neuron,head", help="component kinds to take")
-    p.add_argument("--mode", default="zero", help="zero | mean | rescale")
+    p.add_argument("--mode", default="zero", choices=("zero", "mean", "rescale"), help="zero | mean | rescale")
     p.add_argument("--factor", type=float, default=None, help="rescale factor (mode rescale)")
     p.add_argument("--retain", help="retain facts for mean activations (default: the world's)")
+    p.add_argument("--allow-other-model", action="store_true",
+                   help="apply a ranking made on another model (same shape required)")
     p.add_argument("--out", required=True, help="new checkpoint directory")
     p.set_defaults(func=_ablate)
 
-    u = sub.add_parser("unlearn", help="run an unlearning method and save the edited model")
+    u = sub.add_parser("unlearn", help="run an unlearning method and save the edited model",
+                       epilog=methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(u)
-    u.add_argument("--method", required=True, help="a registered method (loka, loka-ft, ...)")
+    u.add_argument("--method", required=True, help="a registered method (listed below)")
     u.add_argument("--out", required=True, help="new checkpoint directory")
     u.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a method setting (repeatable), e.g. --set k=64")
@@ -41,90 +52,131 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.set_defaults(func=_unlearn)
 
 
-def _ablate(args: argparse.Namespace) -> int:
+def _kinds(text: str) -> tuple[str, ...]:
+    items = tuple(k.strip() for k in text.split(","))
+    if not items or any(k not in ("neuron", "head") for k in items):
+        raise LokaError(f"--kinds must be a non-empty subset of neuron,head; got {text!r}")
+    return items
+
+
+def _ranking(path: str) -> Any:
     from attribution import Ranking
-    from attribution.components import ModelShape
-    from loka.cli.attribute import load_fact_batch
-    from loka.engine import AblationPlan, Provenance, commit, mean_activations, save_checkpoint
-    from loka.methods.localized.common import parse_kinds
-    from loka.models import load_bridge
+
+    try:
+        return Ranking.load(Path(path).expanduser())
+    except (ValueError, FileNotFoundError) as exc:
+        raise LokaError(str(exc)) from None
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    import math
+
+    from loka.io.checkpoint import save_checkpoint
+    from loka.io.models import load_bridge
+    from loka.io.outputs import check_output
+    from loka.io.provenance import provenance_section
 
     if args.top < 1:
         raise LokaError(f"--top must be >= 1, got {args.top}")
-    if args.mode not in ("zero", "mean", "rescale"):
-        raise LokaError(f"--mode must be zero, mean or rescale, got {args.mode!r}")
     if (args.mode == "rescale") != (args.factor is not None):
         raise LokaError("--factor is required with --mode rescale and only with it")
     if args.factor is not None and not math.isfinite(args.factor):
         raise LokaError(f"--factor must be a finite number, got {args.factor}")
-    kinds = parse_kinds(args.kinds)
-    try:
-        ranking = Ranking.from_json(Path(args.ranking).expanduser())
-    except (ValueError, FileNotFoundError) as exc:
-        raise LokaError(str(exc)) from None
+    kinds = _kinds(args.kinds)
+    check_preset(args.preset)
+    ranking = _ranking(args.ranking)
     components = ranking.top(args.top, kinds)
     if len(components) < args.top:
         raise LokaError(f"--top {args.top}: the ranking has only {len(components)} {'/'.join(kinds)} components")
     model, _, _ = resolve_inputs(args)
-    out = check_out_dir(args.out, model)
+    out = check_output(args.out, kind="dir", sources=[model], what="checkpoint directory")
+    retain = _retain_file(args) if args.mode == "mean" else None
+    if ranking.model_id not in (model, str(Path(model).expanduser().resolve())) and not args.allow_other_model:
+        raise LokaError(f"the ranking was made on {ranking.model_id!r}, not on {model!r}; rank this "
+                        "model (loka attribute), or pass --allow-other-model to apply it anyway")
     bridge = load_bridge(model, args.device)
-    prov = Provenance(ranking_method=ranking.method, model_id=ranking.model_id, data_hash=ranking.forget_hash)
-    kw = {"shape": ModelShape.of(bridge), "provenance": prov}
-    if args.mode == "zero":
-        plan = AblationPlan.zero(components, **kw)
-    elif args.mode == "rescale":
-        plan = AblationPlan.rescale(components, args.factor, **kw)
-    else:
-        plan = _mean_plan(bridge, components, args, kw, load_fact_batch, mean_activations)
-    journal = commit(bridge, plan)  # checks the plan fits this model before touching anything
+    plan, journal = _commit(bridge, components, ranking, args, retain)
+    from loka.evaluate import outputs_finite
+
+    if not outputs_finite(bridge.original_model, bridge.tokenizer, ["The", "A short test sentence."]):
+        raise LokaError("the edited model's outputs are not finite (the weights overflow); nothing "
+                        "was saved — use a smaller --factor")
     metrics = {"params_changed": journal.n_changed(), "components": len(components)}
-    path = save_checkpoint(bridge, out, plans=[plan], source=model, metrics=metrics)
-    retain_used = args.retain if args.mode == "mean" else None
-    _record_provenance(path, args, [Path(args.ranking).expanduser()]
-                       + ([Path(retain_used).expanduser()] if retain_used else []), seed=None,
-                       world_used=args.model is None or (args.mode == "mean" and not args.retain))
+    files = [Path(args.ranking).expanduser()] + ([retain] if retain else [])
+    world = _world(args) if args.model is None or (retain and not args.retain) else None
+    path = save_checkpoint(bridge, out, method="ablation_plan", source=model, plans=[plan.to_dict()],
+                           metrics=metrics, provenance=provenance_section(data_files=files, world=world))
     print(f"ablated {len(components)} components ({args.mode}); {metrics['params_changed']} weights changed")
     print(f"checkpoint: {path}")
     return 0
 
 
-def _mean_plan(bridge, components, args, kw, load_fact_batch, mean_activations):
-    """Mean mode: each component's mean activation over the retain facts."""
-    from loka.engine import AblationPlan
+def _retain_file(args: argparse.Namespace) -> Path:
+    if args.retain is not None:
+        from loka.io.data import load_facts
 
+        load_facts(args.retain)  # a malformed file fails now, before the model loads
+        return Path(args.retain).expanduser()
+    return _world(args).facts_file("retain_train")
+
+
+def _world(args: argparse.Namespace) -> Any:
+    from loka.world.build import load_world
+
+    return load_world(args.preset, progress=False)
+
+
+def _commit(bridge: Any, components: list, ranking: Any, args: argparse.Namespace,
+            retain: Path | None) -> tuple[Any, Any]:
+    """The plan (checked against this model before anything is computed) and its journal."""
+    from attribution.components import ModelShape
+    from loka.cli.attribute import load_fact_batch
+    from loka.engine import AblationPlan, Provenance, commit, mean_activations
+
+    prov = Provenance(ranking_method=ranking.method, model_id=ranking.model_id, data_hash=ranking.forget_hash)
+    kw: dict[str, Any] = {"shape": ModelShape.of(bridge), "provenance": prov}
     AblationPlan.zero(components, **kw).check_fits(kw["shape"])  # fits, before any forward pass
-    retain_path = args.retain
-    if retain_path is None:
-        from loka.world.build import load_world
-
-        retain_path = load_world(args.preset, progress=False).facts_file("retain_train")
-    retain = load_fact_batch(bridge.tokenizer, Path(retain_path).expanduser(), bridge.cfg.n_ctx)
-    means = mean_activations(bridge, retain.input_ids, retain.attention_mask, components)
-    return AblationPlan.mean(components, means, **kw)
+    if args.mode == "zero":
+        plan = AblationPlan.zero(components, **kw)
+    elif args.mode == "rescale":
+        plan = AblationPlan.rescale(components, args.factor, **kw)
+    else:
+        batch = load_fact_batch(bridge.tokenizer, retain, bridge.cfg.n_ctx)
+        plan = AblationPlan.mean(components, mean_activations(bridge, batch.input_ids,
+                                                              batch.attention_mask, components), **kw)
+    return plan, commit(bridge, plan)  # checks the plan fits and stays finite, or changes nothing
 
 
 def _unlearn(args: argparse.Namespace) -> int:
-    from loka.data import load_facts
-    from loka.methods import UnlearnTask, _load_registry, get_method, unlearn
+    from loka.io.data import load_facts
+    from loka.io.outputs import check_output
+    from loka.methods import UnlearnTask, get, unlearn
 
-    _load_registry()
-    fn = get_method(args.method)  # unknown method: a LokaError naming the known ones
+    spec = get(args.method)  # unknown method: a LokaError naming the known ones
     settings = parse_set(args.set)
-    accepted = {n for n, p in inspect.signature(fn).parameters.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"seed", "progress"}
-    has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
-    unknown = sorted(set(settings) - accepted)
-    if unknown and not has_var_kw:
-        raise LokaError(f"{args.method}: unknown setting(s) {', '.join(unknown)}; "
-                        f"allowed: {', '.join(sorted(accepted))}")
+    spec.config.from_settings(settings, method=args.method)  # bad settings fail before any loading
+    check_seed(args.seed)
+    check_preset(args.preset)
+    if args.model is not None:
+        check_output(args.out, kind="dir", sources=[args.model], what="checkpoint directory")
+    forget_given, retain_given = args.forget, args.retain
+    for path in (forget_given, retain_given):
+        if path is not None:
+            load_facts(path)
     model, forget_path, retain_path = resolve_inputs(args)
-    out = check_out_dir(args.out, model)
-    task = UnlearnTask(forget=tuple(load_facts(forget_path)), retain=tuple(load_facts(retain_path)))
+    out = check_output(args.out, kind="dir", sources=[model], what="checkpoint directory")
+    forget, retain = load_facts(forget_path), load_facts(retain_path)
+    overlap = {(f.prompt, f.answer) for f in forget} & {(f.prompt, f.answer) for f in retain}
+    if overlap:
+        print(f"warning: {len(overlap)} fact(s) are both in --forget and --retain; the methods will "
+              "pull them both ways", flush=True)
+    task = UnlearnTask(forget=tuple(forget), retain=tuple(retain))
+    if args.method == "retrain" and args.model is None and "retrain_dir" not in settings:
+        task = UnlearnTask(task.forget, task.retain, retrain_dir=_world(args).retrain_dir)
     result = unlearn(model, task, args.method, seed=args.seed, progress=not args.json,
                      device=args.device, **settings)
-    path = _save(result, out, model)
-    _record_provenance(path, args, [forget_path, retain_path], seed=args.seed,
-                       world_used=None in (args.model, args.forget, args.retain))
+    world = _world(args) if None in (args.model, args.forget, args.retain) else None
+    path = result.save(out, source=model, data_files=[forget_path, retain_path], world=world)
     summary = result.summary() | {"n_params": sum(p.numel() for p in result.model.parameters()),
                                   "checkpoint": str(path)}
     if args.json:
@@ -137,28 +189,3 @@ def _unlearn(args: argparse.Namespace) -> int:
             print(f"  {note}")
         print(f"checkpoint: {path}")
     return 0
-
-
-def _record_provenance(path: Path, args: argparse.Namespace, files: list, seed: int | None,
-                       world_used: bool) -> None:
-    """The manifest's provenance: the data files' sha256, the seed, the world its defaults came from."""
-    from loka.provenance import add_provenance
-
-    world = None
-    if world_used:
-        from loka.world.build import load_world
-
-        world = load_world(args.preset, progress=False)
-    add_provenance(path, seed=seed, data_files=[f for f in files if f is not None], world=world)
-
-
-def _save(result, out: Path, source: str) -> Path:
-    """Through ``UnlearnResult.save`` when it exists, else the engine's `save_checkpoint`."""
-    if hasattr(result, "save"):
-        return Path(result.save(out, source=source))
-    from loka.engine import AblationPlan, save_checkpoint
-
-    plans = [AblationPlan.from_dict(result.plan)] if result.plan else []
-    return save_checkpoint(result.model, out, plans=plans, source=source,
-                           metrics=json.loads(json.dumps(result.summary(), default=str)),
-                           tokenizer=result.tokenizer)

@@ -1,10 +1,9 @@
-"""The ablation engine: plans, reversible previews, journaled weight edits, safe checkpoints.
+"""The ablation engine: plans, reversible previews, journaled weight edits.
 
 >>> plan = AblationPlan.zero([Component.parse("L0.N7")])  # doctest: +SKIP
 >>> with preview(bridge, plan):                             # doctest: +SKIP
 ...     ablated = bridge(tokens)
 >>> journal = commit(bridge, plan)                          # doctest: +SKIP
->>> save_checkpoint(bridge, "out/edited", plans=[plan])     # doctest: +SKIP
 >>> journal.undo()                                          # doctest: +SKIP
 """
 
@@ -20,19 +19,17 @@ from loka.engine.adapters import (
 )
 from loka.engine.commit import EditSession, Journal, JournalEntry, commit
 from loka.engine.errors import (
-    CheckpointWriteError,
     PlanError,
     UndoError,
     UnsupportedArchitectureError,
 )
 from loka.engine.plan import AblationMode, AblationPlan, Provenance, mean_activations
 from loka.engine.preview import ablation_hooks, preview
-from loka.engine.save import MANIFEST, save_checkpoint, sha256_of_checkpoint
 
 __all__ = [
-    "ADAPTERS", "MANIFEST", "AblationMode", "AblationPlan", "Adapter", "CheckpointWriteError",
+    "ADAPTERS", "AblationMode", "AblationPlan", "Adapter",
     "Component", "ComponentParams", "EditSession", "Journal", "JournalEntry", "ModelShape",
     "ParamSlice", "PlanError", "Provenance", "UndoError", "UnsupportedArchitectureError",
     "ablation_hooks", "adapter_for", "commit", "hf_parameters", "hf_state_dict",
-    "mean_activations", "preview", "save_checkpoint", "sha256_of_checkpoint",
+    "mean_activations", "preview",
 ]

@@ -138,10 +138,22 @@ def commit(bridge: Any, plan: AblationPlan) -> Journal:
         with torch.no_grad():
             for i, (p, reads) in enumerate(resolved):
                 _apply(journal, plan, i, p, reads, params)
+        _check_finite(journal)
     except BaseException:
         journal.undo(force=True)  # leave the model as it was, then report what went wrong
         raise
     return journal
+
+
+def _check_finite(journal: Journal) -> None:
+    """An edit that leaves a non-finite weight (a rescale factor that overflows the weights'
+    dtype: 1e39 is a finite Python float but not a float32) is refused, and undone by `commit`."""
+    for e in journal.entries:
+        if not bool(torch.isfinite(e.new).all()):
+            dtype = e.new.dtype
+            raise PlanError(f"the edit makes {e.param} non-finite (NaN or infinity in "
+                            f"{str(dtype).removeprefix('torch.')}; largest finite value "
+                            f"{torch.finfo(dtype).max:.3g}): use a smaller rescale factor")
 
 
 def _apply(journal: Journal, plan: AblationPlan, i: int, p: ComponentParams,

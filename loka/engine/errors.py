@@ -15,7 +15,3 @@ class UnsupportedArchitectureError(LokaError):
 
 class UndoError(LokaError):
     """A journal that cannot be undone safely (already undone, or its parameters moved since)."""
-
-
-class CheckpointWriteError(LokaError):
-    """A checkpoint that cannot (or must not) be written where it was asked to go."""

@@ -23,8 +23,8 @@ from torch import Tensor
 
 from attribution.data import tokenize_facts, tokenize_passages
 from attribution.metrics import token_logprobs
-from loka.data import FactRecord
 from loka.evaluate import logits_of
+from loka.io.data import FactRecord
 
 
 @dataclass(frozen=True, eq=False)

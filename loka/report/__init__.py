@@ -2,18 +2,18 @@
 
 Example:
     >>> paths = write_report(json.load(open("loka-demo/results.json")), "loka-demo",
-    ...                      ranking=Ranking.from_json("loka-demo/ranking.json"))   # doctest: +SKIP
+    ...                      ranking=Ranking.load("loka-demo/ranking.json"))   # doctest: +SKIP
     >>> paths["html"]                                                               # doctest: +SKIP
     PosixPath('loka-demo/report.html')
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from attribution.ranking import Ranking
+from loka.io.atomic import write_text
 from loka.report.content import build_report
 from loka.report.figures import attribution_figures, comparison_figures
 from loka.report.html import to_html
@@ -35,9 +35,9 @@ def write_report(results: dict[str, Any], out: str | Path, ranking: Ranking | No
     ranking_json = None
     if ranking is not None:
         figures = attribution_figures(ranking, figdir) | figures
-        ranking_json = json.loads(ranking.to_json(out / "ranking.json").read_text())
+        ranking_json = ranking.to_dict()
+        write_text(out / "ranking.json", ranking.to_json())
     report = build_report(results, figures, ranking_json, command)
-    md, page = out / "report.md", out / "report.html"
-    md.write_text(to_markdown(report), encoding="utf-8")
-    page.write_text(to_html(report, out), encoding="utf-8")
+    md = write_text(out / "report.md", to_markdown(report))
+    page = write_text(out / "report.html", to_html(report, out))
     return {"markdown": md, "html": page} | {f"figure:{k}": v for k, v in figures.items()}

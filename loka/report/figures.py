@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 
 from attribution.plots import forget_retain_scatter, head_heatmap, neuron_strip  # noqa: E402
 from attribution.ranking import Ranking  # noqa: E402
+from loka.io.atomic import write_figure  # noqa: E402
 
 REFERENCES = ("base", "retrain")  # drawn in black/grey, not in a method colour
 
@@ -50,12 +51,8 @@ def _outside_legend(ax: Any) -> None:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
 
 
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+def _save(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    return write_figure(fig, path, dpi)
 
 
 def _curve(entry: dict[str, Any], *keys: str) -> Any:
@@ -68,9 +65,9 @@ def _curve(entry: dict[str, Any], *keys: str) -> Any:
 def attribution_figures(ranking: Ranking, figures: Path) -> dict[str, Path]:
     """Layer x head heatmap, layer x neuron map and forget-vs-retain scatter of ``ranking``."""
     return {
-        "heads": head_heatmap(ranking, figures / "attribution_heads.png"),
-        "neurons": neuron_strip(ranking, figures / "attribution_neurons.png"),
-        "scatter": forget_retain_scatter(ranking, figures / "attribution_scatter.png"),
+        "heads": _save(head_heatmap(ranking), figures / "attribution_heads.png", 120),
+        "neurons": _save(neuron_strip(ranking), figures / "attribution_neurons.png", 120),
+        "scatter": _save(forget_retain_scatter(ranking), figures / "attribution_scatter.png", 120),
     }
 
 

@@ -1,7 +1,8 @@
-"""The demo's closing words in the terminal: a compact rich table, the caveats, where the report is.
+"""Results in the terminal: the comparison's wide table, and the demo's compact closing summary.
 
-The full table (every metric) is in the report; this one keeps the columns that decide a verdict
-so it stays readable in a 100-column terminal.
+`print_results` prints every headline column of ``results.json`` (``loka compare``, ``loka
+verify``); `print_summary` keeps the columns that decide a verdict, the caveats and where the
+report is, readable in a 100-column terminal (``loka demo``).
 
 Example:
     >>> print_summary(results, Path("loka-demo/report.html"), seconds=312.0)   # doctest: +SKIP
@@ -28,6 +29,45 @@ TAGS = (("did not run", "did not run"), ("diverged", "diverged"),
         ("refusal filter", "weights unchanged (refusal filter)"))
 STYLE = {"excellent": "green", "minimal": "green", "good": "yellow", "moderate": "yellow",
          "insufficient": "red", "significant": "red"}
+
+
+WIDE: tuple[tuple[str, str], ...] = (
+    ("forget", "forget_accuracy"), ("retain", "retain_accuracy"), ("holdout", "holdout_accuracy"),
+    ("QA forget", "heldout_template_forget_accuracy"), ("MIA LOSS", "mia_auc.loss"),
+    ("PrivLeak %", "privleak"), ("KS p", "forget_quality"), ("probe", "probe_accuracy"),
+    ("relearn", "relearn_accuracy"), ("extract", "extraction.exact_match_rate"),
+    ("ppl", "perplexity"), ("s", "seconds"), ("params", "params_changed"),
+    ("grade", "grades.forget_quality"), ("privacy", "grades.privacy_leakage"),
+)
+
+
+def results_table(results: dict[str, Any], title: str | None = None) -> Table:
+    """The headline metrics of every method in ``results["methods"]`` (a failed one shows its error)."""
+    world = results.get("world", {})
+    table = Table(title=title or f"LOKA compare on the {world.get('preset', '?')} world")
+    table.add_column("method", no_wrap=True)
+    for header, _ in WIDE:
+        table.add_column(header, justify="right")
+    for name, entry in results["methods"].items():
+        if entry.get("error"):
+            table.add_row(f"{name} [red](error)[/red]", *["-"] * len(WIDE))
+            continue
+        cells = [cell(get(entry, path)) for _, path in WIDE]
+        table.add_row(name + (" [yellow](diverged)[/yellow]" if entry.get("diverged") else ""), *cells)
+    return table
+
+
+def print_results(results: dict[str, Any]) -> None:
+    """Print the table (wide even when piped: 16 columns do not fit 80), errors and warnings."""
+    import sys
+
+    console = Console(width=None if sys.stdout.isatty() else 180)
+    console.print(results_table(results))
+    for name, entry in results["methods"].items():
+        if entry.get("error"):
+            console.print(f"[red]{name}[/red]: {entry['error']}", highlight=False)
+        for warning in entry.get("warnings") or []:
+            console.print(f"[yellow]{name}: warning[/yellow]: {warning}", highlight=False)
 
 
 def summary_table(results: dict[str, Any]) -> Table:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from loka.data import FactRecord
+from loka.io.data import FactRecord
 
 SPLITS: tuple[str, ...] = ("forget", "retain_train", "retain_eval", "holdout")
 KINDS: tuple[str, ...] = ("train", "qa", "novel")

@@ -27,8 +27,8 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from attribution.data import FactBatch, PassageBatch, tokenize_facts, tokenize_passages
-from loka.data import FactRecord
 from loka.evaluate import logits_of
+from loka.io.data import FactRecord
 from loka.verify.metrics import (
     TokenLogprobs,
     logits_at,

@@ -1,4 +1,4 @@
-"""The model under test: its HF weights, tokenizer, optional refusal filter and provenance.
+"""The model under test: its HF weights, tokenizer, optional refusal filter and manifest claims.
 
 A model is given as a checkpoint directory or as an in-memory ``(hf_model, tokenizer)``. The
 verifier never modifies it: attacks that train (relearning) work on a copy.
@@ -12,15 +12,14 @@ Example:
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loka.errors import LokaError
-from loka.verify.refusal import RefusalFilter
-
-MANIFEST = "loka_manifest.json"  # written by `loka.engine.save`
+from loka.io.checkpoint import REFUSAL_FILTER, non_finite_weights
+from loka.io.manifest import manifest_value, read_manifest, seal_problem
+from loka.io.refusal import RefusalFilter
 
 
 @dataclass
@@ -43,65 +42,54 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
 
-def _read_manifest(directory: Path) -> dict[str, Any] | None:
-    path = directory / MANIFEST
+def _saved_filter(directory: Path) -> RefusalFilter | None:
+    """The refusal filter saved beside the weights (its hash is checked with the provenance)."""
+    path = directory / REFUSAL_FILTER
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LokaError(f"{path}: unreadable manifest ({exc})") from None
-
-
-def _manifest_value(manifest: dict[str, Any], key: str) -> Any:
-    """``key`` at the top of the manifest or in its ``metrics`` / ``result`` records."""
-    for where in (manifest, manifest.get("metrics") or {}, manifest.get("result") or {}):
-        if isinstance(where, dict) and where.get(key) is not None:
-            return where[key]
-    return None
-
-
-def provenance_warnings(manifest: dict[str, Any]) -> list[str]:
-    """Re-hash the manifest's source checkpoint if it is here; a mismatch is a warning, not a failure."""
-    source, expected = manifest.get("source_model"), manifest.get("source_sha256")
-    if not source or not expected or not Path(source).is_dir():
-        return []
-    from loka.engine.save import sha256_of_checkpoint
-
-    try:
-        actual = sha256_of_checkpoint(source)
-    except LokaError as exc:
-        return [f"could not re-hash the source model {source}: {exc}"]
-    if actual != expected:
-        return [f"the source model {source} changed since this edit was made "
-                f"(sha256 {actual[:12]} != manifest {expected[:12]})"]
-    return []
+        return RefusalFilter.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise LokaError(f"{path} is not valid JSON; restore it or re-save the model") from None
 
 
 def load_model(model: str | Path | tuple[Any, Any] | LoadedModel, *, name: str | None = None,
                refusal_filter: dict[str, Any] | None = None, device: str = "cpu") -> LoadedModel:
-    """A checkpoint directory (manifest read, provenance checked) or ``(hf_model, tokenizer)``."""
+    """A checkpoint directory (manifest read) or ``(hf_model, tokenizer)``.
+
+    A model with non-finite weights is refused (`LokaError`): its accuracies would read as
+    perfect erasure. Manifest claims (seconds, changed parameters, divergence) are read only from
+    a sealed manifest; a refusal filter only from its own file.
+    """
     if isinstance(model, LoadedModel):
         return model
     refusal = RefusalFilter.from_dict(refusal_filter) if refusal_filter else None
     if isinstance(model, tuple):
         hf, tok = model
-        return LoadedModel(name or type(hf).__name__, hf, tok, refusal)
-    from loka.models import load_hf
+        loaded = LoadedModel(name or type(hf).__name__, hf, tok, refusal)
+    else:
+        from loka.io.models import load_hf
 
-    hf, tok = load_hf(model, device)
-    directory = Path(model).expanduser()
-    manifest = _read_manifest(directory) if directory.is_dir() else None
-    loaded = LoadedModel(name or directory.name, hf, tok, refusal, directory, manifest)
-    if manifest is not None:
-        loaded.params_changed = _manifest_value(manifest, "params_changed")
-        loaded.seconds = _manifest_value(manifest, "seconds")
-        loaded.diverged = bool(_manifest_value(manifest, "diverged") or False)
-        if refusal is None and _manifest_value(manifest, "refusal_filter"):
-            loaded.refusal = RefusalFilter.from_dict(_manifest_value(manifest, "refusal_filter"))
-        loaded.warnings.extend(provenance_warnings(manifest))
-        for w in loaded.warnings:
-            warnings.warn(w, stacklevel=2)
+        hf, tok = load_hf(model, device)
+        directory = Path(model).expanduser()
+        manifest = read_manifest(directory) if directory.is_dir() else None
+        loaded = LoadedModel(name or directory.name, hf, tok, refusal, directory, manifest)
+        if directory.is_dir() and refusal is None:
+            loaded.refusal = _saved_filter(directory)
+        if manifest is not None:
+            from loka.io.provenance import check_provenance
+
+            loaded.warnings += [f"provenance: {w}" for w in check_provenance(directory)]
+            if seal_problem(manifest) is None:
+                loaded.params_changed = manifest_value(manifest, "params_changed")
+                loaded.seconds = manifest_value(manifest, "seconds")
+                loaded.diverged = bool(manifest_value(manifest, "diverged") or False)
+            else:
+                loaded.warnings.append("the manifest's claims (seconds, changed parameters) are ignored")
+    bad = non_finite_weights(loaded.model)
+    if bad:
+        raise LokaError(f"{loaded.name}: {bad:,} weights are NaN or infinite — a diverged model, "
+                        "not an unlearned one; it cannot be verified")
     return loaded
 
 

@@ -47,7 +47,7 @@ def _code_hash() -> str:
 
 def cache_path(reference: Measurements, artifacts: Any) -> Path:
     """Where the reference of this world, retrain checkpoint, settings and code is kept."""
-    from loka.engine.save import sha256_of_checkpoint
+    from loka.io.checkpoint import sha256_of_checkpoint
 
     key = json.dumps({"world": artifacts.spec.key(), "data": reference.data.name,
                       "retrain": sha256_of_checkpoint(artifacts.retrain_dir),

@@ -30,8 +30,8 @@ from typing import Any
 import torch
 
 from attribution.data import tokenize_facts
-from loka.data import FactRecord
 from loka.evaluate import FirstTokenEval, logits_of
+from loka.io.data import FactRecord
 from loka.verify.metrics import Missing
 
 

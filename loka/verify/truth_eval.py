@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import Float
 
-from loka.data import FactRecord
+from loka.io.data import FactRecord
 from loka.verify.forward import answer_logprobs
 from loka.verify.metrics import Missing, truth_ratio
 

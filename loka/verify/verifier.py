@@ -70,6 +70,11 @@ class VerifyReport:
         return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
 
 
+def report_keys() -> tuple[str, ...]:
+    """Every key of a report's JSON (a method that did not run gets each, null with a reason)."""
+    return tuple(f.name for f in fields(VerifyReport) if f.name not in ("curves", "warnings"))
+
+
 def _measurements(model: ModelLike, data: VerifyData, settings: VerifySettings, name: str | None,
                   refusal_filter: dict[str, Any] | None, device: str) -> Measurements:
     if isinstance(model, Measurements):

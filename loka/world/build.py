@@ -17,6 +17,8 @@ from typing import Any
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from loka.evaluate import first_token_accuracy
+from loka.io.atomic import write_text
+from loka.io.data import write_jsonl
 from loka.world.cache import cache_root, ensure_entry, entry_problem, read_meta
 from loka.world.generator import PersonSplit, World, generate_world
 from loka.world.spec import WorldSpec, get_spec
@@ -25,13 +27,6 @@ from loka.world.train import train_model
 
 FACT_SPLITS: tuple[PersonSplit, ...] = ("forget", "retain_train", "retain_eval", "holdout")
 MODELS = ("base", "retrain")
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
 
 
 def check_first_tokens(world: World, tokenizer: PreTrainedTokenizerFast) -> None:
@@ -49,14 +44,14 @@ def _build_world_dir(world: World, tmp: Path) -> dict:
     tokenizer = train_tokenizer(world.corpus(), spec.model.vocab_size)
     check_first_tokens(world, tokenizer)
     tokenizer.save_pretrained(tmp / "tokenizer")
-    (tmp / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2, sort_keys=True))
+    write_text(tmp / "spec.json", json.dumps(spec.to_dict(), indent=2, sort_keys=True))
     for split in FACT_SPLITS:
         for kind, suffix in (("train", ""), ("qa", "_qa"), ("novel", "_novel")):
-            _write_jsonl(tmp / "facts" / f"{split}{suffix}.jsonl",
-                         [f.to_json() for f in world.facts(split, kind)])
+            write_jsonl(tmp / "facts" / f"{split}{suffix}.jsonl",
+                        [f.to_json() for f in world.facts(split, kind)])
     for split in ("forget", "retain", "holdout"):
-        _write_jsonl(tmp / "passages" / f"{split}.jsonl",
-                     [{"text": p.text} for p in world.passages_in(split)])  # type: ignore[arg-type]
+        write_jsonl(tmp / "passages" / f"{split}.jsonl",
+                    [{"text": p.text} for p in world.passages_in(split)])  # type: ignore[arg-type]
     return {"preset": spec.preset, "key": spec.key(), "people": spec.n_people}
 
 
@@ -74,11 +69,22 @@ def model_accuracies(model: Any, tokenizer: Any, world: World) -> dict[str, floa
     return {k: round(v, 4) for k, v in acc.items()}
 
 
+_PROGRESS: list[Any] = []  # a trainer process's progress queue (set by `_init_trainer`)
+
+
+def _init_trainer(progress_queue: Any) -> None:
+    from loka.children import die_with_parent
+
+    die_with_parent()
+    _PROGRESS[:] = [progress_queue]
+
+
 def _train_and_save(preset: str, seed: int, which: str, tokenizer_dir: str, out: str,
-                    threads: int, progress_queue: Any = None) -> dict:
+                    threads: int) -> dict:
     """Train one model and save it to ``out``; runs in a worker process (so takes plain values)."""
     import torch
 
+    progress_queue = _PROGRESS[0] if _PROGRESS else None
     torch.set_num_threads(threads)
     world = generate_world(get_spec(preset, seed))
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -114,8 +120,12 @@ def _train_missing(spec: WorldSpec, root: Path, missing: list[str], progress: bo
 
     from tqdm.auto import tqdm
 
+    from loka.children import terminate_pool
+
     ctx = mp.get_context("spawn")
-    progress_queue = ctx.Manager().Queue() if progress else None
+    # A plain queue handed to each worker when it starts (a Manager would be one more process
+    # to outlive a killed parent).
+    progress_queue = ctx.Queue() if progress else None
     threads = max(1, (os.cpu_count() or 2) // len(missing)) if len(missing) > 1 else spec.train.threads
     bars = {w: tqdm(total=None, desc=f"training {w}", unit="step", disable=not progress, position=i)
             for i, w in enumerate(missing)}
@@ -132,11 +142,13 @@ def _train_missing(spec: WorldSpec, root: Path, missing: list[str], progress: bo
             bars[which].n = step
             bars[which].set_postfix(loss=f"{loss:.3f}", refresh=True)
 
-    with ProcessPoolExecutor(max_workers=len(missing), mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=len(missing), mp_context=ctx, initializer=_init_trainer,
+                               initargs=(progress_queue,))
+    try:
         def run(which: str) -> None:
             def build(tmp: Path) -> dict:
                 return pool.submit(_train_and_save, spec.preset, spec.seed, which, tokenizer_dir,
-                                   str(tmp), threads, progress_queue).result()
+                                   str(tmp), threads).result()
             try:
                 ensure_entry(root / which, build, f"{which} model")
             except BaseException as exc:  # re-raised in the main thread below
@@ -153,6 +165,10 @@ def _train_missing(spec: WorldSpec, root: Path, missing: list[str], progress: bo
         finally:
             for bar in bars.values():
                 bar.close()
+    except BaseException:  # Ctrl-C, SIGTERM: stop the trainers now, not after their minutes
+        terminate_pool(pool)
+        raise
+    pool.shutdown(wait=True)
     if errors:
         raise errors[0]
 

@@ -13,7 +13,6 @@ whose files do not match is reported and rebuilt, never used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,13 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from loka.errors import CacheError
+from loka.io.checkpoint import file_sha256
+from loka.io.outputs import cache_path
 
 STAMP = "loka_cache.json"
 
 
 def cache_root() -> Path:
     """``$LOKA_CACHE`` or ``~/.cache/loka``, created and checked writable."""
-    root = Path(os.environ.get("LOKA_CACHE") or Path.home() / ".cache" / "loka").expanduser()
+    root = cache_path()
     try:
         root.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=root, prefix=".probe-"):
@@ -40,14 +41,6 @@ def cache_root() -> Path:
             "set LOKA_CACHE to a writable directory"
         ) from None
     return root
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _checksums(directory: Path) -> dict[str, str]:

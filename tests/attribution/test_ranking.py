@@ -42,7 +42,10 @@ def test_grid_lays_out_layer_by_index():
 
 def test_json_round_trip(tmp_path):
     ranking = make()
-    back = Ranking.from_json(ranking.to_json(tmp_path / "r.json"))
+    path = tmp_path / "r.json"
+    path.write_text(ranking.to_json())
+    back = Ranking.load(path)
+    assert Ranking.from_json(ranking.to_json()).components == ranking.components
     assert back.components == ranking.components and back.summary() == ranking.summary()
     for name in ("forget_scores", "retain_scores", "contrast_scores"):
         torch.testing.assert_close(getattr(back, name), getattr(ranking, name))
@@ -61,16 +64,16 @@ def test_json_round_trip(tmp_path):
      (lambda d: d | {"formula": "product"}, "malformed")],
 )
 def test_malformed_files_name_the_problem(tmp_path, edit, message):
-    path = make().to_json(tmp_path / "r.json")
-    data = edit(json.loads(path.read_text()))
+    path = tmp_path / "r.json"
+    data = edit(make().to_dict())
     path.write_text(data if isinstance(data, str) else json.dumps(data))
     with pytest.raises(ValueError, match=message):
-        Ranking.from_json(path)
+        Ranking.load(path)
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no ranking file"):
-        Ranking.from_json(tmp_path / "absent.json")
+        Ranking.load(tmp_path / "absent.json")
 
 
 def test_invalid_rankings_are_refused():

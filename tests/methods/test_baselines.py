@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from torch import nn
 
-from loka.data import FactRecord
 from loka.errors import LokaError
 from loka.evaluate import first_token_accuracy
+from loka.io.checkpoint import REFUSAL_FILTER
+from loka.io.data import FactRecord
+from loka.io.models import load_hf
+from loka.io.refusal import RefusalFilter, apply_refusal_filter
 from loka.methods import UnlearnTask, task_from_world, unlearn
 from loka.methods.baselines.counterexample import counter_facts
 from loka.methods.baselines.npo import npo_loss
-from loka.methods.baselines.output_suppression import (
-    FILTER_FILE,
-    RefusalFilter,
-    apply_refusal_filter,
-)
-from loka.methods.settings import TrainConfig
-from loka.methods.training import StepLoss, optimise
-from loka.models import load_hf
+from loka.methods.loop import LoopSettings, StepLoss, optimise
 from tests.helpers import one_torch_thread
 
 OPTIMISATION = ("gradient_ascent", "grad_diff", "npo", "task_vector", "counterexample")
@@ -93,7 +90,7 @@ def test_output_suppression_refuses_and_leaves_weights_bit_identical(tiny_world,
     passage = task.forget_passages[0]
     assert f.answer(passage[:40], lambda p: passage[40:80]) == f.refusal
     out = result.save(tmp_path / "suppressed", source=tiny_world.base_dir)
-    assert RefusalFilter.load(out) == f and (out / FILTER_FILE).is_file()
+    assert RefusalFilter.from_dict(json.loads((out / REFUSAL_FILTER).read_text())) == f
 
 
 def test_guard_trips_on_exploding_ascent_and_restores_finite_weights(tiny_world, task):
@@ -124,13 +121,14 @@ def test_guard_restores_the_last_good_parameters():
         loss = (model.weight ** 2).sum() * (math.nan if step == 4 else 1.0)
         return StepLoss(loss, {"forget_nll": 1.0})
 
-    out = optimise(model, loss_fn, TrainConfig(lr=0.1, steps=10), total_steps=10, progress=False)
+    out = optimise(model, loss_fn, LoopSettings(lr=0.1), total_steps=10, progress=False)
     assert out.diverged_step == 4 and out.steps == 3
     # Restored: the last weights whose loss was seen finite (step 3's input), not the ones that gave NaN.
     assert torch.equal(model.weight, seen[3]) and "after step 2" in out.notes[0]
     collapse = optimise(nn.Linear(2, 1), lambda s: StepLoss(torch.zeros((), requires_grad=True),
                                                             {"forget_nll": 60.0 if s >= 3 else 1.0}),
-                        TrainConfig(steps=5), total_steps=5, progress=False)
+                        LoopSettings(lr=1e-4), total_steps=5, limits={"forget_nll": 50.0},
+                        progress=False)
     assert collapse.diverged_step == 3 and "collapse" in collapse.notes[0]
 
 
@@ -138,8 +136,10 @@ def test_parameter_mask_keeps_masked_out_entries_exact():
     model = nn.Linear(4, 2)
     before = model.weight.detach().clone()
     mask = {"weight": torch.tensor([[True, False, False, False]] * 2)}
-    optimise(model, lambda s: StepLoss(model(torch.ones(1, 4)).sum()), TrainConfig(lr=0.1, steps=5),
-             total_steps=5, param_mask=mask, params=list(model.named_parameters()), progress=False)
+    for decay in (0.0, 0.01):  # with weight decay the masked-out entries are put back
+        optimise(model, lambda s: StepLoss(model(torch.ones(1, 4)).sum()),
+                 LoopSettings(lr=0.1, weight_decay=decay), total_steps=5, param_mask=mask,
+                 params=list(model.named_parameters()), progress=False)
     assert torch.equal(model.weight[:, 1:], before[:, 1:]) and not torch.equal(model.weight[:, 0], before[:, 0])
 
 
@@ -159,14 +159,14 @@ def test_task_vector_with_scale_zero_is_the_identity(tiny_world, task):
     ("counterexample", {"epochs": 0}, "epochs"),
     ("task_vector", {"steps": -2}, "steps"),
     ("grad_diff", {"learning_rate": 1e-3}, "unknown setting"),
-    ("retrain", {}, "retrain_dir"),
+    ("retrain", {}, "no retrain model"),
     ("output_suppression", {"refusal": ""}, "refusal"),
 ])
 def test_bad_settings_fail_before_any_weight_changes(tiny_world, task, method, settings, message):
     model, tok = fresh(tiny_world)
     before = state(model)
     with pytest.raises(LokaError, match=message):
-        unlearn((model, tok), task, method=method, progress=False, **settings)
+        unlearn((model, tok), replace(task, retrain_dir=None), method=method, progress=False, **settings)
     assert identical(before, state(model))
 
 
@@ -190,7 +190,7 @@ def test_same_seed_same_weights(tiny_world, task):
 def test_early_stopping_at_the_forget_target(tiny_world, task):
     result = unlearn(tiny_world.base_dir, task, method="grad_diff", progress=False, lr=1e-3,
                      epochs=20, forget_target=0.5, eval_every=1)
-    assert result.steps < 20 * 5 and any("stopped early" in n for n in result.notes)
+    assert result.steps < 20 * 5 and any("reached the target" in n for n in result.notes)
     assert result.log[-1]["forget_accuracy"] <= 0.5
 
 

@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from attribution.components import Component
-from loka.data import FactRecord
 from loka.engine import AblationPlan, commit, preview
 from loka.evaluate import first_token_accuracy
+from loka.io.data import FactRecord
+from loka.io.models import load_hf
 from loka.methods import UnlearnTask, task_from_world, unlearn
-from loka.methods.localized.common import SettingsError, analysis_bridge
+from loka.methods.config import SettingsError
+from loka.methods.localized.common import analysis_bridge
 from loka.methods.localized.params import ParamMask
-from loka.models import load_hf
 
 FORGET = [FactRecord("Mira Coltan was born in", "Velmora"),
           FactRecord("Osric Pell works as a", "glassblower")]
@@ -37,7 +38,7 @@ def test_loka_ft_changes_only_the_owned_weights(arch, random_checkpoints):
     before = _state(model)
     result = unlearn((model, tok), UnlearnTask(tuple(FORGET), tuple(RETAIN)), "loka-ft", k=6,
                      steps=3, lr=1e-2, forget_target=None, progress=False)
-    components = [Component.parse(c) for c in result.settings["components"]]
+    components = [Component.parse(c) for c in result.details["components"]]
     mask = ParamMask.of(model, components)
     changed = 0
     for name, value in model.state_dict().items():
@@ -62,7 +63,7 @@ def test_loka_ft_forgets_on_tiny_and_keeps_the_retain_set(tiny_world):
     # The set the method protects stays known; retain-eval people (never shown to the method)
     # are damaged on this 2-layer model — measured and reported, not hidden (see the report).
     assert first_token_accuracy(model, tok, world.facts("retain_train")) >= 0.9
-    assert result.params_changed < result.settings["n_params"] / 10
+    assert result.params_changed < result.details["n_params"] / 10
 
 
 def test_loka_ablation_commits_its_preview_and_undoes(tiny_world):

@@ -11,8 +11,8 @@ import torch
 from attribution.data import tokenize_facts
 from attribution.metrics import read_positions
 from loka.evaluate import logits_at, logits_of, prompt_ends
+from loka.io.models import load_hf
 from loka.methods.localized.common import analysis_bridge
-from loka.models import load_hf
 
 WORDS = "Mira Coltan was born in Velmora and works as a glassblower at Harrow Mills near Tessel".split()
 

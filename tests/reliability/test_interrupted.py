@@ -21,8 +21,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from loka.engine import CheckpointWriteError, save_checkpoint, sha256_of_checkpoint
-from loka.engine.stale import recover
+from loka.errors import CheckpointWriteError
+from loka.io.checkpoint import save_checkpoint
+from loka.io.stale import recover
 from loka.world.cache import ensure_entry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,73 +48,69 @@ def _run_until(code: str, marker: str, *args: str) -> None:
 
 
 _CHILD_SAVE = """
-    import os, sys, time, torch
+    import sys, time
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from loka.engine import save_checkpoint
-    src, target, where = sys.argv[1:]
+    from loka.io.checkpoint import save_checkpoint
+    src, target = sys.argv[1:]
     model, tok = AutoModelForCausalLM.from_pretrained(src), AutoTokenizer.from_pretrained(src)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1.0)  # a different checkpoint from the one already at target
+    original = tok.save_pretrained  # weights written into the temp dir, tokenizer next
 
-    def stall(marker):
-        print(marker, flush=True)
+    def stall(*args, **kwargs):
+        original(*args, **kwargs)
+        print("WRITING", flush=True)
         time.sleep(600)
 
-    if where == "files":  # weights written into the temp dir, tokenizer next
-        original = tok.save_pretrained
-        tok.save_pretrained = lambda *a, **k: (original(*a, **k), stall("WRITING"))
-    else:  # between moving the old checkpoint aside and moving the new one in
-        real = os.replace
-        def replace(src_path, dst_path):
-            real(src_path, dst_path)
-            if str(dst_path).endswith("ckpt"):
-                stall("SWAPPING")
-        os.replace = replace
-    save_checkpoint(model, target, source=src, tokenizer=tok, overwrite=True)
+    tok.save_pretrained = stall
+    save_checkpoint(model, target, method="m", source=src, tokenizer=tok)
+"""
+
+_CHILD_SWAP = """
+    import os, sys, time
+    from pathlib import Path
+    from loka.io.atomic import staged_dir
+    target = Path(sys.argv[1])
+    real = os.replace
+
+    def replace(src_path, dst_path):  # between moving the old one aside and moving the new one in
+        real(src_path, dst_path)
+        if str(dst_path).endswith("entry"):
+            print("SWAPPING", flush=True)
+            time.sleep(600)
+
+    os.replace = replace
+    with staged_dir(target) as tmp:
+        (tmp / "data.txt").write_text("new")
 """
 
 
-def _previous(neox_dir: Path, target: Path) -> str:
-    model, tok = AutoModelForCausalLM.from_pretrained(neox_dir), AutoTokenizer.from_pretrained(neox_dir)
-    save_checkpoint(model, target, source=neox_dir, tokenizer=tok)
-    return sha256_of_checkpoint(target)
-
-
-def _assert_loadable(target: Path, digest: str, neox_dir: Path) -> None:
-    assert sha256_of_checkpoint(target) == digest
-    reloaded = AutoModelForCausalLM.from_pretrained(target)
-    original = AutoModelForCausalLM.from_pretrained(neox_dir)
-    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(),
-                                                 original.state_dict().values(), strict=True))
-    assert json.loads((target / "loka_manifest.json").read_text())["loka_manifest"] == 1
-
-
-def test_killed_while_writing_files_leaves_the_previous_checkpoint(neox_dir, tmp_path):
+def test_killed_while_writing_a_checkpoint_leaves_nothing_under_its_name(neox_dir, tmp_path):
     target = tmp_path / "ckpt-out"
-    digest = _previous(neox_dir, target)
-    _run_until(_CHILD_SAVE, "WRITING", str(neox_dir), str(target), "files")
-    _assert_loadable(target, digest, neox_dir)
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "ckpt-out"]
+    _run_until(_CHILD_SAVE, "WRITING", str(neox_dir), str(target))
+    assert not target.exists()
+    leftovers = [p.name for p in tmp_path.iterdir()]
     assert len(leftovers) == 1 and leftovers[0].startswith(".ckpt-out.tmp-"), leftovers
     # The next save to the same place removes the dead writer's temp dir and succeeds.
-    model = AutoModelForCausalLM.from_pretrained(neox_dir)
-    save_checkpoint(model, target, source=neox_dir, overwrite=True,
-                    tokenizer=AutoTokenizer.from_pretrained(neox_dir))
+    model, tok = AutoModelForCausalLM.from_pretrained(neox_dir), AutoTokenizer.from_pretrained(neox_dir)
+    save_checkpoint(model, target, method="m", source=neox_dir, tokenizer=tok)
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt-out"]
+    reloaded = AutoModelForCausalLM.from_pretrained(target)
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(),
+                                                 model.state_dict().values(), strict=True))
+    assert json.loads((target / "loka_manifest.json").read_text())["method"] == "m"
 
 
-def test_killed_between_the_two_renames_is_recovered(neox_dir, tmp_path):
-    target = tmp_path / "ckpt-out"
-    digest = _previous(neox_dir, target)
-    _run_until(_CHILD_SAVE, "SWAPPING", str(neox_dir), str(target), "swap")
+def test_killed_between_the_two_renames_is_recovered(tmp_path):
+    target = tmp_path / "entry-out"
+    target.mkdir()
+    (target / "data.txt").write_text("old")
+    _run_until(_CHILD_SWAP, "SWAPPING", str(target))
     assert not target.exists()  # the one moment with nothing under the name...
-    moved = [p for p in tmp_path.iterdir() if p.name.startswith(".ckpt-out.old-")]
-    assert len(moved) == 1 and sha256_of_checkpoint(moved[0] / "ckpt") == digest  # ...kept aside
-    actions = recover(target)  # what the next save_checkpoint call does first
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith(".entry-out.old-")]
+    assert len(moved) == 1 and (moved[0] / "entry" / "data.txt").read_text() == "old"  # ...kept aside
+    actions = recover(target)  # what the next write to the same target does first
     assert any("restored" in a for a in actions)
-    _assert_loadable(target, digest, neox_dir)
-    assert [p.name for p in tmp_path.iterdir()] == ["ckpt-out"]
+    assert (target / "data.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["entry-out"]
 
 
 _CHILD_CACHE = """
@@ -153,12 +150,12 @@ def test_disk_full_and_unwritable_outputs_are_clear_errors(neox_dir, tmp_path):
 
     tok.save_pretrained = disk_full
     with pytest.raises(CheckpointWriteError, match="No space left on device"):
-        save_checkpoint(model, tmp_path / "full", source=neox_dir, tokenizer=tok)
+        save_checkpoint(model, tmp_path / "full", method="m", source=neox_dir, tokenizer=tok)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    with pytest.raises(CheckpointWriteError, match="cannot write a checkpoint"):
-        save_checkpoint(model, blocker / "out", source=neox_dir)
+    with pytest.raises(CheckpointWriteError, match="cannot write"):
+        save_checkpoint(model, blocker / "out", method="m", source=neox_dir)
 
 
 def test_sequential_cli_refuses_an_unwritable_out_before_any_work(tmp_path, capsys):
@@ -168,4 +165,4 @@ def test_sequential_cli_refuses_an_unwritable_out_before_any_work(tmp_path, caps
     blocker.write_text("x")
     assert main(["sequential", "--preset", "tiny", "--methods", "gradient_ascent",
                  "--out", str(blocker / "out")]) == 2
-    assert "cannot write to --out" in capsys.readouterr().err
+    assert "cannot write the output directory" in capsys.readouterr().err

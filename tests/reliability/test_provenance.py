@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from loka.evaluate import first_token_accuracy
+from loka.io.manifest import read_manifest
+from loka.io.models import load_hf
+from loka.io.provenance import check_provenance
 from loka.methods import task_from_world, unlearn
-from loka.models import load_hf
-from loka.provenance import add_provenance, check_provenance, read_manifest
 
 FAST_GA = {"epochs": 2, "lr": 3e-4, "eval_every": 3}
 
@@ -24,8 +25,7 @@ def saved(tiny_world, tmp_path_factory):
     source = shutil.copytree(tiny_world.base_dir, root / "base")
     data = shutil.copy(tiny_world.facts_file("forget"), root / "forget.jsonl")
     result = unlearn(source, task_from_world(tiny_world), "gradient_ascent", progress=False, **FAST_GA)
-    path = result.save(root / "ga", source=source)
-    add_provenance(path, seed=0, data_files=[data], world=tiny_world)
+    path = result.save(root / "ga", source=source, data_files=[data], world=tiny_world)
     return path, source, root / "forget.jsonl"
 
 
@@ -34,7 +34,7 @@ def test_manifest_has_what_an_audit_needs(saved):
     m = read_manifest(path)
     assert m["source_model"] == str(source) and len(m["source_sha256"]) == 64
     assert m["method"] == "gradient_ascent" and m["result"]["settings"]["lr"] == 3e-4
-    assert m["versions"]["torch"] and m["provenance"]["seed"] == 0
+    assert m["versions"]["torch"] and m["provenance"]["seed"] == 0 and len(m["manifest_sha256"]) == 64
     assert m["provenance"]["world"]["preset"] == "tiny"
     assert m["provenance"]["data_files"][0]["path"] == str(data.resolve())
     assert check_provenance(path) == []
@@ -55,6 +55,14 @@ def test_changed_inputs_and_weights_are_reported(saved, tmp_path):
         assert any("no longer exists" in w for w in check_provenance(copy))
     finally:
         data.write_bytes(original)
+
+
+def test_an_edited_manifest_claim_breaks_the_seal(saved, tmp_path):
+    copy = shutil.copytree(saved[0], tmp_path / "ga")
+    manifest = json.loads((copy / "loka_manifest.json").read_text())
+    manifest["result"]["params_changed"] = 7
+    (copy / "loka_manifest.json").write_text(json.dumps(manifest))
+    assert any("edited after saving" in w for w in check_provenance(copy))
 
 
 def test_missing_or_malformed_manifests_are_warnings_not_crashes(tmp_path):
@@ -79,15 +87,15 @@ def test_loka_verify_prints_provenance_warnings(saved, tmp_path, monkeypatch, ca
         raise LokaError("stub verifier")  # the provenance check runs before verification
 
     monkeypatch.setattr(verifier, "verify", stop)
-    assert main(["verify", "--model", str(copy), "--preset", "tiny"]) == 2
-    assert "warning: provenance: saved weights" in capsys.readouterr().err
+    assert main(["verify", "--model", str(copy), "--preset", "tiny", "--strict"]) == 2
+    assert "provenance (--strict): saved weights" in capsys.readouterr().err
 
 
 # ---- determinism ---------------------------------------------------------------------------
 
 def test_same_inputs_give_the_same_ranking(tiny_world):
     from attribution import rank, tokenize_facts
-    from loka.models import load_bridge
+    from loka.io.models import load_bridge
 
     bridge = load_bridge(tiny_world.base_dir)
     w = tiny_world.world

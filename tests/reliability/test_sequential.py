@@ -7,7 +7,7 @@ import json
 import pytest
 
 from loka.errors import LokaError
-from loka.sequential import MethodRun, StepRecord, request_batches
+from loka.workflows.sequential import MethodRun, StepRecord, request_batches
 from tests.report_helpers import assert_valid_png
 
 
@@ -66,4 +66,4 @@ def test_cli_settings_must_name_a_listed_method(capsys):
 
     assert main(["sequential", "--preset", "tiny", "--methods", "gradient_ascent",
                  "--set", "npo.lr=1"]) == 2
-    assert "not one of --methods" in capsys.readouterr().err
+    assert "not one of the methods run" in capsys.readouterr().err

@@ -61,7 +61,7 @@ def _valid_ranking() -> dict:
 
 def test_the_valid_ranking_loads(tmp_path):
     (tmp_path / "r.json").write_text(json.dumps(_valid_ranking()))
-    assert len(Ranking.from_json(tmp_path / "r.json")) == 3
+    assert len(Ranking.load(tmp_path / "r.json")) == 3
 
 
 JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(),
@@ -131,11 +131,11 @@ def test_malformed_rankings_are_refused_with_a_value_error(tmp_path, text):
     path = tmp_path / "ranking.json"
     path.write_text(text)
     if _still_valid(text):
-        Ranking.from_json(path)
+        Ranking.load(path)
         return
     MALFORMED_TRIED["ranking"] += 1
     with pytest.raises(ValueError, match=re.escape(str(path))):
-        Ranking.from_json(path)
+        Ranking.load(path)
 
 
 def test_deeply_nested_and_oversized_rankings(tmp_path, monkeypatch):
@@ -144,12 +144,12 @@ def test_deeply_nested_and_oversized_rankings(tmp_path, monkeypatch):
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 200_000 + "]" * 200_000)
     with pytest.raises(ValueError, match="not valid JSON"):
-        Ranking.from_json(deep)
+        Ranking.load(deep)
     monkeypatch.setattr(ranking_module, "MAX_FILE_BYTES", 100)
     big = tmp_path / "big.json"
     big.write_text(json.dumps(_valid_ranking()))
     with pytest.raises(ValueError, match="byte limit"):
-        Ranking.from_json(big)
+        Ranking.load(big)
 
 
 # ---- ablation plan JSON --------------------------------------------------------------------
@@ -260,7 +260,7 @@ def test_hostile_method_names_in_results_stay_inside_the_report_dir(tmp_path):
 
 
 def test_manifest_paths_are_only_read_and_only_regular_files(tmp_path):
-    from loka.provenance import check_provenance
+    from loka.io.provenance import check_provenance
 
     model = tmp_path / "model"
     model.mkdir()

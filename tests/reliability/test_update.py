@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from loka.data import FactRecord
 from loka.errors import LokaError
 from loka.evaluate import first_token_accuracy
-from loka.models import load_hf
-from loka.update import FactEdit, edits_from_world, update_facts
-from loka.update_check import answer_rates, probe_old_value, relearn_other_facts
+from loka.io.data import FactRecord
+from loka.io.models import load_hf
+from loka.workflows.update import FactEdit, edits_from_world, update_facts
+from loka.workflows.update_check import answer_rates, probe_old_value, relearn_other_facts
 
 
 def _records(facts):
@@ -81,9 +81,9 @@ def test_probe_reads_no_more_of_the_old_value_than_before(updated):
 _UPDATE_IN_A_NEW_PROCESS = """
 import hashlib, sys, torch
 torch.set_num_threads(1)
-from loka.data import FactRecord
-from loka.models import load_hf
-from loka.update import edits_from_world, update_facts
+from loka.io.data import FactRecord
+from loka.io.models import load_hf
+from loka.workflows.update import edits_from_world, update_facts
 from loka.world.build import load_world
 art = load_world("tiny", progress=False)
 model, tok = load_hf(art.base_dir)

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from loka.errors import LokaError
-from loka.verify.compare import REQUIRED_KEYS
 from loka.verify.data import VerifyData
 from loka.verify.loaded import load_model
 from loka.verify.measure import Measurements, VerifySettings
-from loka.verify.verifier import verify
+from loka.verify.verifier import report_keys, verify
 
 FAST = VerifySettings(relearn_steps=10, relearn_eval_every=5)
 
@@ -76,7 +75,7 @@ def test_report_json_has_every_key_and_no_nan(reports):
         d = report.to_dict()
         text = json.dumps(d, allow_nan=False)
         assert "NaN" not in text and "Infinity" not in text
-        missing = [k for k in REQUIRED_KEYS if k not in d]
+        missing = [k for k in report_keys() if k not in d]
         assert not missing, missing
         assert set(d["mia_auc"]) >= {"loss", "zlib", "min_k", "min_k_plus_plus", "reference"}
         roc = d["curves"]["mia_roc"]["loss"]
@@ -126,7 +125,7 @@ def test_cost_from_seconds_and_params_changed_counted_against_base(tiny_world, d
 
 
 def test_relearn_splits_by_person():
-    from loka.data import FactRecord
+    from loka.io.data import FactRecord
     from loka.verify.relearn import split_by_person
 
     facts = [FactRecord(f"{s} p{i}", "a", s, "x") for s in "ABCDEF" for i in range(3)]
@@ -136,7 +135,7 @@ def test_relearn_splits_by_person():
 
 
 def test_perturbed_answers_are_wrong_and_fixed():
-    from loka.data import FactRecord
+    from loka.io.data import FactRecord
     from loka.verify.truth_eval import perturbed_answers
 
     facts = [FactRecord("p", "Tessel", "A", "city"), FactRecord("q", "Hesk", "B", "city")]
@@ -147,7 +146,7 @@ def test_perturbed_answers_are_wrong_and_fixed():
 
 
 def test_refusal_filter_counts_a_refusal_as_wrong(data):
-    from loka.verify.refusal import RefusalFilter
+    from loka.io.refusal import RefusalFilter
 
     f = RefusalFilter(("Mira Coltan",), "I cannot say.")
     assert f.refused(["Mira Coltan was born in", "Osric Pell was born in"]).tolist() == [True, False]
@@ -159,28 +158,30 @@ def test_refusal_filter_counts_a_refusal_as_wrong(data):
 def test_manifest_gives_cost_and_a_changed_source_is_a_warning(tiny_world, tmp_path):
     import shutil
 
-    from loka.engine.save import MANIFEST
+    from loka.io.manifest import MANIFEST, write_manifest
 
     ckpt, source = tmp_path / "edited", tmp_path / "source"
     shutil.copytree(tiny_world.base_dir, ckpt)
     shutil.copytree(tiny_world.base_dir, source)
-    manifest = {"source_model": str(source), "source_sha256": "0" * 64,
-                "metrics": {"params_changed": 123, "seconds": 4.5}}
-    (ckpt / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.warns(UserWarning, match="changed since this edit"):
-        loaded = load_model(ckpt)
+    manifest = {"source_model": str(source), "source_sha256": "0" * 64, "method": "m",
+                "metrics": {"params_changed": 123, "seconds": 4.5}, "provenance": {}}
+    write_manifest(ckpt, manifest)
+    loaded = load_model(ckpt)
     assert loaded.params_changed == 123 and loaded.seconds == 4.5
     assert any("changed since" in w for w in loaded.warnings)
+    (ckpt / MANIFEST).write_text(json.dumps(manifest | {"metrics": {"params_changed": 7}}))
+    unsealed = load_model(ckpt)  # hand-edited claims are reported and ignored
+    assert unsealed.params_changed is None and any("no seal" in w for w in unsealed.warnings)
 
 
-def test_a_diverged_model_reports_missing_not_nan(tiny_world, data):
+def test_a_non_finite_model_is_an_error_not_perfect_erasure(tiny_world, data):
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_world.base_dir).eval()
     with torch.no_grad():
         model.gpt_neox.layers[0].mlp.dense_4h_to_h.weight.fill_(float("nan"))
-    d = verify((model, tiny_world.tokenizer()), data, diverged=True, settings=FAST).to_dict()
-    json.dumps(d, allow_nan=False)
-    assert d["diverged"] is True
-    assert d["mia_auc"]["loss"] is None and d["perplexity"] is None and d["probe_accuracy"] is None
+    from loka.errors import LokaError
+
+    with pytest.raises(LokaError, match="NaN or infinite"):  # never graded as perfect erasure
+        verify((model, tiny_world.tokenizer()), data, diverged=True, settings=FAST)

@@ -1,7 +1,7 @@
 import torch
 from transformers import AutoModelForCausalLM
 
-from loka.models import load_bridge
+from loka.io.models import load_bridge
 from loka.world.build import model_accuracies
 
 

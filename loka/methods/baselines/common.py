@@ -1,4 +1,4 @@
-"""What the optimisation baselines share: their data, minibatch streams and the result they return.
+"""What the optimisation baselines share: their settings, data, minibatch streams and result.
 
 Training data: the forget set is the task's forget facts (loss on the answer tokens; the prompt is
 context) followed by its forget passages (loss on every token); the retain set is the retain facts
@@ -6,11 +6,12 @@ and retain passages, built the same way. Every step draws one forget minibatch a
 method uses one, one retain minibatch of the same size; both streams are shuffled by ``seed``.
 
 >>> data = MethodData.build(model, tokenizer, task, cfg, seed=0, need_retain=True)   # doctest: +SKIP
->>> data.forget_nll(model)                                                           # doctest: +SKIP
+>>> retain_nll(model, data)                                                          # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +19,43 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from loka.data import FactRecord
 from loka.errors import LokaError
 from loka.evaluate import FirstTokenEval
-from loka.methods.base import UnlearnResult, UnlearnTask
+from loka.io.data import FactRecord
 from loka.methods.batches import TokenSet, item_nll, minibatches
-from loka.methods.settings import TrainConfig
-from loka.methods.training import Outcome, StepLoss, optimise
+from loka.methods.config import MethodConfig, knob
+from loka.methods.loop import LoopSettings, Outcome, StepLoss, optimise
+from loka.methods.task import UnlearnResult, UnlearnTask
+
+
+@dataclass(frozen=True)
+class TrainConfig(MethodConfig):
+    """The optimisation settings every baseline shares (a method redefines what it tunes).
+
+    ``forget_target`` stops the run once first-token accuracy on the forget facts is at or below
+    it, checked every ``eval_every`` steps: going further only costs retain accuracy (0.1 is the
+    seed's "excellent" threshold).
+    """
+
+    lr: float = knob(1e-4, gt=0, help="AdamW learning rate")
+    epochs: int = knob(10, ge=1, help="passes over the forget set (unless steps is set)")
+    steps: int | None = knob(None, ge=1, help="optimisation steps; replaces epochs")
+    batch_size: int = knob(32, ge=1, help="forget (and retain) items per step")
+    weight_decay: float = knob(0.01, ge=0, help="AdamW weight decay")
+    max_grad_norm: float | None = knob(None, gt=0, help="gradient clipping norm (none: no clipping)")
+    forget_target: float | None = knob(0.1, ge=0, le=1, help="stop at this forget first-token accuracy")
+    eval_every: int = knob(1, ge=1, help="steps between forget-accuracy checks")
+    max_forget_nll: float = knob(50.0, gt=0, help="forget NLL (nats/token) above this counts as collapse")
+    snapshot_every: int = knob(1, ge=1, help="steps between the divergence guard's snapshots")
+
+    def total_steps(self, n_forget: int) -> int:
+        """``steps``, or ``epochs`` passes over ``n_forget`` items."""
+        return self.steps if self.steps is not None else self.epochs * math.ceil(n_forget / self.batch_size)
+
+    def loop(self) -> LoopSettings:
+        return LoopSettings(lr=self.lr, weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm,
+                            target=self.forget_target, eval_every=self.eval_every,
+                            snapshot_every=self.snapshot_every)
 
 
 def max_len_of(model: Any) -> int | None:
@@ -75,12 +106,13 @@ class MethodData:
 
 
 def retain_nll(model: Any, data: MethodData) -> Tensor:
+    """Mean NLL of the next retain minibatch (each item's mean over its loss tokens)."""
     return item_nll(model, data.next_retain()).mean()
 
 
 def run_optimisation(method: str, model: Any, tokenizer: Any, task: UnlearnTask, cfg: TrainConfig,
-                     settings: dict[str, Any], loss_fn: Callable[[int], StepLoss], *, progress: bool,
-                     n_items: int, early_stop: bool = True) -> tuple[UnlearnResult, Outcome]:
+                     loss_fn: Callable[[int], StepLoss], *, progress: bool, n_items: int,
+                     early_stop: bool = True) -> tuple[UnlearnResult, Outcome]:
     """Run `optimise` over all parameters and wrap its `Outcome` as an `UnlearnResult`.
 
     Early stopping reads first-token accuracy on the task's (true) forget facts.
@@ -88,9 +120,10 @@ def run_optimisation(method: str, model: Any, tokenizer: Any, task: UnlearnTask,
     facts = task.forget
     check = FirstTokenEval(tokenizer, facts) if early_stop and facts else None  # tokenised once
     accuracy = (lambda: check(model)) if check is not None else None
-    outcome = optimise(model, loss_fn, cfg, total_steps=cfg.total_steps(n_items), forget_accuracy=accuracy,
+    outcome = optimise(model, loss_fn, cfg.loop(), total_steps=cfg.total_steps(n_items),
+                       forget_accuracy=accuracy, limits={"forget_nll": cfg.max_forget_nll},
                        progress=progress, desc=method)
-    return result_from(method, model, tokenizer, settings, outcome), outcome
+    return result_from(method, model, tokenizer, cfg.to_dict(), outcome), outcome
 
 
 def result_from(method: str, model: Any, tokenizer: Any, settings: dict[str, Any], outcome: Outcome) -> UnlearnResult:

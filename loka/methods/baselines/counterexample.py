@@ -17,17 +17,23 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from loka.data import FactRecord
 from loka.errors import LokaError
-from loka.methods.base import UnlearnResult, UnlearnTask, register
-from loka.methods.baselines.common import MethodData, retain_nll, run_optimisation
-from loka.methods.baselines.defaults import DEFAULTS
+from loka.io.data import FactRecord
+from loka.methods.baselines.common import MethodData, TrainConfig, retain_nll, run_optimisation
 from loka.methods.batches import item_nll
-from loka.methods.settings import non_negative, parse_settings, resolved
-from loka.methods.training import StepLoss
+from loka.methods.config import knob
+from loka.methods.loop import StepLoss
+from loka.methods.registry import register
+from loka.methods.task import UnlearnResult, UnlearnTask
+
+
+@dataclass(frozen=True)
+class Config(TrainConfig):
+    lr: float = knob(3e-4, gt=0, help="AdamW learning rate")
+    alpha: float = knob(1.0, ge=0, help="weight of the retain NLL")
 
 
 def counter_facts(forget: Sequence[FactRecord], retain: Sequence[FactRecord], seed: int) -> list[FactRecord]:
@@ -51,12 +57,12 @@ def counter_facts(forget: Sequence[FactRecord], retain: Sequence[FactRecord], se
     return [replace(f, answer=chosen[(f.subject, f.attribute, f.answer)]) for f in forget]
 
 
-@register("counterexample")
-def counterexample(model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0,
-                   progress: bool = True, **settings: Any) -> UnlearnResult:
+@register("counterexample", Config, family="baseline", cost=25,
+          summary="fine-tune on counter-facts (another value of the same attribute) + retain NLL")
+def counterexample(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, seed: int,
+                   progress: bool) -> UnlearnResult:
     """Descend on counter-facts plus ``alpha`` times the retain NLL (``alpha > 0`` needs a retain set)."""
-    cfg, extra = parse_settings("counterexample", settings, DEFAULTS["counterexample"], {"alpha": non_negative})
-    alpha = float(extra["alpha"])
+    alpha = cfg.alpha
     if not task.forget:
         raise LokaError("counterexample needs forget facts (prompt and answer); the task has only passages")
     counters = counter_facts(task.forget, task.retain, seed)
@@ -72,8 +78,8 @@ def counterexample(model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int =
         parts["retain_loss"] = alpha * float(retain.detach())
         return StepLoss(counter + alpha * retain, parts, forward_passes=2)
 
-    result, _ = run_optimisation("counterexample", model, tokenizer, task, cfg, resolved(cfg, extra),
-                                 loss_fn, progress=progress, n_items=len(data.forget))
+    result, _ = run_optimisation("counterexample", model, tokenizer, task, cfg, loss_fn,
+                                 progress=progress, n_items=len(data.forget))
     if task.forget_passages:
         result.notes.append(f"{len(task.forget_passages)} forget passage(s) not trained on: "
                             "counter-facts exist for facts only")

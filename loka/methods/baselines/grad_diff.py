@@ -11,23 +11,29 @@ with the NLLs defined as in `gradient_ascent` (Liu et al. 2022; TOFU's ``grad_di
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from loka.methods.base import UnlearnResult, UnlearnTask, register
-from loka.methods.baselines.common import MethodData, retain_nll, run_optimisation
-from loka.methods.baselines.defaults import DEFAULTS
+from loka.methods.baselines.common import MethodData, TrainConfig, retain_nll, run_optimisation
 from loka.methods.batches import item_nll
-from loka.methods.settings import non_negative, parse_settings, positive, resolved
-from loka.methods.training import StepLoss
+from loka.methods.config import knob
+from loka.methods.loop import StepLoss
+from loka.methods.registry import register
+from loka.methods.task import UnlearnResult, UnlearnTask
 
 
-@register("grad_diff")
-def grad_diff(model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0,
-              progress: bool = True, **settings: Any) -> UnlearnResult:
+@dataclass(frozen=True)
+class Config(TrainConfig):
+    gamma: float = knob(1.0, gt=0, help="weight of the forget ascent")
+    alpha: float = knob(5.0, ge=0, help="weight of the retain NLL (heavier than GA's 1:1 keeps more)")
+
+
+@register("grad_diff", Config, family="baseline", cost=80,
+          summary="GradDiff: -gamma * forget NLL + alpha * retain NLL (TOFU's grad_diff)")
+def grad_diff(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, seed: int,
+              progress: bool) -> UnlearnResult:
     """``-gamma * forget_nll + alpha * retain_nll``; ``alpha > 0`` needs a retain set."""
-    cfg, extra = parse_settings("grad_diff", settings, DEFAULTS["grad_diff"],
-                                {"gamma": positive, "alpha": non_negative})
-    gamma, alpha = float(extra["gamma"]), float(extra["alpha"])
+    gamma, alpha = cfg.gamma, cfg.alpha
     data = MethodData.build(model, tokenizer, task, cfg, seed=seed, need_retain=alpha > 0,
                             method="grad_diff")
 
@@ -40,6 +46,6 @@ def grad_diff(model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0,
         parts["retain_loss"] = alpha * float(retain.detach())
         return StepLoss(-gamma * forget + alpha * retain, parts, forward_passes=2)
 
-    result, _ = run_optimisation("grad_diff", model, tokenizer, task, cfg, resolved(cfg, extra),
-                                 loss_fn, progress=progress, n_items=len(data.forget))
+    result, _ = run_optimisation("grad_diff", model, tokenizer, task, cfg, loss_fn,
+                                 progress=progress, n_items=len(data.forget))
     return result

@@ -12,23 +12,28 @@ loss tokens (fact answers; passage tokens). ``alpha=1`` is pure ascent and needs
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from loka.methods.base import UnlearnResult, UnlearnTask, register
-from loka.methods.baselines.common import MethodData, retain_nll, run_optimisation
-from loka.methods.baselines.defaults import DEFAULTS
+from loka.methods.baselines.common import MethodData, TrainConfig, retain_nll, run_optimisation
 from loka.methods.batches import item_nll
-from loka.methods.settings import parse_settings, resolved, unit_interval
-from loka.methods.training import StepLoss
+from loka.methods.config import knob
+from loka.methods.loop import StepLoss
+from loka.methods.registry import register
+from loka.methods.task import UnlearnResult, UnlearnTask
 
 
-@register("gradient_ascent")
-def gradient_ascent(model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0,
-                    progress: bool = True, **settings: Any) -> UnlearnResult:
+@dataclass(frozen=True)
+class Config(TrainConfig):
+    alpha: float = knob(0.5, ge=0, le=1, help="forget weight; 1 - alpha weighs the retain NLL")
+
+
+@register("gradient_ascent", Config, family="baseline", cost=40,
+          summary="ascend the forget NLL, descend the retain NLL (seed 000's algorithm)")
+def gradient_ascent(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, seed: int,
+                    progress: bool) -> UnlearnResult:
     """Ascend the forget NLL, descend the retain NLL, weighted ``alpha`` / ``1 - alpha``."""
-    cfg, extra = parse_settings("gradient_ascent", settings, DEFAULTS["gradient_ascent"],
-                                {"alpha": unit_interval})
-    alpha = float(extra["alpha"])
+    alpha = cfg.alpha
     data = MethodData.build(model, tokenizer, task, cfg, seed=seed, need_retain=alpha < 1,
                             method="gradient_ascent")
 
@@ -41,6 +46,6 @@ def gradient_ascent(model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int 
         parts["retain_loss"] = float(retain.detach())
         return StepLoss(alpha * -forget + (1 - alpha) * retain, parts, forward_passes=2)
 
-    result, _ = run_optimisation("gradient_ascent", model, tokenizer, task, cfg, resolved(cfg, extra),
-                                 loss_fn, progress=progress, n_items=len(data.forget))
+    result, _ = run_optimisation("gradient_ascent", model, tokenizer, task, cfg, loss_fn,
+                                 progress=progress, n_items=len(data.forget))
     return result

@@ -16,6 +16,7 @@ a second model in memory and a reference forward pass every step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,12 +24,19 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from loka.methods.base import UnlearnResult, UnlearnTask, register
-from loka.methods.baselines.common import MethodData, retain_nll, run_optimisation
-from loka.methods.baselines.defaults import DEFAULTS
+from loka.methods.baselines.common import MethodData, TrainConfig, retain_nll, run_optimisation
 from loka.methods.batches import TokenSet, item_logprob
-from loka.methods.settings import non_negative, parse_settings, positive, resolved
-from loka.methods.training import StepLoss
+from loka.methods.config import knob
+from loka.methods.loop import StepLoss
+from loka.methods.registry import register
+from loka.methods.task import UnlearnResult, UnlearnTask
+
+
+@dataclass(frozen=True)
+class Config(TrainConfig):
+    beta: float = knob(0.1, gt=0, help="NPO inverse temperature")
+    gamma: float = knob(1.0, gt=0, help="weight of the NPO forget loss")
+    alpha: float = knob(5.0, ge=0, help="weight of the retain NLL")
 
 
 @torch.no_grad()
@@ -45,13 +53,12 @@ def npo_loss(logp: Float[Tensor, " item"], logp_ref: Float[Tensor, " item"], bet
     return (-2.0 / beta * F.logsigmoid(-beta * (logp - logp_ref))).mean()
 
 
-@register("npo")
-def npo(model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0, progress: bool = True,
-        **settings: Any) -> UnlearnResult:
+@register("npo", Config, family="baseline", cost=70,
+          summary="Negative Preference Optimisation against the frozen model + retain NLL")
+def npo(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, seed: int,
+        progress: bool) -> UnlearnResult:
     """NPO on the forget set plus ``alpha`` times the retain NLL (``alpha > 0`` needs a retain set)."""
-    cfg, extra = parse_settings("npo", settings, DEFAULTS["npo"],
-                                {"beta": positive, "gamma": positive, "alpha": non_negative})
-    beta, gamma, alpha = float(extra["beta"]), float(extra["gamma"]), float(extra["alpha"])
+    beta, gamma, alpha = cfg.beta, cfg.gamma, cfg.alpha
     data = MethodData.build(model, tokenizer, task, cfg, seed=seed, need_retain=alpha > 0, method="npo")
     logp_ref = reference_logprobs(model, data.forget, cfg.batch_size)
     ref_passes = -(-len(data.forget) // cfg.batch_size)
@@ -68,7 +75,7 @@ def npo(model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0, progres
         parts["retain_loss"] = alpha * float(retain.detach())
         return StepLoss(gamma * forget + alpha * retain, parts, forward_passes=2)
 
-    result, _ = run_optimisation("npo", model, tokenizer, task, cfg, resolved(cfg, extra), loss_fn,
+    result, _ = run_optimisation("npo", model, tokenizer, task, cfg, loss_fn,
                                  progress=progress, n_items=len(data.forget))
     result.forward_passes += ref_passes
     return result

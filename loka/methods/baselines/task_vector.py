@@ -12,18 +12,25 @@ result uses the smallest of ``scale * k / 8`` (k = 1..8) that reaches the target
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from loka.evaluate import FirstTokenEval
-from loka.methods.base import UnlearnResult, UnlearnTask, register
-from loka.methods.baselines.common import MethodData, result_from
-from loka.methods.baselines.defaults import DEFAULTS
+from loka.methods.baselines.common import MethodData, TrainConfig, result_from
 from loka.methods.batches import item_nll
+from loka.methods.config import knob
 from loka.methods.guard import ParamSnapshot
-from loka.methods.settings import non_negative, parse_settings, resolved
-from loka.methods.training import StepLoss, optimise
+from loka.methods.loop import StepLoss, optimise
+from loka.methods.registry import register
+from loka.methods.task import UnlearnResult, UnlearnTask
+
+
+@dataclass(frozen=True)
+class Config(TrainConfig):
+    lr: float = knob(3e-4, gt=0, help="learning rate of the fine-tuning on the forget set")
+    scale: float = knob(4.0, ge=0, help="base - scale * task vector; with forget_target the largest tried")
 
 
 @torch.no_grad()
@@ -35,11 +42,11 @@ def negate(named: list[tuple[str, torch.nn.Parameter]], base: ParamSnapshot,
         p.copy_((b - scale * (finetuned[n] - b)).to(p.device))
 
 
-@register("task_vector")
-def task_vector(model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0,
-                progress: bool = True, **settings: Any) -> UnlearnResult:
+@register("task_vector", Config, family="baseline", cost=30,
+          summary="task-vector negation: fine-tune on the forget set, subtract scale x the change")
+def task_vector(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, seed: int,
+                progress: bool) -> UnlearnResult:
     """Fine-tune on the forget set, then move the base ``scale`` times the other way."""
-    cfg, extra = parse_settings("task_vector", settings, DEFAULTS["task_vector"], {"scale": non_negative})
     data = MethodData.build(model, tokenizer, task, cfg, seed=seed, need_retain=False, method="task_vector")
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     base = ParamSnapshot(named)
@@ -48,10 +55,12 @@ def task_vector(model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0,
         nll = item_nll(model, data.next_forget()).mean()
         return StepLoss(nll, {"forget_loss": float(nll.detach()), "forget_nll": float(nll.detach())})
 
-    outcome = optimise(model, loss_fn, cfg, total_steps=cfg.total_steps(len(data.forget)),
-                       params=named, progress=progress, desc="task_vector (fine-tune)")
+    fine_tune = cfg.loop()
+    outcome = optimise(model, loss_fn, fine_tune, total_steps=cfg.total_steps(len(data.forget)),
+                       params=named, limits={"forget_nll": cfg.max_forget_nll}, progress=progress,
+                       desc="task_vector (fine-tune)")
     finetuned = {n: p.detach().to("cpu", copy=True) for n, p in named}
-    scale = float(extra["scale"])
+    scale = cfg.scale
     if cfg.forget_target is not None and task.forget:
         check = FirstTokenEval(tokenizer, task.forget)
         for k in range(1, 9):
@@ -63,4 +72,4 @@ def task_vector(model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0,
     negate(named, base, finetuned, scale)
     outcome.params_changed = base.changed()
     outcome.notes.append(f"negated the task vector with scale {scale:g}")
-    return result_from("task_vector", model, tokenizer, resolved(cfg, extra), outcome)
+    return result_from("task_vector", model, tokenizer, cfg.to_dict(), outcome)

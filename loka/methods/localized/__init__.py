@@ -1,4 +1,4 @@
-"""LOKA's own unlearning procedures, registered by name on import.
+"""LOKA's own unlearning procedures, one file each, registered by name (`loka.methods.registry`).
 
 - ``loka``: iterative ablation — ablate the top few attributed components, re-rank, repeat until
   the forget accuracy reaches a target or a retain-damage budget is hit; commits one `AblationPlan`.
@@ -8,5 +8,3 @@
 >>> from loka.methods import unlearn
 >>> result = unlearn(art.base_dir, task, method="loka-ft", k=256)   # doctest: +SKIP
 """
-
-from loka.methods.localized import ablate, finetune, mask  # noqa: F401  (registration)

@@ -17,22 +17,34 @@ Example:
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from attribution.components import ModelShape
 from attribution.data import FactBatch
 from loka.engine import AblationPlan, EditSession, Provenance, commit, mean_activations
 from loka.evaluate import FirstTokenEval
-from loka.methods.base import UnlearnResult, UnlearnTask, register
+from loka.methods.config import knob
 from loka.methods.localized.common import (
-    SettingsError,
+    LocalizedConfig,
     analysis_bridge,
-    check_number,
     copy_weights_back,
     fact_batches,
-    parse_kinds,
+    rank_on,
 )
-from loka.methods.localized.ranking import check_ranker, rank_on
+from loka.methods.registry import register
+from loka.methods.task import UnlearnResult, UnlearnTask
+
+
+@dataclass(frozen=True)
+class Config(LocalizedConfig):
+    mode: Literal["zero", "mean"] = knob("zero", help="how a chosen component is ablated")
+    per_round: int = knob(16, ge=1, help="components ablated per round (halved after a rejected round)")
+    max_components: int = knob(512, ge=1, help="most components ablated in all")
+    max_rounds: int = knob(64, ge=1, help="most rounds")
+    forget_target: float = knob(0.05, ge=0, le=1, help="stop at this forget first-token accuracy")
+    retain_budget: float = knob(0.05, ge=0, le=1, help="most retain accuracy a round may cost")
+    retain_sample: int = knob(1024, ge=1, help="retain facts measured and ranked each round")
 
 
 def _accuracies(bridge: Any, plain: Any, checks: tuple[FirstTokenEval, ...]) -> tuple[float, ...]:
@@ -51,26 +63,16 @@ def _plan(bridge: Any, components: list, mode: str, retain: FactBatch, means: li
     return AblationPlan.mean(components, new)
 
 
-@register("loka")
-def loka_ablate(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0,
-                progress: bool = True, mode: str = "zero", per_round: int = 16,
-                max_components: int = 512, max_rounds: int = 64, kinds: str = "neuron,head",
-                ranking_method: str = "atp", weight: float = 1.0, forget_target: float = 0.05,
-                retain_budget: float = 0.05, retain_sample: int = 1024) -> UnlearnResult:
+@register("loka", Config, family="loka", cost=100,
+          summary="iterative attributed ablation: ablate the top components, re-rank, repeat")
+def loka_ablate(hf_model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, seed: int,
+                progress: bool) -> UnlearnResult:
     """Iterative attributed ablation (module docstring); the final plan is in ``result.plan``."""
     t0 = time.perf_counter()
-    if mode not in ("zero", "mean"):
-        raise SettingsError(f"mode must be 'zero' or 'mean', got {mode!r}")
-    check_ranker(ranking_method)
-    for name, value in (("per_round", per_round), ("max_rounds", max_rounds),
-                        ("max_components", max_components), ("retain_sample", retain_sample)):
-        check_number(name, value, 1, integer=True)
-    for name, value in (("forget_target", forget_target), ("retain_budget", retain_budget)):
-        check_number(name, value, 0, 1)
-    check_number("weight", weight, 0)
-    kind_tuple = parse_kinds(kinds)
+    mode, per_round, max_components = cfg.mode, cfg.per_round, cfg.max_components
+    forget_target, retain_budget, kind_tuple = cfg.forget_target, cfg.retain_budget, cfg.kind_tuple()
     forget, retain = fact_batches(tokenizer, task, seed=seed)
-    retain = retain[: min(retain_sample, len(retain))]  # a random sample: retain was shuffled
+    retain = retain[: min(cfg.retain_sample, len(retain))]  # a random sample: retain was shuffled
     bridge = analysis_bridge(hf_model, tokenizer)
     session = EditSession(bridge)
     checks = (FirstTokenEval.from_batch(forget), FirstTokenEval.from_batch(retain))
@@ -81,13 +83,12 @@ def loka_ablate(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int =
     means: list = []
     fwd = bwd = 0
     size, stopped, ranking = per_round, "max_rounds", None
-    for round_no in range(1, max_rounds + 1):
+    for round_no in range(1, cfg.max_rounds + 1):
         if log[-1]["forget_accuracy"] <= forget_target or len(chosen) >= max_components:
             stopped = "target" if log[-1]["forget_accuracy"] <= forget_target else "max_components"
             break
         if ranking is None:  # re-rank on the edited model (kept after a rejected round)
-            ranking = rank_on(bridge, forget, retain, ranking_method=ranking_method,
-                              ablation=mode, kinds=kind_tuple, weight=weight)
+            ranking = rank_on(bridge, forget, retain, cfg, ablation=mode)
             fwd, bwd = fwd + ranking.forward_passes, bwd + ranking.backward_passes
         score = dict(zip(ranking.components, ranking.contrast_scores.tolist(), strict=True))
         skip = set(chosen) | excluded
@@ -118,11 +119,7 @@ def loka_ablate(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int =
     copy_weights_back(bridge, hf_model)  # the caller's model is the original again
     result = UnlearnResult(
         method="loka", model=hf_model, tokenizer=tokenizer,
-        settings={"mode": mode, "per_round": per_round, "max_components": max_components,
-                  "max_rounds": max_rounds, "kinds": ",".join(kind_tuple),
-                  "ranking_method": ranking_method, "weight": weight,
-                  "forget_target": forget_target, "retain_budget": retain_budget,
-                  "retain_sample": len(retain)},
+        settings=cfg.to_dict(), details={"retain_sampled": len(retain)},
         seconds=0.0, params_changed=0, steps=len(log) - 1, forward_passes=fwd, backward_passes=bwd,
         log=log, notes=[f"stopped: {stopped} after {len(chosen)} components; forget accuracy "
                         f"{accepted[-1]['forget_accuracy']:.3f}, retain {accepted[-1]['retain_accuracy']:.3f}"
@@ -130,7 +127,7 @@ def loka_ablate(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int =
     if chosen:
         plan = AblationPlan(tuple(chosen), mode, means=tuple(means) if mode == "mean" else None,
                             shape=ModelShape.of(bridge),
-                            provenance=Provenance(ranking_method=ranking_method,
+                            provenance=Provenance(ranking_method=cfg.ranking_method,
                                                   model_id=str(bridge.cfg.model_name),
                                                   data_hash=forget.hash,
                                                   extra={"rounds": len(log) - 1, "stopped": stopped}))

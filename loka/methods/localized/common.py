@@ -1,4 +1,4 @@
-"""What LOKA's localized methods share: fact batches, an analysis bridge, losses and accuracy.
+"""What LOKA's localized methods share: settings, fact batches, an analysis bridge, losses.
 
 Analysis runs on a TransformerBridge over a *deep copy* of the caller's model: booting a bridge
 rewires the wrapped HF model in place (a GPT-NeoX bridge even computes attention with private
@@ -8,6 +8,7 @@ receives finished weights (`copy_weights_back`).
 Example:
     >>> forget, retain = fact_batches(tokenizer, task)
     >>> bridge = analysis_bridge(hf_model, tokenizer)
+    >>> ranking = rank_on(bridge, forget, retain, cfg)
     >>> logits = forward(hf_model, forget)
     >>> accuracy(logits, forget), forget_unlikelihood(logits, forget)
 """
@@ -15,21 +16,61 @@ Example:
 from __future__ import annotations
 
 import copy
-import math
 import random
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from attribution import METHODS, Ranking, rank
 from attribution.data import FactBatch, tokenize_facts
 from loka.errors import LokaError
-from loka.methods.base import UnlearnTask
+from loka.evaluate import first_token_hits
+from loka.methods.config import MethodConfig, knob
+from loka.methods.task import UnlearnTask
+
+KINDS = ("neuron", "head")
 
 
-class SettingsError(LokaError, ValueError):
-    """A method setting out of range (k < 1, a NaN learning rate, an unknown mode)."""
+@dataclass(frozen=True)
+class LocalizedConfig(MethodConfig):
+    """How a localized method ranks components (attribution) before it edits them."""
+
+    kinds: str = knob("neuron,head", help="component kinds to rank and edit: neuron, head or neuron,head")
+    ranking_method: str = knob("atp", help="attribution method: " + ", ".join(sorted(METHODS)))
+    weight: float = knob(1.0, ge=0, help="retain weight of the attribution contrast")
+
+    def validate(self) -> None:
+        if self.ranking_method not in METHODS:
+            raise self.fail(f"ranking_method must be one of {', '.join(sorted(METHODS))}, "
+                            f"got {self.ranking_method!r}")
+        self.kind_tuple()
+
+    def kind_tuple(self) -> tuple[str, ...]:
+        items = tuple(k.strip() for k in self.kinds.split(","))
+        if not items or any(k not in KINDS for k in items):
+            raise self.fail(f"kinds must be a non-empty subset of neuron,head; got {self.kinds!r}")
+        return items
+
+
+def rank_on(bridge: Any, forget: FactBatch, retain: FactBatch, cfg: LocalizedConfig, *,
+            ablation: Literal["zero", "mean", "resample"], sample: int | None = None) -> Ranking:
+    """Rank every component of ``cfg.kinds`` on ``bridge`` (hooks only; the model is unchanged).
+
+    ``sample`` caps the retain facts scored (the first ones: pass a shuffled batch) — the retain
+    effect is a mean, and a thousand facts estimate it well at a fraction of the cost.
+    ``actstats`` ablates nothing, so ``ablation`` is ignored for it.
+    """
+    if sample is not None:
+        retain = retain[: min(sample, len(retain))]
+    options: dict[str, Any] = {"progress": False} if cfg.ranking_method == "patch" else {}
+    if cfg.ranking_method in ("atp", "actstats"):
+        options["batch_size"] = 128
+    ablation = None if cfg.ranking_method == "actstats" else ablation
+    return rank(bridge, forget, retain, cfg.ranking_method, ablation, kinds=cfg.kind_tuple(),
+                weight=cfg.weight, **options)
 
 
 def fact_batches(tokenizer: Any, task: UnlearnTask, max_len: int | None = None, seed: int = 0,
@@ -90,8 +131,7 @@ def accuracy(logits: Float[Tensor, "batch pos vocab"], batch: FactBatch) -> floa
 
 def first_accuracy(first: Float[Tensor, "batch vocab"], batch: FactBatch) -> float:
     """`accuracy` from the logits at the prompt ends only (`loka.evaluate.logits_at` with `prompt_ends`)."""
-    pred = first.argmax(-1)
-    return float((pred == batch.answer_ids[:, 0].to(pred.device)).float().mean())
+    return float(first_token_hits(first, batch.answer_ids[:, 0]).float().mean())
 
 
 def forget_unlikelihood(logits: Float[Tensor, "batch pos vocab"], batch: FactBatch) -> Tensor:
@@ -112,35 +152,16 @@ def first_unlikelihood(first: Float[Tensor, "batch vocab"], batch: FactBatch) ->
     return -torch.log1p(-picked.exp().clamp(max=1 - 1e-6)).mean()
 
 
-def answers_nll(selected: Float[Tensor, "n vocab"], batch: FactBatch) -> Tensor:
-    """`retain_nll` from ``loka.evaluate.logits_at(model, batch, read_positions(batch))``."""
+def answer_nll_at(selected: Float[Tensor, "n vocab"], batch: FactBatch) -> Tensor:
+    """`answer_nll` from ``loka.evaluate.logits_at(model, batch, read_positions(batch))``."""
     targets = batch.input_ids[:, 1:][batch.answer_mask[:, 1:]].to(selected.device)
     return torch.nn.functional.cross_entropy(selected.float(), targets)
 
 
-def retain_nll(logits: Float[Tensor, "batch pos vocab"], batch: FactBatch) -> Tensor:
-    """Mean negative log-likelihood of every retain answer token (teacher forced)."""
+def answer_nll(logits: Float[Tensor, "batch pos vocab"], batch: FactBatch) -> Tensor:
+    """Mean negative log-likelihood of every answer token of ``batch`` (teacher forced)."""
     logp = logits[:, :-1].float().log_softmax(-1)
     target = batch.input_ids[:, 1:].to(logp.device)
     mask = batch.answer_mask[:, 1:].to(logp.device)
     picked = logp.gather(-1, target[..., None]).squeeze(-1)
     return -(picked * mask).sum() / mask.sum()
-
-
-def check_number(name: str, value: Any, low: float | int, high: float | int = math.inf,
-                 integer: bool = False) -> None:
-    """Raise `SettingsError` unless ``low <= value <= high`` (and an int when ``integer``)."""
-    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not low <= value <= high:
-        kind = "an integer" if integer else "a finite number"
-        bound = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
-        raise SettingsError(f"setting {name} must be {kind} {bound}, got {value!r}")
-
-
-def parse_kinds(kinds: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """``"neuron,head"`` or ``("neuron",)`` -> a validated tuple of component kinds."""
-    items = tuple(k.strip() for k in (kinds.split(",") if isinstance(kinds, str) else kinds))
-    bad = [k for k in items if k not in ("neuron", "head")]
-    if not items or bad:
-        raise SettingsError(f"kinds must be a non-empty subset of neuron,head; got {kinds!r}")
-    return items

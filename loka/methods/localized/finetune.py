@@ -6,7 +6,7 @@
    a neuron's input row, input-bias entry and output column; a head's value rows and output
    columns. Every other weight gets a zero gradient and stays bit-identical.
 3. Minimise ``unlikelihood(forget first answer token) + retain_weight * NLL(retain answers)``
-   with Adam (see `loop.optimise`) until forget first-token accuracy <= ``forget_target``.
+   with Adam (see `objective.optimise_localized`) until forget first-token accuracy <= ``forget_target``.
 
 The design note's prototype finding is the reason for this method: ablation alone leaves most
 of the knowledge in place (it is distributed and redundant), but moving only the attributed
@@ -20,47 +20,42 @@ heads included gave 0.892 and the former default (256 neurons and heads, lr 1e-3
 
 Example:
     >>> result = unlearn(art.base_dir, task, method="loka-ft", k=256, lr=1e-3)   # doctest: +SKIP
-    >>> result.params_changed, result.settings["n_params"]                       # doctest: +SKIP
+    >>> result.params_changed, result.details["n_params"]                        # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from loka.methods.base import UnlearnResult, UnlearnTask, register
-from loka.methods.localized.common import (
-    analysis_bridge,
-    check_number,
-    fact_batches,
-    parse_kinds,
-)
-from loka.methods.localized.loop import LoopSpec, optimise
+from loka.methods.config import knob
+from loka.methods.localized.common import analysis_bridge, fact_batches, rank_on
+from loka.methods.localized.objective import LoopConfig, optimise_localized
 from loka.methods.localized.params import ParamMask
-from loka.methods.localized.ranking import check_ranker, rank_on
+from loka.methods.registry import register
+from loka.methods.task import UnlearnResult, UnlearnTask
 
 
-@register("loka-ft")
-def loka_ft(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0,
-            progress: bool = True, k: int = 1024, kinds: str = "neuron",
-            ranking_method: str = "atp", ablation: str = "zero", weight: float = 1.0,
-            steps: int = 200, lr: float = 3e-3, retain_weight: float = 5.0,
-            forget_target: float | None = 0.05, retain_batch: int = 256, rank_sample: int = 1024,
-            ) -> UnlearnResult:
+@dataclass(frozen=True)
+class Config(LoopConfig):
+    k: int = knob(1024, ge=1, help="how many top-ranked components' weights to train")
+    kinds: str = knob("neuron", help="component kinds: neuron, head or neuron,head")
+    lr: float = knob(3e-3, gt=0, help="Adam learning rate")
+    retain_weight: float = knob(5.0, ge=0, help="weight of the retain NLL")
+
+
+@register("loka-ft", Config, family="loka", cost=20,
+          summary="localized optimisation: train only the top-k attributed components' own weights")
+def loka_ft(hf_model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, seed: int,
+            progress: bool) -> UnlearnResult:
     """Localized optimisation of the top-``k`` components' own weights (module docstring)."""
     t0 = time.perf_counter()
-    check_number("k", k, 1, integer=True)
-    check_number("rank_sample", rank_sample, 1, integer=True)
-    check_number("weight", weight, 0)
-    spec = LoopSpec(steps=steps, lr=lr, retain_weight=retain_weight, forget_target=forget_target,
-                    retain_batch=retain_batch)
-    kind_tuple = parse_kinds(kinds)
-    check_ranker(ranking_method)
+    kinds = cfg.kind_tuple()
     forget, retain = fact_batches(tokenizer, task, seed=seed)
-    ranking = rank_on(analysis_bridge(hf_model, tokenizer), forget, retain,
-                      ranking_method=ranking_method, ablation=ablation, kinds=kind_tuple,
-                      weight=weight, sample=rank_sample)
-    components = ranking.top(k, kind_tuple)
+    ranking = rank_on(analysis_bridge(hf_model, tokenizer), forget, retain, cfg, ablation=cfg.ablation,
+                      sample=cfg.rank_sample)
+    components = ranking.top(cfg.k, kinds)
     mask = ParamMask.of(hf_model, components)
     flags = {name: p.requires_grad for name, p in hf_model.named_parameters()}
     for p in hf_model.parameters():
@@ -69,26 +64,24 @@ def loka_ft(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0,
         p.requires_grad_(True)
     before = mask.snapshot()
     try:
-        report = optimise(hf_model, list(mask.params.items()), forget,
-                          retain, spec, after_backward=mask.apply_to_grads, progress=progress)
+        outcome = optimise_localized(hf_model, list(mask.params.items()), forget, retain, cfg,
+                                     param_mask=mask.masks, progress=progress)
     finally:
         for name, p in hf_model.named_parameters():
             p.requires_grad_(flags[name])
             p.grad = None
-    n_kind = {kind: sum(c.kind == kind for c in components) for kind in kind_tuple}
-    settings = {"k": k, "kinds": ",".join(kind_tuple), "ranking_method": ranking_method,
-                "ablation": ablation, "weight": weight, "rank_sample": rank_sample, **vars(spec),
-                "components": [str(c) for c in components], "n_components": n_kind,
-                "n_trainable": mask.n_trainable, "n_params": mask.n_total}
+    n_kind = {kind: sum(c.kind == kind for c in components) for kind in kinds}
+    details = {"components": [str(c) for c in components], "n_components": n_kind,
+               "n_trainable": mask.n_trainable, "n_params": mask.n_total}
     return UnlearnResult(
-        method="loka-ft", model=hf_model, tokenizer=tokenizer, settings=settings,
-        seconds=time.perf_counter() - t0, params_changed=mask.n_changed(before),
-        steps=report.steps,
-        forward_passes=report.forward_passes + ranking.forward_passes,
-        backward_passes=report.backward_passes + ranking.backward_passes,
-        diverged=report.stopped == "diverged", diverged_step=report.diverged_step,
-        log=report.log, ranking=ranking.summary() | {"seconds": round(ranking.seconds, 3)},
-        notes=[f"stopped: {report.stopped} at forget accuracy {report.final_forget_accuracy:.3f} "
-               f"(target {forget_target}); {mask.n_trainable} of {mask.n_total} weights trainable",
-               *([report.divergence] if report.divergence else [])],
+        method="loka-ft", model=hf_model, tokenizer=tokenizer, settings=cfg.to_dict(),
+        details=details, seconds=time.perf_counter() - t0, params_changed=mask.n_changed(before),
+        steps=outcome.steps,
+        forward_passes=outcome.forward_passes + ranking.forward_passes,
+        backward_passes=outcome.backward_passes + ranking.backward_passes,
+        diverged=outcome.diverged, diverged_step=outcome.diverged_step,
+        log=outcome.log, ranking=ranking.summary() | {"seconds": round(ranking.seconds, 3)},
+        notes=[f"stopped: {outcome.stopped} at forget accuracy {outcome.final_forget_accuracy:.3f} "
+               f"(target {cfg.forget_target}); {mask.n_trainable} of {mask.n_total} weights trainable",
+               *outcome.notes],
     )

@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,16 +28,11 @@ from torch import Tensor, nn
 from attribution.components import Component, ModelShape
 from loka.engine import AblationPlan, Provenance, adapter_for, commit
 from loka.evaluate import FirstTokenEval
-from loka.methods.base import UnlearnResult, UnlearnTask, register
-from loka.methods.localized.common import (
-    analysis_bridge,
-    check_number,
-    copy_weights_back,
-    fact_batches,
-    parse_kinds,
-)
-from loka.methods.localized.loop import LoopSpec, optimise
-from loka.methods.localized.ranking import check_ranker, rank_on
+from loka.methods.config import knob
+from loka.methods.localized.common import analysis_bridge, copy_weights_back, fact_batches, rank_on
+from loka.methods.localized.objective import LoopConfig, optimise_localized
+from loka.methods.registry import register
+from loka.methods.task import UnlearnResult, UnlearnTask
 
 
 @contextmanager
@@ -78,63 +74,57 @@ def _pieces(ones: Tensor, spans: list[tuple[int, int, int]], s: Tensor) -> list[
     return [*out, ones[at:]]
 
 
-@register("loka-mask")
-def loka_mask(hf_model: Any, tokenizer: Any, task: UnlearnTask, *, seed: int = 0,
-              progress: bool = True, k: int = 256, kinds: str = "neuron,head",
-              ranking_method: str = "atp", ablation: str = "zero", weight: float = 1.0,
-              steps: int = 200, lr: float = 0.1, retain_weight: float = 1.0,
-              sparsity: float = 0.01, forget_target: float | None = 0.05, retain_batch: int = 256,
-              round_tol: float = 0.05, theta0: float = 3.0, rank_sample: int = 1024,
-              ) -> UnlearnResult:
+@dataclass(frozen=True)
+class Config(LoopConfig):
+    k: int = knob(256, ge=1, help="how many top-ranked components get a learned scale")
+    lr: float = knob(0.1, gt=0, help="Adam learning rate of the scale logits")
+    sparsity: float = knob(0.01, ge=0, help="L1 pull of every scale back to 1")
+    round_tol: float = knob(0.05, ge=0, le=1, help="scales within this of 1 are dropped")
+    theta0: float = knob(3.0, ge=0, help="initial logit (scale = sigmoid(theta)/sigmoid(theta0))")
+
+
+@register("loka-mask", Config, family="loka", compare=False, cost=60,
+          summary="a learned output scale per attributed component, committed as a rescale plan")
+def loka_mask(hf_model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, seed: int,
+              progress: bool) -> UnlearnResult:
     """Learned per-component rescale (module docstring); the plan is in ``result.plan``."""
     t0 = time.perf_counter()
-    check_number("k", k, 1, integer=True)
-    for name, value in (("weight", weight), ("sparsity", sparsity), ("theta0", theta0)):
-        check_number(name, value, 0)
-    check_number("round_tol", round_tol, 0, 1)
-    check_number("rank_sample", rank_sample, 1, integer=True)
-    spec = LoopSpec(steps=steps, lr=lr, retain_weight=retain_weight, forget_target=forget_target,
-                    retain_batch=retain_batch)
-    kind_tuple = parse_kinds(kinds)
-    check_ranker(ranking_method)
+    kinds = cfg.kind_tuple()
     forget, retain = fact_batches(tokenizer, task, seed=seed)
     bridge = analysis_bridge(hf_model, tokenizer)  # ranks now, receives the plan at the end
-    ranking = rank_on(bridge, forget, retain, ranking_method=ranking_method, ablation=ablation,
-                      kinds=kind_tuple, weight=weight, sample=rank_sample)
-    components = ranking.top(k, kind_tuple)
+    ranking = rank_on(bridge, forget, retain, cfg, ablation=cfg.ablation,
+                      sample=cfg.rank_sample)
+    components = ranking.top(cfg.k, kinds)
     flags = {name: p.requires_grad for name, p in hf_model.named_parameters()}
     for p in hf_model.parameters():
         p.requires_grad_(False)
-    theta = nn.Parameter(torch.full((len(components),), float(theta0)))
-    norm = 1 / (1 / (1 + math.exp(-theta0)))
+    theta = nn.Parameter(torch.full((len(components),), float(cfg.theta0)))
+    norm = 1 / (1 / (1 + math.exp(-cfg.theta0)))
     scales = lambda: torch.sigmoid(theta) * norm  # noqa: E731
     try:
         with scaled_writes(hf_model, components, scales):
-            report = optimise(hf_model, [("theta", theta)], forget, retain,
-                              spec, penalty=lambda: sparsity * (1 - scales()).abs().mean(),
-                              progress=progress)
+            outcome = optimise_localized(hf_model, [("theta", theta)], forget, retain, cfg,
+                                         penalty=lambda: cfg.sparsity * (1 - scales()).abs().mean(),
+                                         progress=progress)
     finally:
         for name, p in hf_model.named_parameters():
             p.requires_grad_(flags[name])
     learned = scales().detach().tolist()
-    kept = [(c, s) for c, s in zip(components, learned, strict=True) if abs(1 - s) >= round_tol]
+    kept = [(c, s) for c, s in zip(components, learned, strict=True) if abs(1 - s) >= cfg.round_tol]
     result = UnlearnResult(
         method="loka-mask", model=hf_model, tokenizer=tokenizer, seconds=0.0, params_changed=0,
-        settings={"k": k, "kinds": ",".join(kind_tuple), "ranking_method": ranking_method,
-                  "ablation": ablation, "weight": weight, "sparsity": sparsity,
-                  "round_tol": round_tol, "theta0": theta0, "rank_sample": rank_sample,
-                  **vars(spec)},
-        steps=report.steps, forward_passes=report.forward_passes + ranking.forward_passes,
-        backward_passes=report.backward_passes + ranking.backward_passes,
-        diverged=report.stopped == "diverged", diverged_step=report.diverged_step, log=report.log,
+        settings=cfg.to_dict(), steps=outcome.steps,
+        forward_passes=outcome.forward_passes + ranking.forward_passes,
+        backward_passes=outcome.backward_passes + ranking.backward_passes,
+        diverged=outcome.diverged, diverged_step=outcome.diverged_step, log=outcome.log,
         ranking=ranking.summary() | {"seconds": round(ranking.seconds, 3)},
-        notes=[f"stopped: {report.stopped} at soft-mask forget accuracy "
-               f"{report.final_forget_accuracy:.3f}; {len(kept)} of {len(components)} scales "
-               f"kept (|1 - s| >= {round_tol})", *([report.divergence] if report.divergence else [])])
+        notes=[f"stopped: {outcome.stopped} at soft-mask forget accuracy "
+               f"{outcome.final_forget_accuracy:.3f}; {len(kept)} of {len(components)} scales "
+               f"kept (|1 - s| >= {cfg.round_tol})", *outcome.notes])
     if kept:
         plan = AblationPlan.rescale([c for c, _ in kept], [s for _, s in kept],
                                     shape=ModelShape.of(bridge),
-                                    provenance=Provenance(ranking_method=ranking_method,
+                                    provenance=Provenance(ranking_method=cfg.ranking_method,
                                                           model_id=str(bridge.cfg.model_name),
                                                           data_hash=forget.hash))
         journal = commit(bridge, plan)

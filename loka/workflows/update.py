@@ -3,7 +3,7 @@
 1. Rank every neuron and head for the *old* fact against the retain facts (attribution
    patching, on a bridge over a copy of the model): the components that carry the old value.
 2. Mask the parameters the top-``k`` own (`ParamMask`); every other weight stays bit-identical.
-3. Optimise only those entries (the shared loop `loka.methods.training.optimise`, AdamW without
+3. Optimise only those entries (the shared loop `loka.methods.loop.optimise`, AdamW without
    weight decay, divergence guard) on::
 
        unlikelihood(old first token) + NLL(new answer)
@@ -11,7 +11,7 @@
 
    until every training prompt answers the new value and none the old one.
 
-`loka.update_check` verifies the result: the new answer on training and held-out templates, the
+`loka.workflows.update_check` verifies the result: the new answer on training and held-out templates, the
 old one not recoverable by fine-tuning on the person's other facts, nor by a linear probe.
 
 Example:
@@ -33,8 +33,8 @@ from typing import Any
 import torch
 
 from attribution.data import FactBatch, tokenize_facts
-from loka.data import FactRecord
 from loka.errors import LokaError
+from loka.io.data import FactRecord
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,8 @@ def update_facts(model: Any, tokenizer: Any, edits: Sequence[FactEdit], retain: 
     most ``old_prob``. ``retain`` facts about an edited (subject, attribute) are dropped: they
     state the old value.
     """
-    from loka.methods.localized.common import analysis_bridge, forward, parse_kinds
+    from loka.methods.localized.common import LocalizedConfig, analysis_bridge, forward, rank_on
     from loka.methods.localized.params import ParamMask
-    from loka.methods.localized.ranking import rank_on
 
     if not edits:
         raise LokaError("no facts to update")
@@ -142,10 +141,9 @@ def update_facts(model: Any, tokenizer: Any, edits: Sequence[FactEdit], retain: 
     retain_b = _facts_batch(tokenizer, kept)
     anchors = [f for e in edits for f in e.others]
     anchor_b = _facts_batch(tokenizer, anchors) if anchors else None
-    kind_tuple = parse_kinds(kinds)
-    ranking = rank_on(analysis_bridge(model, tokenizer), old, retain_b, ranking_method="atp",
-                      ablation="zero", kinds=kind_tuple, weight=1.0, sample=1024)
-    components = ranking.top(k, kind_tuple)
+    cfg = LocalizedConfig(kinds=kinds)
+    ranking = rank_on(analysis_bridge(model, tokenizer), old, retain_b, cfg, ablation="zero", sample=1024)
+    components = ranking.top(k, cfg.kind_tuple())
     mask = ParamMask.of(model, components)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     model.requires_grad_(False)
@@ -170,9 +168,8 @@ def update_facts(model: Any, tokenizer: Any, edits: Sequence[FactEdit], retain: 
 def _optimise(model: Any, mask: Any, old: FactBatch, new: FactBatch, retain: FactBatch,
               anchors: FactBatch | None, steps: int, lr: float, retain_weight: float,
               retain_batch: int, forward: Any, old_margin: float) -> Any:
-    from loka.methods.localized.common import accuracy, forget_unlikelihood, retain_nll
-    from loka.methods.settings import TrainConfig
-    from loka.methods.training import StepLoss, optimise
+    from loka.methods.localized.common import accuracy, answer_nll, forget_unlikelihood
+    from loka.methods.loop import LoopSettings, StepLoss, optimise
 
     def chunks():
         while True:
@@ -183,10 +180,10 @@ def _optimise(model: Any, mask: Any, old: FactBatch, new: FactBatch, retain: Fac
     def loss_fn(step: int) -> StepLoss:
         o_logits, n_logits = forward(model, old), forward(model, new)
         r_batch = next(stream)
-        unlikely, new_nll = forget_unlikelihood(o_logits, old), retain_nll(n_logits, new)
-        keep = retain_nll(forward(model, r_batch), r_batch)
+        unlikely, new_nll = forget_unlikelihood(o_logits, old), answer_nll(n_logits, new)
+        keep = answer_nll(forward(model, r_batch), r_batch)
         if anchors is not None:
-            keep = keep + retain_nll(forward(model, anchors), anchors)
+            keep = keep + answer_nll(forward(model, anchors), anchors)
         parts = {"old_unlikelihood": float(unlikely.detach()), "new_nll": float(new_nll.detach()),
                  "retain_nll": float(keep.detach()), "old_accuracy": accuracy(o_logits.detach(), old),
                  "new_accuracy": accuracy(n_logits.detach(), new)}
@@ -197,7 +194,6 @@ def _optimise(model: Any, mask: Any, old: FactBatch, new: FactBatch, retain: Fac
         return (entry["new_accuracy"] >= 1.0 and entry["old_accuracy"] <= 0.0
                 and entry["old_unlikelihood"] <= old_margin)
 
-    cfg = TrainConfig(lr=lr, steps=steps, weight_decay=0.0)
-    return optimise(model, loss_fn, cfg, total_steps=steps, params=list(mask.params.items()),
+    return optimise(model, loss_fn, LoopSettings(lr=lr), total_steps=steps, params=list(mask.params.items()),
                     param_mask=mask.masks, on_step=done, limits={"retain_nll": 40.0},
                     progress=False, desc="update")

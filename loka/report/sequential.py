@@ -46,11 +46,9 @@ def figure(result: dict[str, Any], path: str | Path) -> Path:
     axes[0][-1].legend(fontsize=6, loc="center right")
     fig.suptitle(f"Sequential erasure requests ({result['preset']} world, {n_batches} batches)",
                  fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    from loka.io.atomic import write_figure
+
+    return write_figure(fig, path)
 
 
 def markdown_table(result: dict[str, Any]) -> str:

@@ -1,12 +1,13 @@
-"""Leftovers of an interrupted checkpoint write: recognise them, restore or remove them.
+"""Leftovers of an interrupted write: recognise them, restore or remove them.
 
-`save_checkpoint` builds a checkpoint in ``.<name>.tmp-<host>-<pid>-XXXX`` beside the target and,
-when replacing an existing one, first moves that aside to ``.<name>.old-<host>-<pid>-XXXX/ckpt``.
-A writer killed (SIGKILL, power loss) cannot clean up after itself, so the next save to the same
-target calls `recover` first: leftovers of writers on this host that are no longer running are
-removed — and if the kill fell between the two renames, so that the target is missing while
-its previous checkpoint sits in an ``.old-`` directory, that checkpoint is moved back first.
-Nothing reads dot-directories in the meantime, so a leftover is never mistaken for a model.
+`loka.io.atomic` builds every file and directory in ``.<name>.tmp-<host>-<pid>-XXXX`` beside
+the target and, when replacing a directory, first moves it aside to
+``.<name>.old-<host>-<pid>-XXXX/entry``. A writer killed (SIGKILL, power loss) cannot clean up
+after itself, so the next write to the same target calls `recover` first: leftovers of writers
+on this host that are no longer running are removed — and if the kill fell between the two
+renames, so that the target is missing while its previous version sits in an ``.old-``
+directory, that version is moved back first. Nothing reads dot-names in the meantime, so a
+leftover is never mistaken for an artifact.
 
 Example:
     >>> prefix = temp_prefix(Path("out/ft"), "tmp")   # '.ft.tmp-myhost-4242-'
@@ -48,18 +49,21 @@ def stale_leftovers(target: Path) -> list[tuple[str, Path]]:
     out = []
     for p in sorted(target.parent.iterdir()):
         m = pattern.match(p.name)
-        if m and p.is_dir() and not p.is_symlink() and not _alive(int(m.group(2))):
+        if m and not p.is_symlink() and not _alive(int(m.group(2))):
             out.append((m.group(1), p))
     return out
 
 
 def recover(target: Path) -> list[str]:
-    """Restore a checkpoint a killed writer left moved aside, remove dead writers' leftovers."""
+    """Restore what a killed writer left moved aside, remove dead writers' leftovers."""
     actions = []
     for kind, path in stale_leftovers(target):
-        if kind == "old" and (path / "ckpt").is_dir() and not target.exists():
-            os.replace(path / "ckpt", target)
-            actions.append(f"restored the previous checkpoint from {path.name}")
-        shutil.rmtree(path, ignore_errors=True)
+        if kind == "old" and (path / "entry").exists() and not target.exists():
+            os.replace(path / "entry", target)
+            actions.append(f"restored the previous version from {path.name}")
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
         actions.append(f"removed {path.name}")
     return actions

@@ -1,4 +1,4 @@
-"""Checks of a model update (`loka.update`): new answer given, old one gone — and not hiding.
+"""Checks of a model update (`loka.workflows.update`): new answer given, old one gone — and not hiding.
 
 - `answer_rates`: first-token accuracy of the old and the new value on the training templates
   and on held-out templates the edit never saw.
@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from loka.data import FactRecord
 from loka.evaluate import first_token_accuracy, logits_of
-from loka.update import FactEdit
+from loka.io.data import FactRecord
+from loka.workflows.update import FactEdit
 
 
 def answer_rates(model: Any, tokenizer: Any, edits: Sequence[FactEdit]) -> dict[str, dict[str, float]]:

@@ -43,9 +43,9 @@ def _read_lines(path: str | Path) -> list[tuple[int, str]]:
     if size > MAX_FILE_BYTES:
         raise DataError(f"{p}: {size} bytes is over the {MAX_FILE_BYTES}-byte limit for a data file")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a leading byte-order mark is allowed
     except UnicodeDecodeError as exc:
-        raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+        raise DataError(f"{p}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     # JSON Lines breaks on "\n" only: str.splitlines() would also split inside strings that hold
     # U+0085 or U+2028, which json.dumps(ensure_ascii=False) leaves raw.
     lines = [(i, line.rstrip("\r")) for i, line in enumerate(text.split("\n"), start=1) if line.strip()]
@@ -75,6 +75,11 @@ def _parse(p: str | Path, lineno: int, line: str, required: tuple[str, ...], opt
             raise DataError(f"{where}: field {key!r} must be a string, got {type(value).__name__}")
         if len(value) > MAX_FIELD_CHARS:
             raise DataError(f"{where}: field {key!r} is {len(value)} characters (limit {MAX_FIELD_CHARS})")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # JSON lets "\ud800" through: a lone surrogate is no text
+            raise DataError(f"{where}: field {key!r} holds an unpaired surrogate escape "
+                            "(like \\ud800); write the character itself") from None
     for key in required:
         if not record[key].strip():
             raise DataError(f"{where}: field {key!r} is empty")
@@ -92,7 +97,8 @@ def load_passages(path: str | Path) -> list[str]:
     return [_parse(path, n, line, ("text",), ())["text"] for n, line in _read_lines(path)]
 
 
-def write_jsonl(path: str | Path, rows: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
+    """Write ``rows`` as JSON Lines, atomically."""
+    from loka.io.atomic import write_text
+
+    return write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

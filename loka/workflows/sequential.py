@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from loka.data import FactRecord
 from loka.errors import LokaError
+from loka.io.data import FactRecord
 
 DEFAULT_BATCHES = {"tiny": 4, "default": 5}
 
@@ -118,8 +118,8 @@ def run_method(model_dir: Any, method: str, batch_facts: list[tuple[FactRecord, 
                settings: Mapping[str, Any] | None = None, seed: int = 0,
                progress: bool = False) -> MethodRun:
     """Apply ``method`` to each batch in turn, on one model, measuring after every step."""
+    from loka.io.models import load_hf
     from loka.methods import UnlearnTask, unlearn
-    from loka.models import load_hf
 
     model, tok = load_hf(model_dir)
     run = MethodRun(method, dict(settings or {}))

@@ -22,6 +22,9 @@ from typing import Any
 
 from attribution import Ranking, rank, tokenize_facts
 from loka.errors import LokaError
+from loka.io.atomic import write_text
+from loka.io.outputs import check_output
+from loka.methods.registry import parse_methods
 from loka.verify.measure import VerifySettings
 
 
@@ -47,23 +50,15 @@ def check_methods(methods: Sequence[str] | None, user_data: bool) -> list[str] |
     """Refuse unknown method names (and ``retrain`` on user data) before any work is done."""
     if methods is None:
         return None
-    from loka.methods import _load_registry, method_names
-
-    _load_registry()
-    known = {"base", "retrain", *method_names()}
-    unknown = [m for m in methods if m not in known]
-    if unknown:
-        raise LokaError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(sorted(known))}")
-    if user_data and "retrain" in methods:
+    names = parse_methods(",".join(methods))
+    if user_data and names and "retrain" in names:
         raise LokaError("no retrain model for user data: drop 'retrain' from --methods")
-    if not methods:
-        raise LokaError("--methods is empty")
-    return list(dict.fromkeys(methods))
+    return names
 
 
 def attribute(model: str | Path, forget: Sequence[Any], retain: Sequence[Any]) -> Ranking:
     """Attribution-patching ranking of every neuron and head of ``model``: forget vs retain facts."""
-    from loka.models import load_bridge
+    from loka.io.models import load_bridge
 
     bridge = load_bridge(model)
     try:
@@ -78,10 +73,15 @@ def attribute(model: str | Path, forget: Sequence[Any], retain: Sequence[Any]) -
     return ranking
 
 
-def _prepare_out(out: str | Path) -> Path:
-    path = Path(out).expanduser()
-    if path.exists() and not path.is_dir():
-        raise LokaError(f"--out {path} is a file; give a directory for the report")
+def is_report_dir(path: Path) -> bool:
+    """A directory a demo may write into again: empty, or holding an earlier demo's report."""
+    return not any(path.iterdir()) or (path / "results.json").is_file() or (path / "report.html").is_file()
+
+
+def prepare_out(out: str | Path, sources: Sequence[str | Path | None] = ()) -> Path:
+    """The report directory, checked (never a model or the cache) and created."""
+    path = check_output(out, kind="dir", sources=sources, what="report directory",
+                        reusable=is_report_dir)
     (path / "figures").mkdir(parents=True, exist_ok=True)
     return path
 
@@ -102,30 +102,34 @@ def run_demo(preset: str | None = "default", out: str | Path = "loka-demo",
     if not user and (forget or retain or holdout):
         raise LokaError("--forget/--retain/--holdout need --model (your model to unlearn from)")
     names = check_methods(methods, user)
+    from loka.methods import names as registered
+    from loka.workflows.compare import check_settings
+    from loka.workflows.user_data import compare_user, user_data, user_methods
+
+    settings = check_settings(names or (user_methods() if user else registered(compare_only=True)),
+                              settings or {})
     common = {"settings": settings, "verify_settings": verify_settings, "progress": progress}
     if user:
-        from loka.verify.user_data import compare_user, user_data
-
         data, task = user_data(model, forget, retain, holdout)  # type: ignore[arg-type]
-        path = _prepare_out(out)
+        path = prepare_out(out, sources=[model])
         _say(progress, f"[1/4] read your data: {len(task.forget)} forget facts; model {model}")
         _say(progress, "[2/4] attribution patching: forget vs retain facts")
         ranking = attribute(model, task.forget, task.retain)
-        ranking.to_json(path / "ranking.json")
+        write_text(path / "ranking.json", ranking.to_json())
         _say(progress, "[3/4] running and verifying every method (no retrain model)")
         results = compare_user(model, data, task, names, out=path / "results.json", **common)
     else:
-        from loka.verify.compare import compare
+        from loka.workflows.compare import compare
         from loka.world.build import load_world
         from loka.world.spec import get_spec
 
         get_spec(preset or "default")  # an unknown preset fails before anything is written
-        path = _prepare_out(out)
+        path = prepare_out(out)
         _say(progress, f"[1/4] world {preset}: building or loading base and retrain models")
         art = load_world(preset or "default", progress=progress)
         _say(progress, "[2/4] attribution patching of the base model: forget vs retain-train facts")
         ranking = attribute(art.base_dir, art.world.facts("forget"), art.world.facts("retain_train"))
-        ranking.to_json(path / "ranking.json")
+        write_text(path / "ranking.json", ranking.to_json())
         _say(progress, "[3/4] running and verifying every method against the retrain model")
         results = compare(art, names, out=path / "results.json", workers=workers, **common)
     _say(progress, "[4/4] drawing figures and writing the report")

@@ -12,21 +12,24 @@ Example:
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loka.data import FactRecord, load_facts
 from loka.errors import LokaError
-from loka.verify.compare import DEFAULT_METHODS, run_guarded, write_json
+from loka.io.atomic import write_json
+from loka.io.data import FactRecord, load_facts
+from loka.methods import names, unlearn
 from loka.verify.data import VerifyData
-from loka.verify.measure import VerifySettings
-from loka.verify.verifier import verify
+from loka.verify.measure import Measurements, VerifySettings
+from loka.workflows.compare import check_settings, machine, measure_result
+from loka.workflows.runner import run_guarded
 
-USER_METHODS: tuple[str, ...] = tuple(m for m in DEFAULT_METHODS if m != "retrain")
+
+def user_methods() -> list[str]:
+    """The comparison's methods that need no retrain model."""
+    return [m for m in names(compare_only=True) if m != "retrain"]
 
 
 def split_retain(facts: Sequence[FactRecord]) -> tuple[list[FactRecord], list[FactRecord]]:
@@ -45,8 +48,8 @@ def user_data(model: str | Path, forget: str | Path, retain: str | Path,
     """The verifier's data and the methods' `UnlearnTask` from the user's files."""
     from transformers import AutoTokenizer
 
+    from loka.io.models import resolve_model_source
     from loka.methods import UnlearnTask
-    from loka.models import resolve_model_source
 
     forget_facts = load_facts(forget)
     retain_train, retain_eval = split_retain(load_facts(retain))
@@ -65,37 +68,26 @@ def user_data(model: str | Path, forget: str | Path, retain: str | Path,
     return data, UnlearnTask(forget=tuple(forget_facts), retain=tuple(retain_train))
 
 
-def _run(name: str, model: str | Path, data: VerifyData, task: Any, settings: dict[str, Any],
-         vs: VerifySettings, progress: bool) -> dict[str, Any]:
-    if name == "retrain":
-        raise LokaError("no retrain model for user data: retrain-relative metrics not computed")
-    if name == "base":
-        return verify(model, data, name="base", seconds=0.0, params_changed=0, settings=vs).to_dict()
-    from loka.methods import unlearn
-
-    r = unlearn(model, task, method=name, progress=progress, **settings)
-    return verify((r.model, r.tokenizer), data, name=name, refusal_filter=r.refusal_filter,
-                  seconds=r.seconds, params_changed=r.params_changed, diverged=r.diverged,
-                  settings=vs).to_dict()
-
-
 def compare_user(model: str | Path, data: VerifyData, task: Any, methods: Sequence[str] | None = None,
                  settings: dict[str, dict[str, Any]] | None = None, out: str | Path | None = None,
                  *, verify_settings: VerifySettings | None = None, progress: bool = True,
                  ) -> dict[str, Any]:
-    """Run and verify ``methods`` on the user's model; same ``results.json`` shape as `compare`."""
+    """Run and verify ``methods`` on the user's model; same ``results.json`` shape as `compare`.
+
+    There is no retrain model: asking for ``retrain`` gives its entry the reason."""
     from tqdm.auto import tqdm
 
+    chosen = list(dict.fromkeys(methods or user_methods()))
+    settings = check_settings(chosen, settings or {})
     t0, vs, entries = time.perf_counter(), verify_settings or VerifySettings(), {}
-    for name in (bar := tqdm(list(methods or USER_METHODS), desc="compare", unit="method",
-                             disable=not progress)):
+    shared: dict[str, Measurements] = {}
+    for name in (bar := tqdm(chosen, desc="compare", unit="method", disable=not progress)):
         bar.set_postfix_str(name)
-        entries[name] = run_guarded(
-            lambda name=name: _run(name, model, data, task, (settings or {}).get(name, {}), vs, progress))
+        entries[name] = run_guarded(lambda name=name: measure_result(
+            unlearn(model, task, method=name, progress=progress, **settings.get(name, {})),
+            data, None, vs, shared))
     results = {"world": dict(data.info), "methods": entries, "verify_settings": vs.to_dict(),
-               "compare_seconds": round(time.perf_counter() - t0, 2),
-               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                           "python": platform.python_version()}}
+               "compare_seconds": round(time.perf_counter() - t0, 2), "machine": machine()}
     if out is not None:
         write_json(out, results)
     return results

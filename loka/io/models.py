@@ -1,0 +1,195 @@
+"""Load a causal LM — a local Hugging Face directory or a hub name — checked before it loads.
+
+A local checkpoint is checked first, in milliseconds, without reading its weights: a
+``config.json`` of a supported architecture (`SUPPORTED_ARCHITECTURES`), weight files whose
+safetensors headers parse, tokenizer files, and a size (from the config) that fits in memory.
+Each problem is one line saying what to do, never a traceback from deep inside transformers.
+
+>>> bridge = load_bridge("~/.cache/loka/default-…/base")      # doctest: +SKIP
+>>> bridge = load_bridge("EleutherAI/pythia-160m")             # needs network   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from loka.errors import LokaError
+
+# The architectures whose weight layout the ablation engine knows (`loka.engine.adapters`).
+SUPPORTED_ARCHITECTURES: tuple[str, ...] = ("gpt_neox", "gpt2", "llama")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` picks CUDA when available; asking for CUDA without one is a clear error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LokaError(f"--device {device} asked for, but torch sees no CUDA device; use --device cpu")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise LokaError(f"unknown device {device!r}; use auto, cpu or cuda[:N]")
+    return device
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or Path(name).exists()
+
+
+def resolve_model_source(name_or_dir: str | Path) -> str:
+    """A local checkpoint directory (checked, `check_checkpoint`) or a hub name (as is)."""
+    text = str(name_or_dir)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise LokaError(f"model path {path} is a file; pass the checkpoint directory")
+        check_checkpoint(path)
+        return str(path)
+    if _looks_like_path(text) or text.count("/") > 1 or text.startswith(("./", "../")):
+        raise LokaError(f"model directory {path} does not exist")
+    return text
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The checkpoint's ``config.json`` as a dict; one-line errors when absent or malformed."""
+    config = path / "config.json"
+    if not config.is_file():
+        raise LokaError(f"model directory {path} has no config.json: not a Hugging Face checkpoint")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise LokaError(f"{config} is not valid JSON: the checkpoint is damaged") from None
+    if not isinstance(data, dict):
+        raise LokaError(f"{config} is not a JSON object: the checkpoint is damaged")
+    return data
+
+
+def check_architecture(config: dict[str, Any], where: str) -> str:
+    """The config's ``model_type``, or `LokaError` when LOKA cannot edit that architecture."""
+    model_type = config.get("model_type")
+    if model_type not in SUPPORTED_ARCHITECTURES:
+        raise LokaError(f"{where}: architecture {model_type!r} is not supported (LOKA edits causal "
+                        f"LMs of type {', '.join(SUPPORTED_ARCHITECTURES)})")
+    return str(model_type)
+
+
+def _check_weights(path: Path) -> None:
+    from safetensors import safe_open
+
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        others = [p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+        hint = (f" ({', '.join(others)} found: LOKA never unpickles weights; convert them with "
+                "save_pretrained(..., safe_serialization=True))") if others else ""
+        raise LokaError(f"model directory {path} has no .safetensors weights{hint}")
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt") as st:
+                st.keys()
+        except Exception as exc:  # safetensors raises its own error types for bad headers
+            reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+            raise LokaError(f"{f} is not a valid safetensors file (empty, truncated or corrupt: "
+                            f"{reason}); restore or re-save the checkpoint") from None
+
+
+def estimated_bytes(config: dict[str, Any]) -> int | None:
+    """Bytes the model's float32 parameters take, from its config alone (no weights read)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        cfg = AutoConfig.for_model(**config)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(cfg)
+    except Exception:  # an odd config: let from_pretrained report what is wrong with it
+        return None
+    return 4 * sum(p.numel() for p in model.parameters())
+
+
+def _available_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_fits_memory(config: dict[str, Any], where: str, factor: float = 1.0) -> None:
+    """Refuse, before loading, a model whose float32 weights (x ``factor``) exceed free memory."""
+    need, free = estimated_bytes(config), _available_bytes()
+    if need is not None and free is not None and need * factor > free:
+        raise LokaError(f"{where}: the model needs ~{need * factor / 2**30:.1f} GiB as float32 but "
+                        f"only {free / 2**30:.1f} GiB of memory is free; use a machine with more "
+                        "memory or --device-map to offload it")
+
+
+def check_checkpoint(path: Path) -> dict[str, Any]:
+    """Everything checkable about a local checkpoint before loading it; returns its config."""
+    config = read_config(path)
+    check_architecture(config, str(path))
+    _check_weights(path)
+    if not any((path / f).is_file() for f in _TOKENIZER_FILES):
+        raise LokaError(f"model directory {path} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:2])}); "
+                        "save the tokenizer with the model (tokenizer.save_pretrained(dir))")
+    check_fits_memory(config, str(path))
+    return config
+
+
+def _hub_error(name: str, reason: str) -> LokaError:
+    return LokaError(
+        f"could not load {name!r} from the Hugging Face hub ({reason.strip().rstrip('.')}); "
+        "download it where you have network (`hf download NAME --local-dir DIR`) and pass the directory"
+    )
+
+
+def _check_hub_reachable(name: str) -> None:
+    """Fail in milliseconds, not after a minute of retries, when the hub's host does not resolve."""
+    if os.environ.get("HF_HUB_OFFLINE") or any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy")):
+        return  # offline mode fails fast by itself; behind a proxy, DNS is the proxy's business
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        raise _hub_error(name, f"no network: cannot resolve {host}") from None
+
+
+def load_bridge(name_or_dir: str | Path, device: str = "cpu") -> Any:
+    """The model as a ``TransformerBridge`` (its HF model is ``bridge.original_model``)."""
+    source = resolve_model_source(name_or_dir)
+    if not Path(source).exists():
+        _check_hub_reachable(source)
+    from transformer_lens.model_bridge import TransformerBridge
+    try:
+        bridge = TransformerBridge.boot_transformers(source, device=resolve_device(device))
+    except (OSError, ValueError, ConnectionError) as exc:
+        if Path(source).exists():
+            raise LokaError(f"could not load the checkpoint in {source}: {exc}") from None
+        raise _hub_error(source, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    bridge.eval()
+    return bridge
+
+
+def load_hf(name_or_dir: str | Path, device: str = "cpu") -> tuple[Any, Any]:
+    """The plain Hugging Face ``(model, tokenizer)``, for training-style methods."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_model_source(name_or_dir)
+    if not Path(source).exists():
+        _check_hub_reachable(source)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source).to(resolve_device(device))
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, ConnectionError) as exc:
+        if Path(source).exists():
+            raise LokaError(f"could not load the checkpoint in {source}: {exc}") from None
+        raise _hub_error(source, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    model.eval()
+    return model, tokenizer

@@ -1,0 +1,151 @@
+"""`compare`: run every method on one world, verify each the same way, write one ``results.json``.
+
+Every name is a registered method (`loka.methods.registry`), run through `loka.methods.unlearn`
+from the base model — the references too: ``base`` changes nothing, ``retrain`` loads the model
+trained without the forget set. A method that fails gets an entry with its ``error`` and null
+metrics, so the file always has every requested method. The retrain model's measurements are
+computed once and serve as the reference for all; a method whose weights are the base model's
+(``changes_weights=False``) or the retrain model's reuses those measurements instead of
+measuring the same weights again.
+
+Example:
+    >>> results = compare(load_world("tiny"), methods=["base", "retrain", "npo"], out="results.json")
+    >>> results["methods"]["npo"]["forget_accuracy"]                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from loka.errors import LokaError
+from loka.io.atomic import write_json
+from loka.methods import get, names, task_from_world, unlearn
+from loka.verify.data import VerifyData
+from loka.verify.loaded import load_model
+from loka.verify.measure import Measurements, VerifySettings
+from loka.verify.reference_cache import reuse_reference
+from loka.verify.verifier import verify
+from loka.workflows.runner import run_guarded, run_parallel
+
+
+def _same_weights(model: Any, other: Any) -> bool:
+    mine, theirs = dict(model.named_parameters()), dict(other.named_parameters())
+    return mine.keys() == theirs.keys() and all(
+        mine[k].shape == theirs[k].shape and torch.equal(mine[k].detach().cpu(), theirs[k].detach().cpu())
+        for k in mine)
+
+
+def measure_result(result: Any, data: VerifyData, reference: Measurements | None, vs: VerifySettings,
+                   shared: dict[str, Measurements]) -> dict[str, Any]:
+    """The verification entry of one method's result, reusing measurements of identical weights:
+    ``shared["unchanged"]`` (the base model's, kept by the first method that changed nothing)
+    and the retrain ``reference``."""
+    loaded = load_model((result.model, result.tokenizer), name=result.method,
+                        refusal_filter=result.refusal_filter)
+    if not get(result.method).changes_weights:
+        if "unchanged" not in shared:
+            shared["unchanged"] = Measurements(loaded, data, vs)
+        model: Any = shared["unchanged"].with_weights_of(loaded)
+    elif reference is not None and _same_weights(result.model, reference.model.model):
+        model = reference.with_weights_of(loaded)
+    else:
+        model = loaded
+    return verify(model, data, retrain=reference, name=result.method,
+                  refusal_filter=result.refusal_filter, seconds=result.seconds,
+                  params_changed=result.params_changed, diverged=result.diverged,
+                  settings=vs).to_dict()
+
+
+def reference_of(artifacts: Any, vs: VerifySettings) -> tuple[VerifyData, Measurements]:
+    """The world's verification data and the retrain model's measurements (the reference's
+    stored by an earlier run, or measured and stored now)."""
+    data = VerifyData.from_world(artifacts)
+    retrain = Measurements(load_model(artifacts.retrain_dir, name="retrain"), data, vs)
+    reuse_reference(retrain, artifacts)
+    return data, retrain
+
+
+def _world_entries(names_: list[str], artifacts: Any, settings: dict[str, dict[str, Any]],
+                   vs: VerifySettings, progress: bool, start: Any = None, done: Any = None
+                   ) -> dict[str, dict[str, Any]]:
+    """Each method's guarded, timed results entry, one after another (in this process)."""
+    data, reference = reference_of(artifacts, vs)
+    task = task_from_world(artifacts)
+    shared: dict[str, Measurements] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    for name in names_:
+        if start is not None:
+            start(name)
+        entries[name] = run_guarded(lambda name=name: measure_result(
+            unlearn(artifacts.base_dir, task, method=name, progress=progress,
+                    **settings.get(name, {})), data, reference, vs, shared))
+        if done is not None:
+            done(name)
+    return entries
+
+
+def check_settings(names_: Sequence[str], settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every method named and every setting valid, before anything runs; the settings typed
+    (``"3e-4"`` from a command line becomes ``0.0003``)."""
+    for name in settings:
+        if name not in names_:
+            raise LokaError(f"settings given for {name!r}, which is not among the methods run")
+    typed: dict[str, dict[str, Any]] = {}
+    for name in names_:
+        cfg = get(name).config.from_settings(settings.get(name, {}), method=name)
+        if name in settings:
+            typed[name] = {k: getattr(cfg, k) for k in settings[name]}
+    return typed
+
+
+def machine() -> dict[str, Any]:
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
+
+
+def compare(artifacts: Any, methods: Sequence[str] | None = None,
+            settings: dict[str, dict[str, Any]] | None = None, out: str | Path | None = "results.json",
+            *, verify_settings: VerifySettings | None = None, progress: bool = True,
+            workers: int | None = None) -> dict[str, Any]:
+    """Run and verify ``methods`` (default: the registry's comparison) on ``artifacts``.
+
+    ``settings`` maps a method name to its settings. ``workers`` > 1 runs the methods in that
+    many single-threaded processes (default: one per core, at most 4; 1 runs them here).
+    Writes ``out`` unless None.
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    chosen = list(dict.fromkeys(methods or names(compare_only=True)))
+    settings = check_settings(chosen, settings or {})
+    vs = verify_settings or VerifySettings()
+    workers = min(max(1, min(4, os.cpu_count() or 1)) if workers is None else workers, len(chosen))
+    if workers < 1:
+        raise LokaError(f"workers must be >= 1, got {workers}")
+    if workers > 1:
+        entries = run_parallel(chosen, settings, workers, progress, artifacts=artifacts, vs=vs)
+    else:
+        with tqdm(total=len(chosen), desc="compare", unit="method", disable=not progress) as bar:
+            entries = _world_entries(chosen, artifacts, settings, vs, progress,
+                                     start=bar.set_postfix_str, done=lambda name: bar.update())
+    results = {
+        "world": artifacts.info(),
+        "methods": entries,
+        "verify_settings": vs.to_dict(),
+        "compare_seconds": round(time.perf_counter() - t0, 2),
+        "workers": workers,
+        "machine": machine(),
+    }
+    if out is not None:
+        write_json(out, results)
+    if progress:
+        from loka.report.terminal import print_results
+
+        print_results(results)
+    return results
