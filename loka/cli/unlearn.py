@@ -165,7 +165,11 @@ def _unlearn(args: argparse.Namespace) -> int:
             load_facts(path)
     model, forget_path, retain_path = resolve_inputs(args)
     out = check_output(args.out, kind="dir", sources=[model], what="checkpoint directory")
-    forget, retain = load_facts(forget_path), load_facts(retain_path)
+    # Methods see the training forms only; other templates (held-out, reverse) are the verifier's.
+    forget = [f for f in load_facts(forget_path) if f.kind == "train"]
+    retain = [f for f in load_facts(retain_path) if f.kind == "train"]
+    if not forget:
+        raise LokaError(f"{forget_path}: no facts in a training form (template absent or 'train')")
     overlap = {(f.prompt, f.answer) for f in forget} & {(f.prompt, f.answer) for f in retain}
     if overlap:
         print(f"warning: {len(overlap)} fact(s) are both in --forget and --retain; the methods will "

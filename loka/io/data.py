@@ -1,8 +1,11 @@
 """Loading user data: JSONL fact and passage files, validated record by record.
 
-Facts, one JSON object per line: ``{"prompt": "...", "answer": "...", "subject": "...", "attribute": "..."}``
-(``subject`` and ``attribute`` are optional). Passages: ``{"text": "..."}``. A malformed,
-oversized or wrong-typed record is refused with its line number; nothing is half-loaded.
+Facts, one JSON object per line: ``{"prompt": "...", "answer": "...", "subject": "...",
+"attribute": "...", "template": "..."}`` (all but prompt and answer optional). ``template``
+names the question form: ``train`` (the default: what unlearning methods see), or any other
+name for forms only the verifier asks — ``heldout`` (a paraphrase no method saw), ``reverse``
+(the answer given, the subject asked). Passages: ``{"text": "..."}``. A malformed, oversized or
+wrong-typed record is refused with its line number; nothing is half-loaded.
 
 >>> facts = load_facts("forget.jsonl")          # doctest: +SKIP
 >>> facts[0].prompt, facts[0].answer            # doctest: +SKIP
@@ -29,10 +32,17 @@ class FactRecord:
     answer: str
     subject: str = ""
     attribute: str = ""
+    template: str = ""  # "" or "train": a training form; anything else only the verifier asks
+
+    @property
+    def kind(self) -> str:
+        """The template family: ``train`` for the forms methods may see."""
+        return self.template or "train"
 
     def to_json(self) -> dict[str, str]:
-        return {"prompt": self.prompt, "answer": self.answer, "subject": self.subject,
-                "attribute": self.attribute}
+        out = {"prompt": self.prompt, "answer": self.answer, "subject": self.subject,
+               "attribute": self.attribute}
+        return out | ({"template": self.template} if self.template else {})
 
 
 def _read_lines(path: str | Path) -> list[tuple[int, str]]:
@@ -88,7 +98,7 @@ def _parse(p: str | Path, lineno: int, line: str, required: tuple[str, ...], opt
 
 def load_facts(path: str | Path) -> list[FactRecord]:
     """Fact records from a JSONL file (see the module docstring for the format)."""
-    return [FactRecord(**_parse(path, n, line, ("prompt", "answer"), ("subject", "attribute")))
+    return [FactRecord(**_parse(path, n, line, ("prompt", "answer"), ("subject", "attribute", "template")))
             for n, line in _read_lines(path)]
 
 

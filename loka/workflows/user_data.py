@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,13 +52,22 @@ def user_data(model: str | Path, forget: str | Path, retain: str | Path,
     from loka.io.models import resolve_model_source
     from loka.methods import UnlearnTask
 
-    forget_facts = load_facts(forget)
+    all_forget = load_facts(forget)
     retain_train, retain_eval = split_retain(load_facts(retain))
     holdout_facts = load_facts(holdout) if holdout is not None else []
-    facts = {("forget", "train"): tuple(forget_facts), ("retain_train", "train"): tuple(retain_train),
-             ("retain_eval", "train"): tuple(retain_eval)}
-    if holdout_facts:
-        facts[("holdout", "train")] = tuple(holdout_facts)
+    facts: dict[tuple[str, str], tuple[FactRecord, ...]] = {}
+    for split, records in (("forget", all_forget), ("retain_train", retain_train),
+                           ("retain_eval", retain_eval), ("holdout", holdout_facts)):
+        for f in records:  # each question form (template) is its own fact set
+            facts[(split, f.kind)] = (*facts.get((split, f.kind), ()), f)
+    forget_facts = list(facts.get(("forget", "train"), ()))
+    if not forget_facts:
+        raise LokaError(f"{forget}: no forget facts in a training form (template absent or 'train'); "
+                        "methods unlearn from those, other templates are only asked by the verifier")
+    overlap = {(f.prompt, f.answer) for f in all_forget} & {(f.prompt, f.answer) for f in retain_train + retain_eval}
+    if overlap:
+        warnings.warn(f"{len(overlap)} fact(s) are in both the forget and the retain file; "
+                      "methods will pull them both ways", stacklevel=2)
     info = {"preset": "user data", "user_data": {
         "model": str(model), "forget": str(forget), "retain": str(retain),
         "holdout": None if holdout is None else str(holdout), "forget_facts": len(forget_facts),
@@ -65,7 +75,8 @@ def user_data(model: str | Path, forget: str | Path, retain: str | Path,
         "retain_eval_facts": len(retain_eval), "holdout_facts": len(holdout_facts)}}
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_source(model))
     data = VerifyData(facts=facts, tokenizer=tokenizer, info=info, name="user data")
-    return data, UnlearnTask(forget=tuple(forget_facts), retain=tuple(retain_train))
+    retain_seen = tuple(f for f in retain_train if f.kind == "train")
+    return data, UnlearnTask(forget=tuple(forget_facts), retain=retain_seen)
 
 
 def compare_user(model: str | Path, data: VerifyData, task: Any, methods: Sequence[str] | None = None,
