@@ -1,4 +1,5 @@
-"""Every notebook runs top to bottom on the tiny world (nbclient), and is committed without outputs."""
+"""Every notebook runs top to bottom (nbclient) and is committed without outputs: 01-03 on the tiny
+world in the default suite, 04 on SmolLM2-135M (minutes) with `make test-slow`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
 
-def test_the_three_notebooks_are_there():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03"]
+def test_the_four_notebooks_are_there():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]
+
+
+def _marked(path: Path):
+    return pytest.param(path, marks=pytest.mark.slow) if path.name.startswith("04") else path
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -23,7 +28,7 @@ def test_notebook_is_committed_without_outputs(path):
             assert not cell.outputs and cell.execution_count is None, f"{path.name}: clear outputs"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [_marked(p) for p in NOTEBOOKS], ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, tiny_world, tmp_path, monkeypatch, request):
     """The tiny world is built first (fixture), so each notebook only reads the cache; the
     comparison notebook reads the session's tiny demo instead of running the methods again."""
