@@ -25,13 +25,20 @@ demo-tiny: $(STAMP)
 	$(BIN)/loka demo --preset tiny --out loka-demo-tiny
 
 # The whole pipeline on a real pretrained model (SmolLM2-135M from its PyPI wheel) with the
-# shipped Harry Potter erasure request (examples/smollm2/README.md).
+# shipped Harry Potter erasure request (examples/smollm2/README.md). The methods that fit its
+# time on two cores (the ablation searches loka and loka-mask do not), and verifier settings for
+# a 49k-token vocabulary (smaller batches) and a 135M model (a shorter relearning attack);
+# bench/real.py's DEMO_METHODS and DEMO_VERIFY hold the same.
 REAL_REQUEST := examples/smollm2
+REAL_METHODS := base,loka-ft,gradient_ascent,grad_diff,npo,task_vector,counterexample,output_suppression
+REAL_VERIFY  := --verify-set batch_size=32 --verify-set n_perturbed=2 --verify-set relearn_steps=8 \
+                --verify-set relearn_eval_every=4
 demo-real: $(STAMP)
 	$(BIN)/loka models get smollm2-135m >/dev/null
 	$(BIN)/loka demo --model "$$($(BIN)/loka models path smollm2-135m)" \
 		--forget $(REAL_REQUEST)/forget.jsonl --retain $(REAL_REQUEST)/retain.jsonl \
-		--holdout $(REAL_REQUEST)/holdout.jsonl --out loka-demo-real
+		--holdout $(REAL_REQUEST)/holdout.jsonl --methods $(REAL_METHODS) $(REAL_VERIFY) \
+		--out loka-demo-real
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

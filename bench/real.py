@@ -1,7 +1,7 @@
 """LOKA on a real pretrained model: SmolLM2-135M and the shipped Harry Potter erasure request.
 
     python -m bench.real [--json] [--stages attribution,loka-ft,verify] [--threads 1]
-    python -m bench.real --stages methods [--methods base,loka-ft,...] [--json]
+    python -m bench.real --table loka-demo-real/results.json     # the README's table
 
 Each stage runs in its own fresh process (so its peak RSS is its own: the model load included,
 nothing left over from another stage) and prints one JSON object; this process collects them.
@@ -13,12 +13,9 @@ nothing left over from another stage) and prints one JSON object; this process c
   forward-equivalents, peak RSS (and its ratio to the model's float32 size; target <= 3x).
 - ``verify``: the verifier's components on the base model (`bench.verify`'s breakdown, without
   a retrain model) with the settings ``make demo-real`` uses, and one full `verify`.
-- ``methods``: every method (default: those ``make demo-real`` runs, with its settings) on the
-  request, measured with the verifier's own building blocks: first-token accuracy on the forget
-  facts' trained templates, held-out question template and reverse queries; on the retain facts
-  the methods never saw (the verifier's half, by subject), split into same-relation neighbours
-  (other fiction's characters) and general knowledge (capitals, famous facts, homonyms);
-  perplexity on those sentences; and the relearning attack's best recall. The README's table.
+- ``--table RESULTS``: the README's table from ``make demo-real``'s ``results.json`` (every
+  method: forget accuracy on the trained templates, the held-out question form and the reverse
+  queries; retain accuracy on the subjects no method saw; perplexity; relearning), as Markdown.
 """
 
 from __future__ import annotations
@@ -32,6 +29,11 @@ from bench._common import PeakMemory, Timer, finish, log, machine, parser, print
 
 REQUEST = "examples/smollm2"
 STAGES = ("attribution", "loka-ft", "verify")
+# What `make demo-real` runs (keep in step with the Makefile): the methods that fit its time on
+# two cores, and the verifier settings a 49k-token vocabulary and a 135M model need there.
+DEMO_METHODS = ("base", "loka-ft", "gradient_ascent", "grad_diff", "npo", "task_vector",
+                "counterexample", "output_suppression")
+DEMO_VERIFY = {"batch_size": 32, "n_perturbed": 2, "relearn_steps": 8, "relearn_eval_every": 4}
 
 
 def request() -> tuple[Any, Any, Any]:
@@ -103,10 +105,10 @@ def stage_loka_ft(device: str) -> dict[str, Any]:
 
 
 def demo_verify_settings() -> Any:
-    """The verifier settings ``make demo-real`` runs with (`loka.workflows.demo.REAL_VERIFY`)."""
-    from loka.workflows.demo import real_model_verify_settings
+    """The verifier settings ``make demo-real`` runs with (`DEMO_VERIFY`)."""
+    from loka.verify.measure import VerifySettings
 
-    return real_model_verify_settings()
+    return VerifySettings(**DEMO_VERIFY)
 
 
 def stage_verify(device: str) -> dict[str, Any]:
@@ -133,57 +135,51 @@ def stage_verify(device: str) -> dict[str, Any]:
             "full": {"seconds": t.seconds, **mem.to_dict()}}
 
 
-def _groups(data: Any) -> dict[str, list[Any]]:
-    """The table's fact groups (see the module doc)."""
-    unseen = data.fact_set("retain_eval", "train") + data.fact_set("retain_eval", "heldout")
-    return {
-        "forget_train": data.fact_set("forget", "train"),
-        "forget_heldout": data.fact_set("forget", "heldout"),
-        "forget_reverse": data.fact_set("forget", "reverse"),
-        "neighbours": [f for f in unseen if f.attribute == "surname"],
-        "general": [f for f in unseen if f.attribute != "surname"],
-    }
+TABLE_COLUMNS = (
+    ("forget (trained)", ("forget", "train")), ("held-out question", ("forget", "heldout")),
+    ("reverse query", ("forget", "reverse")), ("retain (unseen subjects)", ("retain_eval", "train")),
+    ("retain, question form", ("retain_eval", "heldout")),
+)
 
 
-def stage_methods(device: str, methods: list[str]) -> dict[str, Any]:
-    import torch
-
-    from loka.evaluate import first_token_accuracy
-    from loka.io.models import load_hf
-    from loka.methods import unlearn
-    from loka.verify.forward import concat_logprobs, forward_facts
-    from loka.verify.metrics import perplexity
-    from loka.verify.relearn import relearn_attack
-    from loka.workflows.demo import real_model_settings
-
-    data, task, model = request()
-    groups, vs, settings = _groups(data), demo_verify_settings(), real_model_settings()
-    sentences = data.fact_set("retain_eval", "train")
-    rows: dict[str, Any] = {"n": {k: len(v) for k, v in groups.items()}}
-    for name in methods:
-        log(f"method {name}")
-        hf, tok = load_hf(model)
-        with Timer() as t:
-            result = unlearn((hf, tok), task, name, progress=False, **settings.get(name, {}))
-        with torch.inference_mode():
-            row = {k: first_token_accuracy(hf, tok, v) for k, v in groups.items()}
-            row["perplexity"] = float(perplexity(concat_logprobs(
-                [forward_facts(hf, tok, sentences, k=None).text])))
-        attack = relearn_attack(hf, tok, groups["forget_train"], steps=vs.relearn_steps,
-                                lr=vs.relearn_lr, eval_every=vs.relearn_eval_every, seed=vs.seed)
-        row |= {"relearn_best": getattr(attack, "best", None), "seconds": t.seconds,
-                "steps": result.steps, "diverged": result.diverged,
-                "params_changed": result.params_changed, "notes": result.notes}
-        rows[name] = row
-        del hf, tok, result
+def table(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The README's table from a demo's ``results.json``: first-token accuracy per fact set and
+    template, perplexity and the relearning attack's best recall, with each method's retain
+    accuracy and perplexity relative to the base model's, and whether it forgot one direction
+    only (trained forms at <= 0.1 while the reverse queries keep >= half the base's recall)."""
+    methods = results["methods"]
+    acc = lambda e, split, kind: (e.get("accuracy") or {}).get(split, {}).get(kind, {}).get("first_token")  # noqa: E731
+    base = methods.get("base", {})
+    rows = []
+    for name, e in methods.items():
+        row: dict[str, Any] = {"method": name}
+        for label, (split, kind) in TABLE_COLUMNS:
+            row[label] = acc(e, split, kind)
+        row["perplexity"], row["relearn (best)"] = e.get("perplexity"), e.get("relearn_accuracy")
+        b_ret, b_ppl, b_rev = acc(base, "retain_eval", "train"), base.get("perplexity"), acc(base, "forget", "reverse")
+        row["retain / base"] = None if not b_ret or row["retain (unseen subjects)"] is None else row["retain (unseen subjects)"] / b_ret
+        row["perplexity / base"] = None if not b_ppl or row["perplexity"] is None else row["perplexity"] / b_ppl
+        rev, fwd = row["reverse query"], row["forget (trained)"]
+        row["one direction only"] = (None if None in (rev, fwd, b_rev) or name == "base"
+                                     else fwd <= 0.1 and rev >= 0.5 * b_rev)
+        row["diverged"], row["seconds"] = e.get("diverged"), e.get("wall_seconds")
+        rows.append(row)
     return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    cols = list(rows[0])
+    cell = lambda v: "-" if v is None else ("yes" if v is True else "no" if v is False else  # noqa: E731
+                                           f"{v:.2f}" if isinstance(v, float) and abs(v) < 100 else
+                                           f"{v:.0f}" if isinstance(v, float) else str(v))
+    lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+    lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def run_stage(stage: str, args: Any) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.real", "--stage-only", stage, "--threads", str(args.threads),
            "--device", args.device]
-    if stage == "methods" and args.methods:
-        cmd += ["--methods", args.methods]
     log(f"stage {stage} (fresh process)")
     out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
     return json.loads(out.stdout)
@@ -200,30 +196,23 @@ def render(out: dict[str, Any]) -> None:
         rows.append((stage, secs, r.get("forward_equivalents"), rss))
     if rows:
         print_table("SmolLM2-135M (bench.real)", ("stage", "seconds", "forward-equivalents", "peak RSS MiB"), rows)
-    if "methods" in out:
-        m = {k: v for k, v in out["methods"].items() if k != "n"}
-        cols = ("forget_train", "forget_heldout", "forget_reverse", "neighbours", "general",
-                "perplexity", "relearn_best", "seconds")
-        print_table("every method on the Harry Potter request", ("method", *cols),
-                    [(name, *(r.get(c) for c in cols)) for name, r in m.items()])
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("python -m bench.real", __doc__)
-    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated: {', '.join(STAGES)}, methods")
-    p.add_argument("--methods", default=None, help="for the methods stage (default: make demo-real's)")
+    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated: {', '.join(STAGES)}")
+    p.add_argument("--table", default=None, metavar="RESULTS", help="print the table of a demo's results.json")
     p.add_argument("--stage-only", default=None, help=argparse_hidden())
     args = p.parse_args(argv)
     device = setup(args)
+    if args.table:
+        with open(args.table, encoding="utf-8") as f:
+            rows = table(json.load(f))
+        print(json.dumps(rows, indent=2) if args.json else markdown(rows))
+        return 0
     if args.stage_only:
-        if args.stage_only == "methods":
-            from loka.workflows.demo import REAL_MODEL_METHODS
-
-            names = args.methods.split(",") if args.methods else list(REAL_MODEL_METHODS)
-            result = stage_methods(device, names)
-        else:
-            result = {"attribution": stage_attribution, "loka-ft": stage_loka_ft,
-                      "verify": stage_verify}[args.stage_only](device)
+        result = {"attribution": stage_attribution, "loka-ft": stage_loka_ft,
+                  "verify": stage_verify}[args.stage_only](device)
         print(json.dumps(result, default=float))
         return 0
     out: dict[str, Any] = {"machine": machine(device), "request": REQUEST}

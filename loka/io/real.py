@@ -124,7 +124,7 @@ def check_gguf(path: str | Path) -> GGUFInfo:
     try:
         reader = GGUFReader(str(path))
     except Exception as exc:  # the reader raises ValueError, IndexError, struct errors ...
-        raise _corrupt(path, f"unreadable header: {' '.join(str(exc).split())[:100] or type(exc).__name__}") from None
+        raise _corrupt(path, f"unreadable or truncated: {' '.join(str(exc).split())[:100] or type(exc).__name__}") from None
     end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
     if not reader.tensors or end > size:
         raise _corrupt(path, f"truncated: its tensors need {end:,} bytes, the file has {size:,}")
