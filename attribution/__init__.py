@@ -3,9 +3,9 @@
 Depends on TransformerLens and torch only; never imports ``loka``.
 
 Example:
-    >>> forget = tokenize_facts(bridge.tokenizer, prompts, answers, max_len=bridge.cfg.n_ctx)
-    >>> ranking = rank(bridge, forget, retain, method="patch", ablation="mean")
-    >>> ranking.top(10, kinds=("head",))
+    >>> forget = tokenize_facts(bridge.tokenizer, prompts, answers, max_len=bridge.cfg.n_ctx)  # doctest: +SKIP
+    >>> ranking = rank(bridge, forget, retain, method="patch", ablation="mean")  # doctest: +SKIP
+    >>> ranking.top(10, kinds=("head",))  # doctest: +SKIP
 """
 
 from attribution.ablation import Ablator

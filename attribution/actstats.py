@@ -10,7 +10,7 @@ much more active on the forget set than on the retain set is the one to prune. N
 forward pass per minibatch.
 
 Example:
-    >>> forget_stats, passes = activation_stats(bridge, forget, comps)  # [len(comps)]
+    >>> forget_stats, passes = activation_stats(bridge, forget, comps)  # [len(comps)]  # doctest: +SKIP
 """
 
 from __future__ import annotations

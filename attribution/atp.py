@@ -15,7 +15,7 @@ an effect: for each layer ``l`` the gradient through block ``l``'s residual cont
 dropped variants run as replicas of the batch in the same single forward and backward pass.
 
 Example:
-    >>> effects, fwd, bwd = atp_effects(bridge, forget, comps, Ablator.fit(bridge, None, [], "zero"))
+    >>> effects, fwd, bwd = atp_effects(bridge, forget, comps, Ablator.fit(bridge, None, [], "zero"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def atp_effects(bridge: Any, batch: Batch, components: list[Component], ablator:
             passes += 1
             for group, grad in zip(groups, grads, strict=True):
                 act = store[group.hook][0]
-                contrib = (act - ablator.tiled(group.hook, act, len(chunk))) * grad
+                contrib = (act - ablator.tiled(group.hook, act, len(chunk), chunk.item_keys())) * grad
                 est = per_unit(contrib, rows.attention_mask)[:, group.units.to(device)]
                 est = est.view(replicas, len(chunk), -1).double()  # [replica item k]
                 if graddrop:

@@ -49,7 +49,8 @@ def resolve_model_source(name_or_dir: str | Path) -> str:
             raise LokaError(f"model path {path} is a file; pass the checkpoint directory")
         check_checkpoint(path)
         return str(path)
-    if _looks_like_path(text) or text.count("/") > 1 or text.startswith(("./", "../")):
+    local_parent = path.parent != Path(".") and path.parent.is_dir()
+    if _looks_like_path(text) or text.count("/") > 1 or text.startswith(("./", "../")) or local_parent:
         raise LokaError(f"model directory {path} does not exist")
     return text
 

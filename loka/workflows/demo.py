@@ -7,7 +7,7 @@ figures and write ``report.html`` / ``report.md``. On user data
 (``model`` + ``forget`` + ``retain`` [+ ``holdout``]): the same, with no retrain model.
 
 Example:
-    >>> out = run_demo("tiny", "loka-demo-tiny", methods=["base", "retrain", "loka-ft"])
+    >>> out = run_demo("tiny", "loka-demo-tiny", methods=["base", "retrain", "loka-ft"])  # doctest: +SKIP
     >>> out.paths["html"], out.results["methods"]["loka-ft"]["forget_accuracy"]  # doctest: +SKIP
 """
 

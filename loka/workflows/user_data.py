@@ -6,8 +6,8 @@ no retrain model every retrain-relative metric is ``null`` with its reason; with
 membership inference is skipped (it needs non-members), also with its reason.
 
 Example:
-    >>> data, task = user_data("ckpt", "forget.jsonl", "retain.jsonl", "holdout.jsonl")
-    >>> compare_user("ckpt", data, task, methods=["base", "loka-ft"], out="results.json")
+    >>> data, task = user_data("ckpt", "forget.jsonl", "retain.jsonl", "holdout.jsonl")  # doctest: +SKIP
+    >>> compare_user("ckpt", data, task, methods=["base", "loka-ft"], out="results.json")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from loka.io.atomic import write_json
 from loka.io.data import FactRecord, load_facts
 from loka.methods import names, unlearn
 from loka.verify.data import VerifyData
+from loka.verify.loaded import load_model
 from loka.verify.measure import Measurements, VerifySettings
 from loka.workflows.compare import check_settings, machine, measure_result
 from loka.workflows.runner import run_guarded
@@ -91,12 +92,12 @@ def compare_user(model: str | Path, data: VerifyData, task: Any, methods: Sequen
     chosen = list(dict.fromkeys(methods or user_methods()))
     settings = check_settings(chosen, settings or {})
     t0, vs, entries = time.perf_counter(), verify_settings or VerifySettings(), {}
-    shared: dict[str, Measurements] = {}
+    base = Measurements(load_model(model, name="base"), data, vs)  # the model before unlearning
     for name in (bar := tqdm(chosen, desc="compare", unit="method", disable=not progress)):
         bar.set_postfix_str(name)
         entries[name] = run_guarded(lambda name=name: measure_result(
             unlearn(model, task, method=name, progress=progress, **settings.get(name, {})),
-            data, None, vs, shared))
+            data, None, base, vs))
     results = {"world": dict(data.info), "methods": entries, "verify_settings": vs.to_dict(),
                "compare_seconds": round(time.perf_counter() - t0, 2), "machine": machine()}
     if out is not None:

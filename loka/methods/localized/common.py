@@ -6,11 +6,11 @@ copies of the fused QKV weight), so the caller's model stays a plain HF model an
 receives finished weights (`copy_weights_back`).
 
 Example:
-    >>> forget, retain = fact_batches(tokenizer, task)
-    >>> bridge = analysis_bridge(hf_model, tokenizer)
-    >>> ranking = rank_on(bridge, forget, retain, cfg)
-    >>> logits = forward(hf_model, forget)
-    >>> accuracy(logits, forget), forget_unlikelihood(logits, forget)
+    >>> forget, retain = fact_batches(tokenizer, task)  # doctest: +SKIP
+    >>> bridge = analysis_bridge(hf_model, tokenizer)  # doctest: +SKIP
+    >>> ranking = rank_on(bridge, forget, retain, cfg)  # doctest: +SKIP
+    >>> logits = forward(hf_model, forget)  # doctest: +SKIP
+    >>> accuracy(logits, forget), forget_unlikelihood(logits, forget)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ belongs to no single component and is never included. A `ParamMask` zeroes every
 entry after ``backward``, so an optimiser without weight decay leaves them bit-identical.
 
 Example:
-    >>> mask = ParamMask.of(model, ranking.top(256))
-    >>> loss.backward(); mask.apply_to_grads()
-    >>> mask.n_trainable, mask.n_total
+    >>> mask = ParamMask.of(model, ranking.top(256))  # doctest: +SKIP
+    >>> loss.backward(); mask.apply_to_grads()  # doctest: +SKIP
+    >>> mask.n_trainable, mask.n_total  # doctest: +SKIP
 """
 
 from __future__ import annotations
