@@ -8,6 +8,7 @@ Example:
     >>> ranking.top(10, kinds=("head",))  # doctest: +SKIP
 """
 
+from attribution._common import input_device
 from attribution.ablation import Ablator
 from attribution.components import Component, ModelShape, validate_components
 from attribution.data import FactBatch, PassageBatch, data_hash, tokenize_facts, tokenize_passages
@@ -29,6 +30,7 @@ __all__ = [
     "data_hash",
     "first_token_logprob",
     "get_method",
+    "input_device",
     "item_metric",
     "passage_loglik",
     "rank",

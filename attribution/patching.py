@@ -26,7 +26,15 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from attribution._common import Batch, HookGroup, group_by_hook, metric_of, read_width, run
+from attribution._common import (
+    Batch,
+    HookGroup,
+    group_by_hook,
+    input_device,
+    metric_of,
+    read_width,
+    run,
+)
 from attribution.ablation import Ablator
 from attribution.components import Component, neuron_hook
 from attribution.metrics import item_metric, item_metric_at, read_positions
@@ -96,7 +104,7 @@ def patch_effects(bridge: Any, batch: Batch, components: list[Component], ablato
     resumed, clean passes included).
     """
     groups = group_by_hook(components)
-    device = bridge.cfg.device
+    device = input_device(bridge)
     chunks = list(batch.by_length().chunks(min(batch_size or rows, rows)))
     plans = [_plan(groups, max(1, rows // len(chunk))) for chunk in chunks]
     total = torch.zeros(len(components), dtype=torch.float64, device=device)
@@ -160,7 +168,7 @@ def patch_effects_loop(bridge: Any, batch: Batch, components: list[Component], a
                        *, batch_size: int = 64, progress: bool = False,
                        ) -> tuple[Float[Tensor, " n"], int]:
     """The same effects as `patch_effects`, one forward pass per component and minibatch."""
-    device = bridge.cfg.device
+    device = input_device(bridge)
     total = torch.zeros(len(components), dtype=torch.float64)
     passes = 0
     with torch.inference_mode():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from loka.errors import LokaError
 
@@ -26,7 +27,30 @@ def add_model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
         p.add_argument("--forget", help="forget facts, JSONL (default: the world's forget facts)")
         p.add_argument("--retain", help="retain facts, JSONL (default: the world's retain-train facts)")
     p.add_argument("--preset", default="default", help="embedded world used for defaults (tiny|default)")
+    add_placement_args(p)
+
+
+def add_placement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto")
+    p.add_argument("--device-map", default=None, metavar="auto|balanced|sequential|FILE.json",
+                   help="dispatch the model across devices with accelerate (large models)")
+    p.add_argument("--max-memory", default=None, metavar="DEVICE=SIZE,...",
+                   help="per-device memory for --device-map, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
+    p.add_argument("--offload-folder", default=None, metavar="DIR",
+                   help="where --device-map puts weights that fit nowhere else")
+
+
+def placement_of(args: argparse.Namespace, *, disk: bool = True) -> Any:
+    """The `loka.io.placement.Placement` the flags ask for (checked before any model loads);
+    ``disk=False`` refuses offloading to disk (commands that train or copy the weights)."""
+    from loka.io.placement import Placement
+
+    placement = Placement.parse(args.device, args.device_map, args.max_memory, args.offload_folder)
+    if not disk and placement.offload_folder is not None:
+        raise LokaError("this command trains or copies the weights, which weights offloaded to disk "
+                        "cannot be; give more --max-memory (and no --offload-folder), or use "
+                        "`loka attribute` / `loka ablate`, which work on offloaded models")
+    return placement
 
 
 def resolve_inputs(args: argparse.Namespace) -> tuple[str, Path | None, Path | None]:

@@ -18,7 +18,7 @@ from loka.world.spec import PRESETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from loka.cli.inputs import methods_epilog
+    from loka.cli.inputs import add_placement_args, methods_epilog
 
     v = sub.add_parser("verify", help="measure what a model forgot, kept, and still leaks")
     v.add_argument("--model", required=True, help="checkpoint directory of the model to verify")
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--strict", action="store_true",
                    help="provenance problems (changed data, edited manifest) are errors, not warnings")
     v.add_argument("--json", action="store_true", help="print one JSON object")
+    add_placement_args(v)
     v.set_defaults(func=_verify)
 
     c = sub.add_parser("compare", help="run and verify every unlearning method on one world",
@@ -88,20 +89,22 @@ def _data(args: argparse.Namespace) -> tuple[Any, Any, Any, str]:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from loka.cli.inputs import placement_of
     from loka.io.models import check_checkpoint
     from loka.io.provenance import check_provenance
     from loka.verify.verifier import verify
 
+    placement = placement_of(args, disk=False)  # the attacks fine-tune copies of the weights
     path = Path(args.model).expanduser()
     if path.is_dir():
-        check_checkpoint(path)
+        check_checkpoint(path, check_memory=not placement.dispatched)
     if args.strict and path.is_dir():
         problems = check_provenance(path)
         if problems:
             raise LokaError(f"provenance (--strict): {problems[0]}"
                             + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
     data, base, retrain, _ = _data(args)
-    report = verify(args.model, data, base=base, retrain=retrain)
+    report = verify(args.model, data, base=base, retrain=retrain, placement=placement)
     out = report.to_dict()
     if args.json:
         print(json.dumps(out, indent=2, allow_nan=False))

@@ -83,7 +83,7 @@ def user_data(model: str | Path, forget: str | Path, retain: str | Path,
 def compare_user(model: str | Path, data: VerifyData, task: Any, methods: Sequence[str] | None = None,
                  settings: dict[str, dict[str, Any]] | None = None, out: str | Path | None = None,
                  *, verify_settings: VerifySettings | None = None, progress: bool = True,
-                 ) -> dict[str, Any]:
+                 placement: Any = None) -> dict[str, Any]:
     """Run and verify ``methods`` on the user's model; same ``results.json`` shape as `compare`.
 
     There is no retrain model: asking for ``retrain`` gives its entry the reason."""
@@ -92,11 +92,12 @@ def compare_user(model: str | Path, data: VerifyData, task: Any, methods: Sequen
     chosen = list(dict.fromkeys(methods or user_methods()))
     settings = check_settings(chosen, settings or {})
     t0, vs, entries = time.perf_counter(), verify_settings or VerifySettings(), {}
-    base = Measurements(load_model(model, name="base"), data, vs)  # the model before unlearning
+    base = Measurements(load_model(model, name="base", placement=placement), data, vs)  # before unlearning
     for name in (bar := tqdm(chosen, desc="compare", unit="method", disable=not progress)):
         bar.set_postfix_str(name)
         entries[name] = run_guarded(lambda name=name: measure_result(
-            unlearn(model, task, method=name, progress=progress, **settings.get(name, {})),
+            unlearn(model, task, method=name, progress=progress, placement=placement,
+                    **settings.get(name, {})),
             data, None, base, vs))
     results = {"world": dict(data.info), "methods": entries, "verify_settings": vs.to_dict(),
                "compare_seconds": round(time.perf_counter() - t0, 2), "machine": machine()}

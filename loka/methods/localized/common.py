@@ -25,6 +25,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from attribution import METHODS, Ranking, rank
+from attribution._common import input_device
 from attribution.data import FactBatch, tokenize_facts
 from loka.errors import LokaError
 from loka.evaluate import first_token_hits
@@ -114,7 +115,7 @@ def copy_weights_back(bridge: Any, hf_model: Any) -> None:
 
 def forward(model: Any, batch: FactBatch) -> Float[Tensor, "batch pos vocab"]:
     """Logits of a HF model or a bridge on a fact batch (moved to the model's device)."""
-    batch = batch.to(next(model.parameters()).device)
+    batch = batch.to(input_device(model))
     out = model(batch.input_ids, attention_mask=batch.attention_mask)
     return out if isinstance(out, Tensor) else out.logits
 

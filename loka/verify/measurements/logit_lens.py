@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from attribution._common import input_device
 from attribution.data import tokenize_facts
 from loka.evaluate import block_outputs, final_norm
 from loka.verify.missing import Missing
@@ -31,7 +32,7 @@ def logit_lens(model: Any, tokenizer: Any, facts: Sequence[Any], batch_size: int
     """Per layer: the top-1 rate and mean rank (1 = top) of each answer's first token."""
     batch = tokenize_facts(tokenizer, [f.prompt for f in facts], [f.answer for f in facts])
     norm, head = final_norm(model), model.get_output_embeddings()
-    device = next(model.parameters()).device
+    device = input_device(model)
     ranks: list[list[np.ndarray]] = []
     for chunk in batch.chunks(batch_size):
         chunk = chunk.to(device)

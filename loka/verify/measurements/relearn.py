@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from attribution._common import input_device
 from attribution.data import tokenize_facts
 from loka.evaluate import FirstTokenEval, logits_of
 from loka.io.data import FactRecord
@@ -91,7 +92,7 @@ def finetune_attack(model: Any, tokenizer: Any, train: Sequence[Any], evaluate: 
     attacked.requires_grad_(True)  # all parameters, even ones a method froze
     prompts = [f["prompt"] if isinstance(f, dict) else f.prompt for f in train]
     answers = [f["answer"] if isinstance(f, dict) else f.answer for f in train]
-    batch = tokenize_facts(tokenizer, prompts, answers).to(next(attacked.parameters()).device)
+    batch = tokenize_facts(tokenizer, prompts, answers).to(input_device(attacked))
     checks = {name: FirstTokenEval(tokenizer, facts) for name, facts in evaluate.items()}
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(attacked.parameters(), lr=lr)
