@@ -10,7 +10,7 @@ import argparse
 import shlex
 import sys
 
-from loka.cli.inputs import add_placement_args
+from loka.cli.inputs import add_attack_args, add_placement_args
 from loka.errors import LokaError
 from loka.world.spec import PRESETS
 
@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="processes running methods side by side on a world (default: one per core, "
                         "at most 4; 1 = one after another)")
     add_placement_args(d)
+    add_attack_args(d)
     d.set_defaults(func=_demo)
 
 
@@ -47,8 +48,9 @@ def _demo(args: argparse.Namespace) -> int:
         raise LokaError("--preset picks a world; with --model your files are the data: give one or the other")
     if args.workers is not None and args.workers < 1:
         raise LokaError(f"--workers must be >= 1, got {args.workers}")
-    from loka.cli.inputs import placement_of
+    from loka.cli.inputs import placement_of, verify_settings_of
 
+    vs = verify_settings_of(args)
     placement = placement_of(args, disk=False)
     if placement.dispatched and args.model is None:
         raise LokaError("--device-map is for your own large model (--model): the embedded world fits one device")
@@ -57,6 +59,6 @@ def _demo(args: argparse.Namespace) -> int:
     command = "loka demo " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["demo"] else sys.argv[1:])
     demo = run_demo(args.preset or "default", args.out, methods, model=args.model,
                     forget=args.forget, retain=args.retain, holdout=args.holdout, command=command,
-                    workers=args.workers, settings=settings, placement=placement)
+                    workers=args.workers, settings=settings, placement=placement, verify_settings=vs)
     print_summary(demo.results, demo.paths["html"], demo.seconds)
     return 0

@@ -40,6 +40,18 @@ def add_placement_args(p: argparse.ArgumentParser) -> None:
                    help="where --device-map puts weights that fit nowhere else")
 
 
+def add_attack_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--attack", action="append", default=[], metavar="KEY=VALUE",
+                   help="a verifier setting (repeatable), e.g. --attack quant_bits=4 --attack icl_shots=8")
+
+
+def verify_settings_of(args: argparse.Namespace) -> Any:
+    """The verifier's settings the ``--attack`` flags ask for (checked before any model loads)."""
+    from loka.verify.measure import VerifySettings
+
+    return VerifySettings.from_settings(parse_set(args.attack)) if args.attack else None
+
+
 def placement_of(args: argparse.Namespace, *, disk: bool = True) -> Any:
     """The `loka.io.placement.Placement` the flags ask for (checked before any model loads);
     ``disk=False`` refuses offloading to disk (commands that train or copy the weights)."""
