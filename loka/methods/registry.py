@@ -32,6 +32,7 @@ MODULES: tuple[str, ...] = (
     "loka.methods.references",
     "loka.methods.localized.ablate",
     "loka.methods.localized.finetune",
+    "loka.methods.localized.deep",
     "loka.methods.localized.mask",
     "loka.methods.baselines.gradient_ascent",
     "loka.methods.baselines.grad_diff",
