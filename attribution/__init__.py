@@ -10,7 +10,13 @@ Example:
 
 from attribution._common import input_device
 from attribution.ablation import Ablator
-from attribution.components import Component, ModelShape, validate_components
+from attribution.components import (
+    Component,
+    ComponentKind,
+    ModelShape,
+    parse_kinds,
+    validate_components,
+)
 from attribution.data import FactBatch, PassageBatch, data_hash, tokenize_facts, tokenize_passages
 from attribution.metrics import answer_logprob, first_token_logprob, item_metric, passage_loglik
 from attribution.rank import rank
@@ -21,6 +27,7 @@ __all__ = [
     "METHODS",
     "Ablator",
     "Component",
+    "ComponentKind",
     "FactBatch",
     "MethodScores",
     "ModelShape",
@@ -32,6 +39,7 @@ __all__ = [
     "get_method",
     "input_device",
     "item_metric",
+    "parse_kinds",
     "passage_loglik",
     "rank",
     "register",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from jaxtyping import Float
@@ -112,17 +112,18 @@ def patch_effects(bridge: Any, batch: Batch, components: list[Component], ablato
     shortcuts = None if resume else _Shortcuts(False)
     bar = tqdm(total=sum(len(p) + 1 for p in plans), desc="patching", disable=not progress)
     with torch.inference_mode(), bar:
-        for chunk, plan in zip(chunks, plans, strict=True):
-            chunk = chunk.to(device)
-            clean_pass = None
+        for part, plan in zip(chunks, plans, strict=True):
+            chunk = cast(Batch, part.to(device))
+            clean_pass: CleanPass | None = None
             if shortcuts is None or shortcuts.resume:
                 width = read_width(chunk)
                 clean_pass, logits = CleanPass.capture(bridge, chunk.input_ids[:, :width],
                                                        chunk.attention_mask[:, :width], [g.hook for g in groups])
                 where = read_positions(chunk)[:, :width]
                 shortcuts = shortcuts or _Shortcuts.check(bridge, clean_pass, logits, where, groups)
-            if shortcuts.resume:
-                clean = item_metric_at(resume_logits(bridge, clean_pass, clean_pass.last + 1, clean_pass.final,
+            resumed = clean_pass if shortcuts.resume else None  # set whenever shortcuts.resume
+            if resumed is not None:
+                clean = item_metric_at(resume_logits(bridge, resumed, resumed.last + 1, resumed.final,
                                                      where), chunk)
             else:
                 clean = metric_of(bridge, chunk)
@@ -130,8 +131,8 @@ def patch_effects(bridge: Any, batch: Batch, components: list[Component], ablato
             bar.update()
             for group, units in plan:
                 unit_ids = group.units[units].to(device)
-                if shortcuts.resume:
-                    ablated = _resumed(bridge, clean_pass, chunk, group, unit_ids, ablator, shortcuts)
+                if resumed is not None:
+                    ablated = _resumed(bridge, resumed, chunk, group, unit_ids, ablator, shortcuts)
                 else:
                     reps = chunk.repeat(len(unit_ids))
                     hook = _replicated_hook(ablator, group.hook, unit_ids, chunk.item_keys())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from loka.cli.inputs import add_model_args, resolve_inputs
 from loka.errors import LokaError
@@ -90,7 +91,7 @@ def _attribute(args: argparse.Namespace) -> int:
     return 0
 
 
-def _heatmaps(ranking, path: str, kinds: tuple[str, ...]) -> list[Path]:
+def _heatmaps(ranking: Any, path: str, kinds: tuple[str, ...]) -> list[Path]:
     from attribution.plots import head_heatmap, neuron_strip
     from loka.io.atomic import write_figure
 

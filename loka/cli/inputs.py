@@ -65,18 +65,26 @@ def placement_of(args: argparse.Namespace, *, disk: bool = True) -> Any:
     return placement
 
 
-def resolve_inputs(args: argparse.Namespace) -> tuple[str, Path | None, Path | None]:
+def resolve_model(args: argparse.Namespace) -> str:
+    """``--model``, or the embedded world's base model."""
+    if args.model is not None:
+        return str(args.model)
+    from loka.world.build import load_world
+
+    return str(load_world(args.preset, progress=False).base_dir)
+
+
+def resolve_inputs(args: argparse.Namespace) -> tuple[str, Path, Path]:
     """The model directory and fact files, filling what is missing from the embedded world."""
-    model = args.model
-    forget, retain = getattr(args, "forget", None), getattr(args, "retain", None)
-    if model is None or (hasattr(args, "forget") and (forget is None or retain is None)):
+    model, forget, retain = args.model, args.forget, args.retain
+    if model is None or forget is None or retain is None:
         from loka.world.build import load_world
 
         art = load_world(args.preset, progress=False)
         model = model or str(art.base_dir)
         forget = forget or art.facts_file("forget")
         retain = retain or art.facts_file("retain_train")
-    return str(model), None if forget is None else Path(forget), None if retain is None else Path(retain)
+    return str(model), Path(forget), Path(retain)
 
 
 def check_preset(preset: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loka.cli.inputs import (
     add_model_args,
@@ -23,8 +23,12 @@ from loka.cli.inputs import (
     parse_set,
     placement_of,
     resolve_inputs,
+    resolve_model,
 )
 from loka.errors import LokaError
+
+if TYPE_CHECKING:
+    from attribution import ComponentKind
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,11 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.set_defaults(func=_unlearn)
 
 
-def _kinds(text: str) -> tuple[str, ...]:
-    items = tuple(k.strip() for k in text.split(","))
-    if not items or any(k not in ("neuron", "head") for k in items):
-        raise LokaError(f"--kinds must be a non-empty subset of neuron,head; got {text!r}")
-    return items
+def _kinds(text: str) -> tuple[ComponentKind, ...]:
+    from attribution.components import parse_kinds  # torch loads only when a command runs
+
+    try:
+        return parse_kinds(text)
+    except ValueError as e:
+        raise LokaError(f"--{e}") from None
 
 
 def _ranking(path: str) -> Any:
@@ -91,7 +97,7 @@ def _ablate(args: argparse.Namespace) -> int:
     components = ranking.top(args.top, kinds)
     if len(components) < args.top:
         raise LokaError(f"--top {args.top}: the ranking has only {len(components)} {'/'.join(kinds)} components")
-    model, _, _ = resolve_inputs(args)
+    model = resolve_model(args)
     out = check_output(args.out, kind="dir", sources=[model], what="checkpoint directory")
     retain = _retain_file(args) if args.mode == "mean" else None
     if ranking.model_id not in (model, str(Path(model).expanduser().resolve())) and not args.allow_other_model:
@@ -154,6 +160,8 @@ def _plan(bridge: Any, components: list, ranking: Any, args: argparse.Namespace,
     elif args.mode == "rescale":
         plan = AblationPlan.rescale(components, args.factor, **kw)
     else:
+        if retain is None:
+            raise LokaError("--mode mean needs retain facts for the mean activations")
         batch = load_fact_batch(bridge.tokenizer, retain, bridge.cfg.n_ctx)
         plan = AblationPlan.mean(components, mean_activations(bridge, batch.input_ids,
                                                               batch.attention_mask, components), **kw)

@@ -10,8 +10,8 @@ accelerate hooks move every activation to the device of the layer that reads it.
 where each module of a configuration would go and how many bytes each device would hold.
 
 Example:
-    >>> Placement.parse(device_map="auto", max_memory="cpu=2GiB,disk=100GiB").hf_kwargs()["max_memory"]
-    {'cpu': '2GiB', 'disk': '100GiB'}
+    >>> Placement.parse(device_map="auto", max_memory="0=10GiB,cpu=2GiB").hf_kwargs()["max_memory"]
+    {0: '10GiB', 'cpu': '2GiB'}
     >>> parse_memory("0=10GiB,cpu=30GiB")
     {0: '10GiB', 'cpu': '30GiB'}
 """

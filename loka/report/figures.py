@@ -73,8 +73,8 @@ def attribution_figures(ranking: Ranking, figures: Path) -> dict[str, Path]:
 
 def tradeoff(results: dict[str, Any], path: str | Path) -> Path | None:
     """Forget accuracy (x, lower is better) vs retain-eval accuracy (y, higher is better)."""
-    points = {n: (e.get("forget_accuracy"), e.get("retain_accuracy")) for n, e in _ok(results).items()}
-    points = {n: p for n, p in points.items() if None not in p}
+    points = {n: (e["forget_accuracy"], e["retain_accuracy"]) for n, e in _ok(results).items()
+              if all(isinstance(e.get(k), (int, float)) for k in ("forget_accuracy", "retain_accuracy"))}
     if not points:
         return None
     colours = _colours(list(points))

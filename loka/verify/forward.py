@@ -95,7 +95,7 @@ def _run(model: Any, batch: FactBatch | PassageBatch, batch_size: int, k: float 
         chunk = chunk.to(device)
         logits = logits_of(model, chunk.input_ids, chunk.attention_mask)
         parts.append(_reduce_chunk(logits, chunk, k))
-    merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key != "text"}
+    merged: dict[str, Any] = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key != "text"}
     merged["text"] = concat_logprobs([p["text"] for p in parts])
     return merged
 

@@ -15,17 +15,18 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from loka.errors import LokaError
 from loka.io.atomic import write_json
 from loka.io.data import FactRecord, load_facts
-from loka.methods import names, unlearn
+from loka.methods import names
 from loka.verify.data import VerifyData
 from loka.verify.loaded import load_model
 from loka.verify.measure import Measurements, VerifySettings
-from loka.workflows.compare import check_settings, machine, measure_result
+from loka.workflows.compare import check_settings, machine, method_entry
 from loka.workflows.runner import run_guarded
 
 
@@ -95,10 +96,8 @@ def compare_user(model: str | Path, data: VerifyData, task: Any, methods: Sequen
     base = Measurements(load_model(model, name="base", placement=placement), data, vs)  # before unlearning
     for name in (bar := tqdm(chosen, desc="compare", unit="method", disable=not progress)):
         bar.set_postfix_str(name)
-        entries[name] = run_guarded(lambda name=name: measure_result(
-            unlearn(model, task, method=name, progress=progress, placement=placement,
-                    **settings.get(name, {})),
-            data, None, base, vs))
+        entries[name] = run_guarded(partial(method_entry, model, task, name, settings.get(name, {}),
+                                            data, None, base, vs, progress=progress, placement=placement))
     results = {"world": dict(data.info), "methods": entries, "verify_settings": vs.to_dict(),
                "compare_seconds": round(time.perf_counter() - t0, 2), "machine": machine()}
     if out is not None:

@@ -54,13 +54,17 @@ def logit_lens(model: Any, tokenizer: Any, facts: Sequence[Any], batch_size: int
 
 def lens_of(me: Any) -> dict[str, list[float]] | Missing:
     facts = me.data.fact_set("forget")
+    if not facts:
+        return Missing("no forget facts")
     return me.cached("logit_lens", lambda: logit_lens(me.model.model, me.model.tokenizer, facts))
 
 
 def run(ctx: Any) -> dict[str, Any]:
     mine = lens_of(ctx.me)
-    theirs = None if ctx.ref is None else lens_of(ctx.ref)
-    table = dict(mine) | {"retrain_top1": theirs["top1"] if theirs else Missing("no retrain model")}
+    if isinstance(mine, Missing):
+        return {"logit_lens_accuracy": mine, "logit_lens": mine, "curves": {"logit_lens": mine}}
+    theirs = Missing("no retrain model") if ctx.ref is None else lens_of(ctx.ref)
+    table = dict(mine) | {"retrain_top1": theirs if isinstance(theirs, Missing) else theirs["top1"]}
     return {"logit_lens_accuracy": max(mine["top1"]), "logit_lens": table,
             "curves": {"logit_lens": table}}
 

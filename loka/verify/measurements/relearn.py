@@ -33,7 +33,7 @@ from attribution._common import input_device
 from attribution.data import tokenize_facts
 from loka.evaluate import FirstTokenEval, logits_of
 from loka.io.data import FactRecord
-from loka.verify.missing import Missing
+from loka.verify.missing import Missing, numbers
 from loka.verify.registry import Column, Measurement, register
 
 
@@ -144,9 +144,11 @@ def run(ctx: Any) -> dict[str, Any]:
 
 
 def caveats(entry: dict[str, Any], retrain: dict[str, Any] | None) -> list[str]:
-    forget, relearn, ref = (entry.get(k) for k in ("forget_accuracy", "relearn_accuracy",
-                                                   "relearn_retrain_accuracy"))
-    if all(isinstance(v, float) for v in (forget, relearn, ref)) and forget < 0.3 and relearn - ref > 0.2:
+    got = numbers(entry, "forget_accuracy", "relearn_accuracy", "relearn_retrain_accuracy")
+    if got is None:
+        return []
+    forget, relearn, ref = got
+    if forget < 0.3 and relearn - ref > 0.2:
         return [f"a short fine-tune on half of the forget facts brings the other half back to "
                 f"{relearn:.2f} recall (retrain under the same attack: {ref:.2f}): the knowledge "
                 "comes back"]
