@@ -5,7 +5,7 @@ TORCH   ?= torch==2.13.0
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.loka-installed
 
-.PHONY: setup demo demo-tiny demo-real test test-slow lint bench clean
+.PHONY: setup demo demo-tiny demo-real test test-slow lint notebooks bench clean
 
 setup: $(STAMP)
 
@@ -27,12 +27,12 @@ demo-tiny: $(STAMP)
 # The whole pipeline on a real pretrained model (SmolLM2-135M from its PyPI wheel) with the
 # shipped Harry Potter erasure request (examples/smollm2/README.md). The methods that fit its
 # time on two cores (the ablation searches loka and loka-mask do not), and verifier settings for
-# a 49k-token vocabulary (smaller batches) and a 135M model (a shorter relearning attack);
+# a 49k-token vocabulary (smaller batches) and a 135M model (shorter relearning attacks);
 # bench/real.py's DEMO_METHODS and DEMO_VERIFY hold the same.
 REAL_REQUEST := examples/smollm2
 REAL_METHODS := base,loka-ft,gradient_ascent,grad_diff,npo,task_vector,counterexample,output_suppression
-REAL_VERIFY  := --verify-set batch_size=32 --verify-set n_perturbed=2 --verify-set relearn_steps=8 \
-                --verify-set relearn_eval_every=4
+REAL_VERIFY  := --attack batch_size=32 --attack n_perturbed=2 --attack relearn_steps=8 \
+                --attack relearn_eval_every=4 --attack benign_steps=8
 demo-real: $(STAMP)
 	$(BIN)/loka models get smollm2-135m >/dev/null
 	$(BIN)/loka demo --model "$$($(BIN)/loka models path smollm2-135m)" \
@@ -48,6 +48,9 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check loka attribution tests bench
+
+notebooks: $(STAMP)
+	$(BIN)/python scripts/run_notebooks.py
 
 clean:
 	rm -rf loka-demo loka-demo-tiny loka-demo-real .pytest_cache build *.egg-info

@@ -8,12 +8,13 @@ see the same intervention — the one an ablation plan would later commit.
 - ``zero``: 0.
 - ``mean``: the mean activation over every real (non-pad) token of the reference set.
 - ``resample``: each (item, position) gets the activation of a random real reference token,
-  drawn with a fixed seed per hook, so repeated calls with the same shape agree (the batched and
-  the one-by-one patching must see identical replacements).
+  drawn with a seed of the hook and the *item's own tokens* (its key, `_Batch.item_keys`), so an
+  item sees the same replacements wherever it sits — alone, in a length-sorted minibatch or
+  replicated (the batched and the one-by-one patching must see identical replacements).
 
 Example:
-    >>> ablator = Ablator.fit(bridge, retain, ["blocks.0.mlp.hook_post"], "mean")
-    >>> ablator.replacement("blocks.0.mlp.hook_post", act)  # [d_mlp], broadcasts over batch, pos
+    >>> ablator = Ablator.fit(bridge, retain, ["blocks.0.mlp.hook_post"], "mean")  # doctest: +SKIP
+    >>> ablator.replacement("blocks.0.mlp.hook_post", act)  # [d_mlp], broadcasts over batch, pos  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
+from attribution._common import input_device
 from attribution.data import FactBatch, PassageBatch
 
 AblationKind = Literal["zero", "mean", "resample"]
@@ -55,7 +57,7 @@ class Ablator:
             return cls(kind, seed=seed)
         if reference is None or len(reference) == 0:
             raise ValueError(f"{kind} ablation needs a non-empty reference set")
-        device = bridge.cfg.device
+        device = input_device(bridge)
         sums: dict[str, Tensor] = {}
         pools: dict[str, list[Tensor]] = {h: [] for h in hooks}
         passes, count = 0, 0
@@ -80,8 +82,10 @@ class Ablator:
             stats = {h: torch.cat(pools[h])[keep.to(device)] for h in hooks}
         return cls(kind, stats, seed, passes)
 
-    def replacement(self, hook: str, act: Float[Tensor, "batch pos units *rest"]) -> Tensor:
-        """Replacement for ``act`` at ``hook``, broadcastable to ``act``'s shape."""
+    def replacement(self, hook: str, act: Float[Tensor, "batch pos units *rest"],
+                    keys: Int[Tensor, " batch"] | None = None) -> Tensor:
+        """Replacement for ``act`` at ``hook``, broadcastable to ``act``'s shape; ``keys``
+        (one per row, `_Batch.item_keys`) are required for ``resample``."""
         if self.kind == "zero":
             return torch.zeros((), dtype=act.dtype, device=act.device)
         if hook not in self.stats:
@@ -89,19 +93,23 @@ class Ablator:
         stat = self.stats[hook].to(act.device, act.dtype)
         if self.kind == "mean":
             return stat
-        batch, pos = act.shape[:2]
-        # Seeded by hook name and batch size, drawn position-major: the same draws whenever the
-        # same batch is asked again, also when it is cut to fewer positions (a cut keeps a prefix).
-        gen = torch.Generator().manual_seed(self.seed + sum(map(ord, hook)) * 7919 + batch * 31)
-        idx = torch.randint(len(stat), (pos, batch), generator=gen).T.to(act.device)
+        if keys is None or len(keys) != act.shape[0]:
+            raise ValueError("resample ablation needs one key per row (the batch's item_keys())")
+        # Seeded by hook and item, drawn along positions: the same draws for the same item in any
+        # batch, also when it is cut to fewer positions (a cut keeps a prefix).
+        base = (self.seed + sum(map(ord, hook)) * 7919) * 1_000_003
+        pos = act.shape[1]
+        idx = torch.stack([torch.randint(len(stat), (pos,), generator=torch.Generator().manual_seed(base + k))
+                           for k in keys.tolist()]).to(act.device)
         return stat[idx]
 
-    def tiled(self, hook: str, act: Float[Tensor, "rows pos units *rest"], items: int) -> Tensor:
+    def tiled(self, hook: str, act: Float[Tensor, "rows pos units *rest"], items: int,
+              keys: Int[Tensor, " items"] | None = None) -> Tensor:
         """Replacement for a batch of ``items`` replicated ``rows // items`` times, copy-major.
 
         Every replica gets the same draws, so replicas differ only in what the caller varies.
         """
-        rep = self.replacement(hook, act[:items])
+        rep = self.replacement(hook, act[:items], keys)
         if rep.ndim == act.ndim:
             rep = rep.repeat(act.shape[0] // items, *([1] * (act.ndim - 1)))
         return rep

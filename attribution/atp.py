@@ -15,7 +15,7 @@ an effect: for each layer ``l`` the gradient through block ``l``'s residual cont
 dropped variants run as replicas of the batch in the same single forward and backward pass.
 
 Example:
-    >>> effects, fwd, bwd = atp_effects(bridge, forget, comps, Ablator.fit(bridge, None, [], "zero"))
+    >>> effects, fwd, bwd = atp_effects(bridge, forget, comps, Ablator.fit(bridge, None, [], "zero"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from attribution._common import Batch, HookFn, group_by_hook, metric_of, per_unit
+from attribution._common import Batch, HookFn, group_by_hook, input_device, metric_of, per_unit
 from attribution.ablation import Ablator
 from attribution.components import Component
 
@@ -58,7 +58,7 @@ def atp_effects(bridge: Any, batch: Batch, components: list[Component], ablator:
     if graddrop and n_layers < 2:
         raise ValueError("GradDrop needs a model with at least 2 layers")
     groups = group_by_hook(components)
-    device = bridge.cfg.device
+    device = input_device(bridge)
     replicas = n_layers + 1 if graddrop else 1
     total = torch.zeros(len(components), dtype=torch.float64)
     passes = 0
@@ -78,7 +78,7 @@ def atp_effects(bridge: Any, batch: Batch, components: list[Component], ablator:
             passes += 1
             for group, grad in zip(groups, grads, strict=True):
                 act = store[group.hook][0]
-                contrib = (act - ablator.tiled(group.hook, act, len(chunk))) * grad
+                contrib = (act - ablator.tiled(group.hook, act, len(chunk), chunk.item_keys())) * grad
                 est = per_unit(contrib, rows.attention_mask)[:, group.units.to(device)]
                 est = est.view(replicas, len(chunk), -1).double()  # [replica item k]
                 if graddrop:

@@ -7,8 +7,8 @@ with ``.to(device)``, ``len()``, slicing and ``.chunks(size)`` for minibatching,
 ``data_hash`` of the items they were built from (provenance for rankings and reports).
 
 Example:
-    >>> batch = tokenize_facts(tok, ["Mira Coltan was born in"], ["Velmora"], max_len=bridge.cfg.n_ctx)
-    >>> logits = bridge(batch.input_ids, attention_mask=batch.attention_mask)
+    >>> batch = tokenize_facts(tok, ["Mira Coltan was born in"], ["Velmora"], max_len=bridge.cfg.n_ctx)  # doctest: +SKIP
+    >>> logits = bridge(batch.input_ids, attention_mask=batch.attention_mask)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -96,6 +96,16 @@ class _Batch:
                 out[f.name] = tuple(value[int(i)] for i in order)
         out["hash"] = data_hash({"parent": self.hash, "take": [int(i) for i in order]})
         return replace(self, **out)
+
+    def item_keys(self) -> Int[Tensor, " batch"]:
+        """A key per item from its own real tokens (a polynomial hash): the same item gets the
+        same key in any batch, whatever its row or padding."""
+        mask = self.attention_mask.long()
+        p = 2**31 - 1
+        powers = torch.ones(mask.shape[1], dtype=torch.long, device=mask.device)
+        for t in range(1, len(powers)):
+            powers[t] = powers[t - 1] * 1_000_003 % p
+        return ((self.input_ids.long() % p) * mask * powers).sum(-1) % p + mask.sum(-1) * p
 
     def by_length(self: B) -> B:
         """The items shortest first, so that consecutive chunks carry little padding."""

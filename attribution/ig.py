@@ -11,7 +11,7 @@ as for patching, larger = the set depends more on the component. The ``steps`` p
 run as replicas of the minibatch: one forward and one backward pass per (hook, minibatch).
 
 Example:
-    >>> effects, fwd, bwd = ig_effects(bridge, forget, comps, ablator, steps=20)
+    >>> effects, fwd, bwd = ig_effects(bridge, forget, comps, ablator, steps=20)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,17 +22,18 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from attribution._common import Batch, HookFn, group_by_hook, metric_of, per_unit
+from attribution._common import Batch, HookFn, group_by_hook, input_device, metric_of, per_unit
 from attribution.ablation import Ablator
 from attribution.components import Component
 
 
-def _interpolate(ablator: Ablator, name: str, alphas: Tensor, items: int,
+def _interpolate(ablator: Ablator, name: str, alphas: Tensor, keys: Tensor,
                  store: dict[str, Tensor]) -> HookFn:
     """Replace replica ``k``'s activation by ``a' + alpha_k (a - a')`` as a gradient leaf."""
+    items = len(keys)
 
     def fn(act: Tensor, hook: Any) -> Tensor:
-        base = ablator.tiled(name, act, items).expand_as(act)
+        base = ablator.tiled(name, act, items, keys).expand_as(act)
         alpha = alphas.repeat_interleave(items).reshape(-1, *([1] * (act.ndim - 1)))
         # Upstream of the one hook on the path needs no gradient, so a detached leaf is exact.
         point = (base + alpha * (act - base)).detach().requires_grad_(True)
@@ -51,7 +52,7 @@ def ig_effects(bridge: Any, batch: Batch, components: list[Component], ablator: 
     """
     if steps < 1:
         raise ValueError(f"integrated gradients needs steps >= 1, got {steps}")
-    device = bridge.cfg.device
+    device = input_device(bridge)
     alphas = (torch.arange(steps, device=device) + 0.5) / steps
     total = torch.zeros(len(components), dtype=torch.float64)
     passes = 0
@@ -61,7 +62,7 @@ def ig_effects(bridge: Any, batch: Batch, components: list[Component], ablator: 
             reps = chunk.repeat(steps)
             for group in group_by_hook(components):
                 store: dict[str, Tensor] = {}
-                hook = _interpolate(ablator, group.hook, alphas, len(chunk), store)
+                hook = _interpolate(ablator, group.hook, alphas, chunk.item_keys(), store)
                 metric = metric_of(bridge, reps, [(group.hook, hook)])
                 (grad,) = torch.autograd.grad(metric.sum(), store["point"])
                 passes += 1

@@ -8,8 +8,8 @@
 vectorised over the batch: logits at position ``t`` score the token at ``t + 1``.
 
 Example:
-    >>> logits = bridge(batch.input_ids, attention_mask=batch.attention_mask)
-    >>> item_metric(logits, batch)  # [batch]
+    >>> logits = bridge(batch.input_ids, attention_mask=batch.attention_mask)  # doctest: +SKIP
+    >>> item_metric(logits, batch)  # [batch]  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -11,36 +11,45 @@ one-forward-per-component version, kept as the reference the batched one is test
 benchmarked against.
 
 Example:
-    >>> ablator = Ablator.fit(bridge, retain, [c.hook_name for c in comps], "mean")
-    >>> effects, passes = patch_effects(bridge, forget, comps, ablator)  # [len(comps)]
+    >>> ablator = Ablator.fit(bridge, retain, [c.hook_name for c in comps], "mean")  # doctest: +SKIP
+    >>> effects, passes = patch_effects(bridge, forget, comps, ablator)  # [len(comps)]  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from attribution._common import Batch, HookGroup, group_by_hook, metric_of, read_width, run
+from attribution._common import (
+    Batch,
+    HookGroup,
+    group_by_hook,
+    input_device,
+    metric_of,
+    read_width,
+    run,
+)
 from attribution.ablation import Ablator
 from attribution.components import Component, neuron_hook
 from attribution.metrics import item_metric, item_metric_at, read_positions
 from attribution.resume import CleanPass, neuron_delta, neuron_shortcut_holds, resume_logits
 
 
-def _replicated_hook(ablator: Ablator, name: str, units: Tensor, items: int):
-    """Hook ablating ``units[r]`` in replica ``r`` of a ``[len(units) * items, pos, ...]`` batch."""
-    replicas = len(units)
+def _replicated_hook(ablator: Ablator, name: str, units: Tensor, keys: Tensor):
+    """Hook ablating ``units[r]`` in replica ``r`` of a ``[len(units) * items, pos, ...]`` batch
+    (``keys``: the items' `item_keys`)."""
+    replicas, items = len(units), len(keys)
 
     def fn(act: Tensor, hook: Any) -> Tensor:
         act = act.clone()  # never write into a tensor the model may still hold
         view = act.view(replicas, items, *act.shape[1:])  # [replica item pos units ...]
-        rep = ablator.replacement(name, view[0]).expand_as(view[0])  # [item pos units ...]
+        rep = ablator.replacement(name, view[0], keys).expand_as(view[0])  # [item pos units ...]
         # Advanced indices on axes 0 and 3 (split by slices) move to the front: [replica item pos ...]
         view[torch.arange(replicas), :, :, units] = rep[:, :, units].movedim(2, 0)
         return act
@@ -48,10 +57,10 @@ def _replicated_hook(ablator: Ablator, name: str, units: Tensor, items: int):
     return fn
 
 
-def _single_hook(ablator: Ablator, name: str, unit: int):
+def _single_hook(ablator: Ablator, name: str, unit: int, keys: Tensor):
     def fn(act: Tensor, hook: Any) -> Tensor:
         act = act.clone()
-        act[:, :, unit] = ablator.replacement(name, act).expand_as(act)[:, :, unit]
+        act[:, :, unit] = ablator.replacement(name, act, keys).expand_as(act)[:, :, unit]
         return act
 
     return fn
@@ -95,7 +104,7 @@ def patch_effects(bridge: Any, batch: Batch, components: list[Component], ablato
     resumed, clean passes included).
     """
     groups = group_by_hook(components)
-    device = bridge.cfg.device
+    device = input_device(bridge)
     chunks = list(batch.by_length().chunks(min(batch_size or rows, rows)))
     plans = [_plan(groups, max(1, rows // len(chunk))) for chunk in chunks]
     total = torch.zeros(len(components), dtype=torch.float64, device=device)
@@ -103,17 +112,18 @@ def patch_effects(bridge: Any, batch: Batch, components: list[Component], ablato
     shortcuts = None if resume else _Shortcuts(False)
     bar = tqdm(total=sum(len(p) + 1 for p in plans), desc="patching", disable=not progress)
     with torch.inference_mode(), bar:
-        for chunk, plan in zip(chunks, plans, strict=True):
-            chunk = chunk.to(device)
-            clean_pass = None
+        for part, plan in zip(chunks, plans, strict=True):
+            chunk = cast(Batch, part.to(device))
+            clean_pass: CleanPass | None = None
             if shortcuts is None or shortcuts.resume:
                 width = read_width(chunk)
                 clean_pass, logits = CleanPass.capture(bridge, chunk.input_ids[:, :width],
                                                        chunk.attention_mask[:, :width], [g.hook for g in groups])
                 where = read_positions(chunk)[:, :width]
                 shortcuts = shortcuts or _Shortcuts.check(bridge, clean_pass, logits, where, groups)
-            if shortcuts.resume:
-                clean = item_metric_at(resume_logits(bridge, clean_pass, clean_pass.last + 1, clean_pass.final,
+            resumed = clean_pass if shortcuts.resume else None  # set whenever shortcuts.resume
+            if resumed is not None:
+                clean = item_metric_at(resume_logits(bridge, resumed, resumed.last + 1, resumed.final,
                                                      where), chunk)
             else:
                 clean = metric_of(bridge, chunk)
@@ -121,11 +131,11 @@ def patch_effects(bridge: Any, batch: Batch, components: list[Component], ablato
             bar.update()
             for group, units in plan:
                 unit_ids = group.units[units].to(device)
-                if shortcuts.resume:
-                    ablated = _resumed(bridge, clean_pass, chunk, group, unit_ids, ablator, shortcuts)
+                if resumed is not None:
+                    ablated = _resumed(bridge, resumed, chunk, group, unit_ids, ablator, shortcuts)
                 else:
                     reps = chunk.repeat(len(unit_ids))
-                    hook = _replicated_hook(ablator, group.hook, unit_ids, len(chunk))
+                    hook = _replicated_hook(ablator, group.hook, unit_ids, chunk.item_keys())
                     ablated = metric_of(bridge, reps, [(group.hook, hook)])
                 drop = clean - ablated.view(len(unit_ids), len(chunk))  # [replica item]
                 total[group.slots[units].to(device)] += drop.sum(-1).double()
@@ -143,12 +153,12 @@ def _resumed(bridge: Any, clean: CleanPass, chunk: Batch, group: HookGroup, unit
     where = read_positions(reps)[:, : clean.final.shape[1]]
     if layer in shortcuts.neuron_layers and group.hook == neuron_hook(layer):
         post = clean.acts[group.hook]
-        new = ablator.replacement(group.hook, post).expand_as(post)
+        new = ablator.replacement(group.hook, post, chunk.item_keys()).expand_as(post)
         w_out = bridge.blocks[layer].mlp.W_out.to(post.dtype)
         hidden = (clean.output_of(layer) + neuron_delta(post, new, w_out, units)).flatten(0, 1)
         logits = resume_logits(bridge, clean, layer + 1, hidden, where, n, short_last=shortcuts.short_last)
     else:
-        hook = _replicated_hook(ablator, group.hook, units, clean.rows)
+        hook = _replicated_hook(ablator, group.hook, units, chunk.item_keys())
         with bridge.hooks(fwd_hooks=[(group.hook, hook)]):
             logits = resume_logits(bridge, clean, layer, clean.inputs[layer].repeat(n, 1, 1), where, n,
                                    short_last=shortcuts.short_last)
@@ -159,7 +169,7 @@ def patch_effects_loop(bridge: Any, batch: Batch, components: list[Component], a
                        *, batch_size: int = 64, progress: bool = False,
                        ) -> tuple[Float[Tensor, " n"], int]:
     """The same effects as `patch_effects`, one forward pass per component and minibatch."""
-    device = bridge.cfg.device
+    device = input_device(bridge)
     total = torch.zeros(len(components), dtype=torch.float64)
     passes = 0
     with torch.inference_mode():
@@ -168,7 +178,7 @@ def patch_effects_loop(bridge: Any, batch: Batch, components: list[Component], a
             clean = item_metric(run(bridge, chunk), chunk)
             passes += 1
             for slot, c in enumerate(tqdm(components, desc="patching (loop)", disable=not progress)):
-                hook = _single_hook(ablator, c.hook_name, c.index)
+                hook = _single_hook(ablator, c.hook_name, c.index, chunk.item_keys())
                 ablated = item_metric(run(bridge, chunk, [(c.hook_name, hook)]), chunk)
                 total[slot] += float((clean - ablated).sum())
                 passes += 1

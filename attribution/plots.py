@@ -5,7 +5,7 @@ Diverging colour maps are centred on 0 for signed effects, so red = the set depe
 component and blue = ablating it helps.
 
 Example:
-    >>> head_heatmap(ranking, "figures/heads.png", which="forget")
+    >>> head_heatmap(ranking, "figures/heads.png", which="forget")  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ the drop of the metric when the component is ablated). The contrast ranks what t
   Pochinkov & Schoots's score is ``weight = 1``; ``weight = 0`` again ranks by forget alone.
 
 Example:
-    >>> ranking.top(50, kinds=("head",))
-    >>> Ranking.from_json(ranking.rerank(2.0).to_json()).weight
+    >>> ranking.top(50, kinds=("head",))  # doctest: +SKIP
+    >>> Ranking.from_json(ranking.rerank(2.0).to_json()).weight  # doctest: +SKIP
     2.0
 """
 

@@ -4,8 +4,8 @@ A method takes ``(bridge, forget, retain, components, *, ablation, **options)`` 
 `MethodScores`; `attribution.rank.rank` wraps them with timing and provenance into a `Ranking`.
 
 Example:
-    >>> register("mine", my_method)   # ValueError if "mine" is taken
-    >>> get_method("atp")
+    >>> register("mine", my_method)   # ValueError if "mine" is taken  # doctest: +SKIP
+    >>> get_method("atp")  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ Each shortcut is checked on the model at hand against its clean pass (`CleanPass
 check fails.
 
 Example:
-    >>> clean, logits = CleanPass.capture(bridge, ids, mask, ["blocks.1.mlp.hook_post"])
-    >>> resume_logits(bridge, clean, 2, clean.output_of(1), where)  # == logits[where]
+    >>> clean, logits = CleanPass.capture(bridge, ids, mask, ["blocks.1.mlp.hook_post"])  # doctest: +SKIP
+    >>> resume_logits(bridge, clean, 2, clean.output_of(1), where)  # == logits[where]  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ STAGES = ("attribution", "loka-ft", "verify")
 # two cores, and the verifier settings a 49k-token vocabulary and a 135M model need there.
 DEMO_METHODS = ("base", "loka-ft", "gradient_ascent", "grad_diff", "npo", "task_vector",
                 "counterexample", "output_suppression")
-DEMO_VERIFY = {"batch_size": 32, "n_perturbed": 2, "relearn_steps": 8, "relearn_eval_every": 4}
+DEMO_VERIFY = {"batch_size": 32, "n_perturbed": 2, "relearn_steps": 8, "relearn_eval_every": 4,
+               "benign_steps": 8}
 
 
 def request() -> tuple[Any, Any, Any]:

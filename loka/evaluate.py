@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
+from attribution._common import input_device
 from attribution.data import FactBatch, tokenize_facts
 
 
@@ -62,7 +64,7 @@ def logits_at(model: Any, batch: FactBatch, where: torch.Tensor, buckets: int = 
     world's fact batches that is ~30% fewer positions than one padded pass, and the head ~20%
     of a pass saved. Exact up to the order of float sums.
     """
-    device = next(model.parameters()).device
+    device = input_device(model)
     where = where.to(device)
     widths = torch.where(where.any(1), where.size(1) - where.flip(1).int().argmax(1), 1)  # [batch]
     order = torch.argsort(widths, stable=True)
@@ -155,7 +157,7 @@ def outputs_finite(model: Any, tokenizer: Any, texts: Sequence[str]) -> bool:
 
     config = getattr(model, "config", None) or getattr(getattr(model, "original_model", None), "config", None)
     batch = tokenize_passages(tokenizer, list(texts), getattr(config, "max_position_embeddings", None))
-    device = next(model.parameters()).device
+    device = input_device(model)
     logits = logits_of(model, batch.input_ids.to(device), batch.attention_mask.to(device))
     return bool(torch.isfinite(logits).all())
 
@@ -169,3 +171,55 @@ def first_token_accuracy(model: Any, tokenizer: Any, facts: Sequence[Any], batch
     if not facts:
         return float("nan")
     return FirstTokenEval(tokenizer, facts, batch_size)(model)
+
+
+def decoder_layers(model: Any) -> torch.nn.ModuleList:
+    """The transformer blocks of a plain HF causal LM (GPT-NeoX, GPT-2, Llama)."""
+    trunk = getattr(model, "base_model", model)
+    for name in ("layers", "h"):
+        layers = getattr(trunk, name, None)
+        if isinstance(layers, torch.nn.ModuleList):
+            return layers
+    raise ValueError(f"cannot find the decoder layers of {type(model).__name__}")
+
+
+def final_norm(model: Any) -> torch.nn.Module:
+    """The norm before the unembedding (the logit lens applies it to every layer's output)."""
+    trunk = getattr(model, "base_model", model)
+    for name in ("final_layer_norm", "ln_f", "norm"):
+        norm = getattr(trunk, name, None)
+        if isinstance(norm, torch.nn.Module):
+            return norm
+    raise ValueError(f"cannot find the final norm of {type(model).__name__}")
+
+
+def _block_output(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, tuple) else out
+
+
+@contextmanager
+def block_outputs(model: Any, store: list[torch.Tensor]) -> Iterator[None]:
+    """Append every block's output (the residual stream after it) to ``store`` on each pass."""
+    handles = [layer.register_forward_hook(lambda m, a, out: store.append(_block_output(out)))
+               for layer in decoder_layers(model)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def patched_block(model: Any, layer: int, where: torch.Tensor, states: torch.Tensor) -> Iterator[None]:
+    """Replace block ``layer``'s output at ``where`` (``[batch pos]`` bool) by ``states[where]``."""
+
+    def hook(module: Any, args: Any, out: Any) -> Any:
+        hidden = _block_output(out)
+        patched = torch.where(where[..., None].to(hidden.device), states.to(hidden), hidden)
+        return (patched, *out[1:]) if isinstance(out, tuple) else patched
+
+    handle = decoder_layers(model)[layer].register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -84,7 +84,7 @@ def test_the_readme_hub_example_files_are_valid_user_data():
     from pathlib import Path
 
     from loka.io.data import load_facts
-    from loka.verify.relearn import split_by_person
+    from loka.verify.measurements.relearn import split_by_person
     from loka.workflows.user_data import split_retain
 
     root = Path(__file__).parents[1] / "examples" / "frankenstein"

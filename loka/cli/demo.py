@@ -10,6 +10,7 @@ import argparse
 import shlex
 import sys
 
+from loka.cli.inputs import add_attack_args, add_placement_args
 from loka.errors import LokaError
 from loka.world.spec import PRESETS
 
@@ -28,12 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="JSONL facts the model never saw (with --model; needed for membership inference)")
     d.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="a method setting (repeatable), e.g. --set loka-ft.k=64")
-    d.add_argument("--verify-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a verifier setting (repeatable), e.g. --verify-set relearn_steps=10 "
-                        "--verify-set batch_size=32 (a 49k-token vocabulary needs smaller batches)")
     d.add_argument("--workers", type=int, default=None,
                    help="processes running methods side by side on a world (default: one per core, "
                         "at most 4; 1 = one after another)")
+    add_placement_args(d)
+    add_attack_args(d)
     d.set_defaults(func=_demo)
 
 
@@ -48,40 +48,17 @@ def _demo(args: argparse.Namespace) -> int:
         raise LokaError("--preset picks a world; with --model your files are the data: give one or the other")
     if args.workers is not None and args.workers < 1:
         raise LokaError(f"--workers must be >= 1, got {args.workers}")
+    from loka.cli.inputs import placement_of, verify_settings_of
+
+    vs = verify_settings_of(args)
+    placement = placement_of(args, disk=False)
+    if placement.dispatched and args.model is None:
+        raise LokaError("--device-map is for your own large model (--model): the embedded world fits one device")
     methods = parse_methods(args.methods)
     settings = parse_method_settings(args.set, methods or names(compare_only=True))
     command = "loka demo " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["demo"] else sys.argv[1:])
     demo = run_demo(args.preset or "default", args.out, methods, model=args.model,
                     forget=args.forget, retain=args.retain, holdout=args.holdout, command=command,
-                    workers=args.workers, settings=settings,
-                    verify_settings=verify_settings(args.verify_set))
+                    workers=args.workers, settings=settings, placement=placement, verify_settings=vs)
     print_summary(demo.results, demo.paths["html"], demo.seconds)
     return 0
-
-
-def verify_settings(items: list[str]) -> object:
-    """``--verify-set KEY=VALUE`` items as `VerifySettings` (None: the defaults); one-line errors."""
-    import dataclasses
-    import json
-
-    from loka.cli.inputs import parse_set
-    from loka.verify.measure import VerifySettings
-
-    if not items:
-        return None
-    known = {f.name: f for f in dataclasses.fields(VerifySettings)}
-    values = {}
-    for key, text in parse_set(items).items():
-        if key not in known:
-            raise LokaError(f"--verify-set {key}: unknown; known: {', '.join(sorted(known))}")
-        default = getattr(VerifySettings(), key)
-        try:
-            value = json.loads(text)
-        except ValueError:
-            value = text
-        if isinstance(default, int) and not isinstance(default, bool) and not (isinstance(value, int) and value > 0):
-            raise LokaError(f"--verify-set {key} must be a positive integer, got {text!r}")
-        if isinstance(default, float) and not (isinstance(value, int | float) and value > 0):
-            raise LokaError(f"--verify-set {key} must be a positive number, got {text!r}")
-        values[key] = float(value) if isinstance(default, float) else value
-    return VerifySettings(**values)

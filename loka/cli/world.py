@@ -24,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from loka.cli.inputs import check_seed
     from loka.world.build import load_world
 
+    check_seed(args.seed)
     t0 = time.perf_counter()
     art = load_world(args.preset, args.seed, progress=not args.json)
     info = art.info()
@@ -38,8 +40,10 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from loka.cli.inputs import check_seed
     from loka.world.build import load_world
 
+    check_seed(args.seed)
     info = load_world(args.preset, args.seed, progress=not args.json).info()
     if args.json:
         print(json.dumps(info, indent=2))

@@ -41,25 +41,26 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def stale_leftovers(target: Path) -> list[tuple[str, Path]]:
-    """``(kind, path)`` of this target's leftovers from dead writers on this host."""
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(tmp|old)-{re.escape(_host())}-(\d+)-[^-]+$")
-    if not target.parent.is_dir():
+def stale_leftovers(directory: Path) -> list[tuple[str, Path, Path]]:
+    """``(kind, leftover, its target)`` of dead writers on this host, anywhere in ``directory``."""
+    pattern = re.compile(rf"^\.(.+)\.(tmp|old)-{re.escape(_host())}-(\d+)-[^-]+$")
+    if not directory.is_dir():
         return []
     out = []
-    for p in sorted(target.parent.iterdir()):
+    for p in sorted(directory.iterdir()):
         m = pattern.match(p.name)
-        if m and not p.is_symlink() and not _alive(int(m.group(2))):
-            out.append((m.group(1), p))
+        if m and not p.is_symlink() and not _alive(int(m.group(3))):
+            out.append((m.group(2), p, directory / m.group(1)))
     return out
 
 
 def recover(target: Path) -> list[str]:
-    """Restore what a killed writer left moved aside, remove dead writers' leftovers."""
+    """Restore what killed writers left moved aside and remove their leftovers — every dead
+    writer's in ``target``'s directory, not only this target's (nothing waits for a rerun)."""
     actions = []
-    for kind, path in stale_leftovers(target):
-        if kind == "old" and (path / "entry").exists() and not target.exists():
-            os.replace(path / "entry", target)
+    for kind, path, its_target in stale_leftovers(target.parent):
+        if kind == "old" and (path / "entry").exists() and not its_target.exists():
+            os.replace(path / "entry", its_target)
             actions.append(f"restored the previous version from {path.name}")
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

@@ -93,36 +93,38 @@ class MethodConfig:
     def validate(self) -> None:
         """Checks across settings (a subclass's hook); raise `SettingsError` via `fail`."""
 
-    def fail(self, message: str) -> SettingsError:
-        return SettingsError(f"{type(self).method_name}: {message}")
+    def fail(self, message: str, method: str | None = None) -> SettingsError:
+        return SettingsError(f"{method or type(self).method_name}: {message}")
 
-    def _checked(self, name: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> Any:
+    def _checked(self, name: str, value: Any, tp: Any, meta: Mapping[str, Any],
+                 method: str | None = None) -> Any:
+        fail = lambda message: self.fail(message, method)  # noqa: E731
         base, optional = _allowed(tp)
         if value is None:
             if optional:
                 return None
-            raise self.fail(f"setting {name!r} must be {_type_name(tp)}, got None")
+            raise fail(f"setting {name!r} must be {_type_name(tp)}, got None")
         if typing.get_origin(base) is Literal:
             if value not in typing.get_args(base):
-                raise self.fail(f"setting {name!r} must be {_type_name(tp)}, got {value!r}")
+                raise fail(f"setting {name!r} must be {_type_name(tp)}, got {value!r}")
             return value
         ok = (isinstance(value, bool) if base is bool else
               isinstance(value, int) and not isinstance(value, bool) if base is int else
               isinstance(value, int | float) and not isinstance(value, bool) if base is float else
               isinstance(value, base))
         if not ok:
-            raise self.fail(f"setting {name!r} must be {_type_name(tp)}, got {value!r}")
+            raise fail(f"setting {name!r} must be {_type_name(tp)}, got {value!r}")
         if base in (int, float):
             try:
                 number = float(value)
             except OverflowError:
-                raise self.fail(f"setting {name!r} is out of range: {str(value)[:24]}") from None
+                raise fail(f"setting {name!r} is out of range: {str(value)[:24]}") from None
             if not math.isfinite(number):
-                raise self.fail(f"setting {name!r} must be finite, got {value!r}")
+                raise fail(f"setting {name!r} must be finite, got {value!r}")
             for key, sign, ok_fn in _BOUNDS:
                 bound = meta.get(key)
                 if bound is not None and not ok_fn(number, bound):
-                    raise self.fail(f"setting {name!r} must be {sign} {bound:g}, got {value!r}")
+                    raise fail(f"setting {name!r} must be {sign} {bound:g}, got {value!r}")
             return float(value) if base is float else value
         return value
 
@@ -142,7 +144,7 @@ class MethodConfig:
         for k, v in settings.items():
             v = _coerce(v, hints[k]) if isinstance(v, str) else (
                 os.fspath(v) if isinstance(v, os.PathLike) else v)  # a directory setting
-            values[k] = probe._checked(k, v, hints[k], meta[k])
+            values[k] = probe._checked(k, v, hints[k], meta[k], name)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -101,5 +101,6 @@ class DivergenceGuard:
     def note(self) -> str | None:
         if not self.diverged:
             return None
-        return (f"diverged at step {self.diverged_step}: {self.reason}; restored the weights "
-                f"from after step {self.snapshot_step}")
+        restored = ("the weights it started from" if self.snapshot_step <= 0
+                    else f"the weights from after step {self.snapshot_step}")
+        return f"diverged at step {self.diverged_step}: {self.reason}; restored {restored}"

@@ -3,7 +3,7 @@
 Text uses two inline marks only, ``**bold**`` and backquoted code; each renderer translates them.
 
 Example:
-    >>> report = build_report(results, figures={"tradeoff": Path("figures/tradeoff.png")})
+    >>> report = build_report(results, figures={"tradeoff": Path("figures/tradeoff.png")})  # doctest: +SKIP
     >>> [s.title for s in report.sections][:3]       # doctest: +SKIP
     ['Summary', 'Caveats', 'Results']
 """
@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loka.report.tables import COST, DEPTH, OUTCOME, Table, cell, metric_table, top_components
+from loka.report.tables import Table, cell, metric_table, top_components
 from loka.report.verdicts import caveats, general_caveats
+from loka.verify.registry import GROUPS, measurements
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,10 @@ def _results(results: dict[str, Any]) -> Section:
             "negative means under-unlearned (−100 % = knows it all), positive over-unlearned. "
             "KS p: high = the forget-set truth ratios are indistinguishable from retrain's. "
             "Probe: best-layer linear-probe accuracy on forget people; relearn: recall after the "
-            "relearning attack. A dash means not computed; the reason is under the table."),
-        tables=[metric_table(results, OUTCOME), metric_table(results, DEPTH),
-                metric_table(results, COST)])
+            "relearning attack. A dash means not computed; the reason is under the table. "
+            "Every measurement, in the order of the tables:"),
+        bullets=[f"**{m.name}**: {m.doc}" for m in measurements() if m.doc],
+        tables=[metric_table(results, group) for group in GROUPS])
 
 
 def _attribution(figures: dict[str, Path], ranking: dict[str, Any] | None) -> Section | None:
@@ -134,7 +136,16 @@ def _comparison(figures: dict[str, Path]) -> Section | None:
          "while forget accuracy is ~0 means the answer is hidden, not gone. Dotted: chance."),
         ("relearn", "Relearning attack", "Fine-tune on half of the forget facts for a few steps "
          "and measure recall on the other half. Removed knowledge must be learned from scratch "
-         "(like retrain, dashed); hidden knowledge snaps back."))
+         "(like retrain, dashed); hidden knowledge snaps back."),
+        ("benign", "Benign relearning", "Fine-tune on retain facts only — nothing about the "
+         "forget people. A curve that climbs means the forgetting was a small change in shared "
+         "machinery that ordinary training undoes."),
+        ("logit_lens", "Logit lens by layer", "Each block's residual stream at the prompt end, read "
+         "through the final norm and unembedding: how often the forget answer is already the top "
+         "token. A method that only suppresses the output keeps the answer readable in earlier layers."),
+        ("depth", "Unlearning depth", "The base model answering with one block's subject states "
+         "taken from this model. Where a method removed the fact, the base model loses it as "
+         "with the retrain model's states (dashed); where it did not, the base model still answers."))
     if not figs:
         return None
     return Section("How the methods compare", how_to_read=(

@@ -1,7 +1,7 @@
 """The report's tables as plain strings: one `Table` value, rendered by Markdown and HTML alike.
 
 Example:
-    >>> t = metric_table(results, OUTCOME)
+    >>> t = metric_table(results, "outcome")  # doctest: +SKIP
     >>> t.headers[:3], t.rows[0][:3]                # doctest: +SKIP
     (['method', 'forget ↓', 'retain ↑'], ['base', '0.94', '0.90'])
 """
@@ -11,22 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# (header, dotted path into a results.json method entry); arrows say which way is better.
-OUTCOME: tuple[tuple[str, str], ...] = (
-    ("forget ↓", "forget_accuracy"), ("retain-eval ↑", "retain_accuracy"),
-    ("holdout", "holdout_accuracy"), ("QA-template forget ↓", "heldout_template_forget_accuracy"),
-    ("perplexity ↓", "perplexity"), ("forget grade", "grades.forget_quality"),
-)
-DEPTH: tuple[tuple[str, str], ...] = (
-    ("MIA AUC loss →0.5", "mia_auc.loss"), ("MIA Min-K%++", "mia_auc.min_k_plus_plus"),
-    ("MIA reference", "mia_auc.reference"), ("PrivLeak % →0", "privleak"),
-    ("KS p ↑", "forget_quality"), ("probe ↓", "probe_accuracy"), ("relearn ↓", "relearn_accuracy"),
-    ("extraction ↓", "extraction.exact_match_rate"), ("privacy grade", "grades.privacy_leakage"),
-)
-COST: tuple[tuple[str, str], ...] = (
-    ("seconds", "seconds"), ("× retrain time", "cost_vs_retrain"),
-    ("params changed", "params_changed"), ("diverged", "diverged"),
-)
+from loka.verify.registry import Group
+from loka.verify.registry import columns as registry_columns
 
 
 @dataclass(frozen=True)
@@ -61,9 +47,20 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def metric_table(results: dict[str, Any], columns: tuple[tuple[str, str], ...]) -> Table:
-    """One row per method; a failed method's row says so; null cells explained in the notes."""
-    rows, reasons = [], {}
+def group_columns(group: Group) -> tuple[tuple[str, str], ...]:
+    """``(header with its arrow, dotted path)`` of every registered column of one table."""
+    return tuple((c.title(), c.key) for c in registry_columns(group))
+
+
+def metric_table(results: dict[str, Any], columns: tuple[tuple[str, str], ...] | Group) -> Table:
+    """One row per method; a failed method's row says so; null cells explained in the notes.
+
+    ``columns`` is a table of the measurement registry (``"outcome"``, ``"depth"``,
+    ``"attacks"``, ``"cost"``) or explicit ``(header, path)`` pairs."""
+    if isinstance(columns, str):
+        columns = group_columns(columns)
+    rows: list[list[str]] = []
+    reasons: dict[str, str] = {}
     for name, entry in results["methods"].items():
         if entry.get("error"):
             rows.append([name, "did not run"] + [""] * (len(columns) - 1))

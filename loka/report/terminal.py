@@ -17,42 +17,38 @@ from rich.console import Console
 from rich.table import Table
 
 from loka.report.tables import cell, get
-from loka.report.verdicts import caveats
+from loka.report.verdicts import caveats, tagged_caveats
+from loka.verify.registry import columns as registry_columns
 
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("forget↓", "forget_accuracy"), ("retain↑", "retain_accuracy"), ("MIA AUC", "mia_auc.loss"),
-    ("probe↓", "probe_accuracy"), ("relearn↓", "relearn_accuracy"), ("s", "seconds"),
-    ("grade", "grades.forget_quality"), ("privacy", "grades.privacy_leakage"),
-)
-TAGS = (("did not run", "did not run"), ("diverged", "diverged"),
-        ("linear probe", "a probe still reads it"), ("comes back", "relearning brings it back"),
-        ("refusal filter", "weights unchanged (refusal filter)"))
+# How the closing summary names each measurement's caveat (others by their own name).
+TAGS = {"run": "did not run", "cost": "diverged or a refusal filter", "probes": "a probe still reads it",
+        "relearn": "relearning brings it back", "damage": "model damaged",
+        "queries": "one phrasing or direction only", "quantization": "quantization brings it back",
+        "icl": "in-context examples bring it back", "benign_relearn": "benign fine-tuning brings it back",
+        "logit_lens": "readable in earlier layers"}
+
 STYLE = {"excellent": "green", "minimal": "green", "good": "yellow", "moderate": "yellow",
          "insufficient": "red", "significant": "red"}
 
 
-WIDE: tuple[tuple[str, str], ...] = (
-    ("forget", "forget_accuracy"), ("retain", "retain_accuracy"), ("holdout", "holdout_accuracy"),
-    ("QA forget", "heldout_template_forget_accuracy"), ("MIA LOSS", "mia_auc.loss"),
-    ("PrivLeak %", "privleak"), ("KS p", "forget_quality"), ("probe", "probe_accuracy"),
-    ("relearn", "relearn_accuracy"), ("extract", "extraction.exact_match_rate"),
-    ("ppl", "perplexity"), ("s", "seconds"), ("params", "params_changed"),
-    ("grade", "grades.forget_quality"), ("privacy", "grades.privacy_leakage"),
-)
+def _columns(flag: str) -> list[tuple[str, str]]:
+    """``(header, path)`` of the registered columns marked ``wide`` or ``summary``."""
+    return [(c.header, c.key) for c in registry_columns() if getattr(c, flag)]
 
 
 def results_table(results: dict[str, Any], title: str | None = None) -> Table:
     """The headline metrics of every method in ``results["methods"]`` (a failed one shows its error)."""
     world = results.get("world", {})
     table = Table(title=title or f"LOKA compare on the {world.get('preset', '?')} world")
+    wide = _columns("wide")
     table.add_column("method", no_wrap=True)
-    for header, _ in WIDE:
+    for header, _ in wide:
         table.add_column(header, justify="right")
     for name, entry in results["methods"].items():
         if entry.get("error"):
-            table.add_row(f"{name} [red](error)[/red]", *["-"] * len(WIDE))
+            table.add_row(f"{name} [red](error)[/red]", *["-"] * len(wide))
             continue
-        cells = [cell(get(entry, path)) for _, path in WIDE]
+        cells = [cell(get(entry, path)) for _, path in wide]
         table.add_row(name + (" [yellow](diverged)[/yellow]" if entry.get("diverged") else ""), *cells)
     return table
 
@@ -73,16 +69,17 @@ def print_results(results: dict[str, Any]) -> None:
 def summary_table(results: dict[str, Any]) -> Table:
     """One row per method with the verdict-deciding columns; caveated methods marked with ``!``."""
     flagged = caveats(results)
+    columns = _columns("summary")
     table = Table(title=f"LOKA demo — {results.get('world', {}).get('preset', '?')}",
                   caption="! = see the caveats below; every metric is in the report")
     table.add_column("method", no_wrap=True)
-    for header, _ in COLUMNS:
+    for header, _ in columns:
         table.add_column(header, justify="right", no_wrap=True)
     for name, entry in results["methods"].items():
         if entry.get("error"):
             table.add_row(f"[red]{name}[/]", f"[red]did not run: {entry['error'][:60]}[/]")
             continue
-        cells = [cell(get(entry, path)) for _, path in COLUMNS]
+        cells = [cell(get(entry, path)) for _, path in columns]
         cells = [f"[{STYLE[c]}]{c}[/]" if c in STYLE else c for c in cells]
         table.add_row(name + (" [yellow]![/]" if name in flagged else ""), *cells)
     return table
@@ -93,9 +90,9 @@ def print_summary(results: dict[str, Any], report: Path, seconds: float,
     """The table, one line per caveated method, and the report's path."""
     console = console or Console(width=None if Console().is_terminal else 120)
     console.print(summary_table(results))
-    for name, notes in caveats(results).items():
-        tags = [tag for key, tag in TAGS if any(key in n for n in notes)]
-        console.print(f"[yellow]![/] [bold]{name}[/]: {'; '.join(tags or notes[:1])}", highlight=False)
+    for name, notes in tagged_caveats(results).items():
+        tags = list(dict.fromkeys(TAGS.get(measurement, measurement) for measurement, _ in notes))
+        console.print(f"[yellow]![/] [bold]{name}[/]: {'; '.join(tags)}", highlight=False)
     if caveats(results):
         console.print("  (suppressed is not removed: the report's Caveats section gives the numbers)")
     console.print(f"\nreport: [bold]{report.resolve()}[/]\n        (report.md, results.json, "

@@ -26,16 +26,11 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from attribution._common import input_device
 from attribution.data import FactBatch, PassageBatch, tokenize_facts, tokenize_passages
-from loka.evaluate import logits_of
+from loka.evaluate import first_token_hits, logits_of
 from loka.io.data import FactRecord
-from loka.verify.metrics import (
-    TokenLogprobs,
-    logits_at,
-    mean_logprob,
-    min_k_plus_plus_score,
-    token_logprobs,
-)
+from loka.verify.logprobs import TokenLogprobs, logits_at_rows, mean_logprob, scored_logprobs
 
 
 @dataclass(frozen=True)
@@ -72,8 +67,10 @@ def _text_mask(batch: FactBatch | PassageBatch) -> Bool[Tensor, "batch pos"]:
 
 def _reduce_chunk(logits: Tensor, chunk: FactBatch | PassageBatch, k: float | None
                   ) -> dict[str, Any]:
+    from loka.verify.measurements.mia import min_k_plus_plus_score  # the MIA's own statistic
+
     mask = _text_mask(chunk)
-    tl = token_logprobs(logits, chunk.input_ids, mask)
+    tl = scored_logprobs(logits, chunk.input_ids, mask)
     n = len(chunk)
     out: dict[str, Any] = {
         "text": TokenLogprobs(tl.logprobs.cpu(), tl.mask.cpu()),
@@ -82,7 +79,7 @@ def _reduce_chunk(logits: Tensor, chunk: FactBatch | PassageBatch, k: float | No
     if isinstance(chunk, FactBatch):
         answer = chunk.answer_mask[:, 1:]
         argmax_ok = logits[:, :-1].argmax(-1) == chunk.input_ids[:, 1:]
-        first = logits_at(logits, chunk.prompt_last).argmax(-1) == chunk.answer_ids[:, 0]
+        first = first_token_hits(logits_at_rows(logits, chunk.prompt_last), chunk.answer_ids[:, 0])
         out["first"] = first.cpu().numpy()
         out["greedy"] = (argmax_ok | ~answer).all(-1).cpu().numpy()
         out["answer"] = mean_logprob(TokenLogprobs(tl.logprobs, chunk.answer_mask[:, 1:]))
@@ -92,13 +89,13 @@ def _reduce_chunk(logits: Tensor, chunk: FactBatch | PassageBatch, k: float | No
 @torch.inference_mode()
 def _run(model: Any, batch: FactBatch | PassageBatch, batch_size: int, k: float | None
          ) -> dict[str, Any]:
-    device = next(model.parameters()).device
+    device = input_device(model)
     parts = []
     for chunk in batch.chunks(batch_size):
         chunk = chunk.to(device)
         logits = logits_of(model, chunk.input_ids, chunk.attention_mask)
         parts.append(_reduce_chunk(logits, chunk, k))
-    merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key != "text"}
+    merged: dict[str, Any] = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key != "text"}
     merged["text"] = concat_logprobs([p["text"] for p in parts])
     return merged
 
@@ -138,10 +135,10 @@ def answer_logprobs(model: Any, tokenizer: Any, prompts: Sequence[str], answers:
     """Mean answer-token log-prob of each (prompt, answer): ``log P(a | q) / |a|``."""
     batch = tokenize_facts(tokenizer, list(prompts), list(answers), max_len=_max_len(model))
     out = []
-    device = next(model.parameters()).device
+    device = input_device(model)
     with torch.inference_mode():
         for chunk in batch.chunks(batch_size):
             chunk = chunk.to(device)
             logits = logits_of(model, chunk.input_ids, chunk.attention_mask)
-            out.append(mean_logprob(token_logprobs(logits, chunk.input_ids, chunk.answer_mask)))
+            out.append(mean_logprob(scored_logprobs(logits, chunk.input_ids, chunk.answer_mask)))
     return np.concatenate(out)

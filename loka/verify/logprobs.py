@@ -6,7 +6,7 @@ at ``t - 1``, so ``mask[:, 0]`` is never used.
 
 Example (vocabulary of 2, uniform logits, both real tokens scored):
     >>> ids, mask = torch.tensor([[0, 1]]), torch.tensor([[True, True]])
-    >>> tl = token_logprobs(torch.zeros(1, 2, 2), ids, mask)
+    >>> tl = scored_logprobs(torch.zeros(1, 2, 2), ids, mask)
     >>> tl.logprobs                      # log p(x_1 | x_0) = log 0.5
     tensor([[-0.6931]])
     >>> mean_nll(tl)                     # -log 0.5
@@ -53,15 +53,16 @@ def scored_counts(mask: Bool[Tensor, "batch target"]) -> Int[Tensor, " batch"]:
     return n
 
 
-def token_logprobs(
+def scored_logprobs(
     logits: Float[Tensor, "batch pos vocab"],
     input_ids: Int[Tensor, "batch pos"],
     mask: Bool[Tensor, "batch pos"],
 ) -> TokenLogprobs:
     """Shift by one and gather: the model's log-probability of each next token.
 
-    Returns ``TokenLogprobs`` with ``logprobs`` of shape ``[batch pos-1]`` (float32 or wider, on
-    the logits' device) and ``mask[:, 1:]``.
+    Returns ``TokenLogprobs`` with ``logprobs`` of shape ``[batch pos-1]`` — float32 whatever the
+    logits' dtype (half precision is upcast, float64 cast down), on the logits' device — and
+    ``mask[:, 1:]``.
     """
     # Upcast: bf16/fp16 log-softmax loses the small differences MIA scores live on.
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
@@ -92,12 +93,12 @@ def perplexity(tl: TokenLogprobs) -> float | Missing:
     return finite_or_missing(math.exp(nll) if math.isfinite(nll) else nll, "mean NLL")
 
 
-def logits_at(
+def logits_at_rows(
     logits: Float[Tensor, "batch pos vocab"], positions: Int[Tensor, " batch"]
 ) -> Float[Tensor, "batch vocab"]:
     """The logits of row ``b`` at position ``positions[b]`` (e.g. each prompt's last token).
 
-    Example: ``logits_at(logits, prompt_lengths - 1)`` on a right-padded batch of prompts.
+    Example: ``logits_at_rows(logits, prompt_lengths - 1)`` on a right-padded batch of prompts.
     """
     rows = torch.arange(logits.shape[0], device=logits.device)
     return logits[rows, positions]

@@ -1,46 +1,39 @@
-"""`Measurements`: every measurement of one model on one data set, each computed once and cached.
+"""What every measurement shares: the fixed settings, and one cache of a model's passes.
 
-Several metrics read the same forward pass (accuracy, MIA, perplexity and the truth ratio all
-use the forget facts' pass), and the retrain model's results serve every edited model it is
-compared with, so the cache lives in one object per model.
+`Measurements` holds one model, the data and the settings, and caches whatever a measurement
+computes once (``cached(key, compute)``): several measurements read the same forward pass
+(accuracy, MIA, perplexity and the truth ratio all use the forget facts' pass), and the retrain
+model's results serve every edited model it is compared with. The measurements themselves live
+one per file in `loka.verify.measurements` and run through `loka.verify.verifier.verify`.
 
 Example:
-    >>> m = Measurements(load_model(art.retrain_dir, name="retrain"), VerifyData.from_world(art))
-    >>> m.accuracy()["forget"]["train"]["first_token"], m.mia().auc["loss"]   # doctest: +SKIP
+    >>> m = Measurements(load_model(art.retrain_dir, name="retrain"), VerifyData.from_world(art))  # doctest: +SKIP
+    >>> m.facts("forget").first_token.mean()                                   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
 
-import numpy as np
-
+from loka.errors import LokaError
 from loka.verify.data import VerifyData
-from loka.verify.extraction_eval import extraction
-from loka.verify.forward import (
-    FactForward,
-    TextForward,
-    concat_logprobs,
-    forward_facts,
-    forward_texts,
-)
+from loka.verify.forward import FactForward, TextForward, forward_facts, forward_texts
 from loka.verify.loaded import LoadedModel
-from loka.verify.metrics import Missing, perplexity
-from loka.verify.mia_eval import MiaResult, attack_scores
-from loka.verify.probes import ProbeCurves, probe_curves
-from loka.verify.relearn import RelearnResult, relearn_attack
-from loka.verify.truth_eval import truth_ratios
 
-ACCURACY_SPLITS = ("forget", "retain_eval", "holdout")
 MIA_SPLITS = ("forget", "holdout")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class VerifySettings:
-    """The fixed recipe every model is measured with (same numbers for all, or no comparison)."""
+    """The fixed recipe every model is measured with (same numbers for all, or no comparison).
+
+    Attack settings are checked when the settings are made — before any model is loaded.
+    """
 
     batch_size: int = 256
     min_k: float = 0.4
@@ -50,12 +43,62 @@ class VerifySettings:
     relearn_steps: int = 25
     relearn_lr: float = 3e-4
     relearn_eval_every: int = 5
+    benign_steps: int = 25
+    benign_lr: float = 3e-4
+    icl_shots: int = 4
+    quant_bits: tuple[int, ...] = (8, 4)
+    quant_group: int = 64
     extraction_prefix_tokens: int = 8
     seed: int = 0
     threads: int | None = 1  # torch threads while verifying (None: leave as is); see `torch_threads`
 
+    def __post_init__(self) -> None:
+        bad = [b for b in self.quant_bits if b not in (4, 8)]
+        if bad or not self.quant_bits:
+            raise LokaError(f"quantization bits must be 4 and/or 8, got {list(self.quant_bits)}")
+        for name in ("batch_size", "icl_shots", "quant_group", "relearn_eval_every",
+                     "extraction_prefix_tokens", "probe_min_support", "n_perturbed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LokaError(f"verify setting {name} must be an integer >= 1, got {value!r}")
+        for name in ("relearn_steps", "benign_steps", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise LokaError(f"verify setting {name} must be an integer >= 0, got {value!r}")
+        for name in ("relearn_lr", "benign_lr"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise LokaError(f"verify setting {name} must be a finite number > 0, got {value!r}")
+        if not 0 < self.min_k <= 1:
+            raise LokaError(f"verify setting min_k must lie in (0, 1], got {self.min_k!r}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, str]) -> VerifySettings:
+        """From command-line text (``--attack quant_bits=4 --attack icl_shots=8``), checked."""
+        kinds = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(settings) - set(kinds))
+        if unknown:
+            raise LokaError(f"unknown verify setting(s) {', '.join(unknown)}; known: {', '.join(kinds)}")
+        values: dict[str, Any] = {}
+        for name, text in settings.items():
+            kind = str(kinds[name])
+            try:
+                if kind.startswith("tuple[int"):
+                    values[name] = tuple(int(x) for x in text.split(",") if x.strip())
+                elif kind.startswith("tuple[str"):
+                    values[name] = tuple(x.strip() for x in text.split(",") if x.strip())
+                elif kind.startswith("int"):
+                    values[name] = None if text.lower() == "none" and "None" in kind else int(text)
+                elif kind == "float":
+                    values[name] = float(text)
+                else:
+                    values[name] = text
+            except ValueError:
+                raise LokaError(f"verify setting {name} must be {kind}, got {text!r}") from None
+        return cls(**values)
 
 
 @contextmanager
@@ -89,26 +132,28 @@ class Measurements:
 
     def with_weights_of(self, model: LoadedModel) -> Measurements:
         """Measurements of ``model``, whose weights are exactly this model's (a refusal filter in
-        front of them, say): both share one cache, so no weight-level measurement (forward
-        passes, MIA, truth ratios, probes, relearning, extraction) is made twice. Accuracy is
-        not cached: it applies each model's own refusal filter."""
+        front of them, say): both share one cache, so no weight-level measurement is made twice.
+        Behavioural ones (accuracy) apply each model's own refusal filter: they are not cached
+        under the weights."""
         twin = Measurements(model, self.data, self.settings)
         twin._cache = self._cache
         return twin
 
-    def _cached(self, key: Any, compute: Any) -> Any:
+    def cached(self, key: Any, compute: Callable[[], T]) -> T:
+        """``compute()`` once per key and model (at the settings' thread count)."""
         if key not in self._cache:
             with torch_threads(self.settings.threads):
                 self._cache[key] = compute()
         return self._cache[key]
 
     def facts(self, split: str, kind: str = "train") -> FactForward | None:
+        """The teacher-forced pass over a fact set (None when the data has none)."""
         facts = self.data.fact_set(split, kind)
         if not facts:
             return None
         m, s = self.model, self.settings
         k = s.min_k if kind == "train" and split in MIA_SPLITS else None  # Min-K%++: MIA sets only
-        return self._cached(("facts", split, kind), lambda: forward_facts(
+        return self.cached(("facts", split, kind), lambda: forward_facts(
             m.model, m.tokenizer, facts, batch_size=s.batch_size, k=k))
 
     def passages(self, split: str) -> TextForward | None:
@@ -116,77 +161,5 @@ class Measurements:
         if not texts:
             return None
         m, s = self.model, self.settings
-        return self._cached(("passages", split), lambda: forward_texts(
+        return self.cached(("passages", split), lambda: forward_texts(
             m.model, m.tokenizer, texts, batch_size=max(1, s.batch_size // 4), k=s.min_k))
-
-    def accuracy(self) -> dict[str, dict[str, dict[str, float | int]]]:
-        """``{split: {kind: {first_token, greedy, n}}}``; a refusal filter answers its subjects."""
-        out: dict[str, dict[str, dict[str, float | int]]] = {}
-        for (split, kind) in self.data.facts:
-            if split not in ACCURACY_SPLITS:
-                continue
-            ff, facts = self.facts(split, kind), self.data.fact_set(split, kind)
-            if ff is None:
-                continue
-            first, greedy = ff.first_token.copy(), ff.greedy.copy()
-            refusal = self.model.refusal
-            if refusal is not None:
-                refused = refusal.refused([f.prompt for f in facts])
-                r_first, r_greedy = refusal.answer_correct(self.model.tokenizer, [f.answer for f in facts])
-                first[refused], greedy[refused] = r_first[refused], r_greedy[refused]
-            out.setdefault(split, {})[kind] = {"first_token": float(first.mean()),
-                                               "greedy": float(greedy.mean()), "n": len(facts)}
-        return out
-
-    def _sources(self) -> dict[str, tuple[TextForward, TextForward]]:
-        sources = {}
-        for source, member, nonmember in (("facts", self.facts("forget"), self.facts("holdout")),
-                                          ("passages", self.passages("forget"), self.passages("holdout"))):
-            if member is not None and nonmember is not None:
-                sources[source] = (member, nonmember)
-        return sources
-
-    def mia(self, reference: Measurements | None = None) -> MiaResult | Missing:
-        """MIA on forget vs holdout texts; ``reference`` (the retrain model) adds its NLLs."""
-        k = self.settings.min_k
-        own = self._cached(("mia", None), lambda: MiaResult.of(attack_scores(self._sources(), k=k))
-                           if self._sources() else Missing("MIA needs forget and holdout texts"))
-        if reference is None or isinstance(own, Missing):
-            return own
-        ref = reference.mia()
-        ref_nll = None if isinstance(ref, Missing) else ref.nll
-        return self._cached(("mia", id(reference)), lambda: MiaResult.of(
-            attack_scores(self._sources(), k=k, reference_nll=ref_nll)))
-
-    def truth_ratios(self) -> np.ndarray | Missing:
-        ff = self.facts("forget")
-        if ff is None:
-            return Missing("no forget facts")
-        m, s = self.model, self.settings
-        return self._cached("truth", lambda: truth_ratios(
-            m.model, m.tokenizer, self.data.fact_set("forget"), ff.answer_logprob,
-            self.data.attribute_values(), n_perturbed=s.n_perturbed, seed=s.seed))
-
-    def relearn(self) -> RelearnResult | Missing:
-        s = self.settings
-        return self._cached("relearn", lambda: relearn_attack(
-            self.model.model, self.model.tokenizer, self.data.fact_set("forget"),
-            steps=s.relearn_steps, lr=s.relearn_lr, eval_every=s.relearn_eval_every, seed=s.seed))
-
-    def probes(self) -> ProbeCurves | Missing:
-        s = self.settings
-        return self._cached("probes", lambda: probe_curves(
-            self.model.model, self.model.tokenizer, self.data, attributes=s.probe_attributes,
-            min_support=s.probe_min_support, seed=s.seed))
-
-    def extraction(self) -> dict[str, float | int] | Missing:
-        return self._cached("extraction", lambda: extraction(
-            self.model.model, self.model.tokenizer, self.data.passages.get("forget", ()),
-            prefix_tokens=self.settings.extraction_prefix_tokens))
-
-    def perplexity(self) -> float | Missing:
-        """Perplexity on held-out retain text: retain-eval facts as sentences + retain passages."""
-        parts = [fw.text for fw in (self.facts("retain_eval"), self.passages("retain")) if fw is not None]
-        if not parts:
-            return Missing("no retain-eval facts or retain passages")
-        return perplexity(concat_logprobs(parts))

@@ -1,8 +1,14 @@
-"""`verify`: every measurement of one model, against the retrain gold standard, in one report.
+"""`verify`: every registered measurement of one model, against the retrain gold standard.
+
+Each measurement (`loka.verify.registry`, one file each in `loka.verify.measurements`) runs on a
+`Context`: the model's cached `Measurements`, the retrain reference's and the base model's when
+given, the data, the settings, the caller's claims (seconds, changed parameters, divergence) and
+the values measured so far. A measurement whose needs are not met (no retrain model, no holdout
+set...) reports each of its keys as ``Missing`` with the reason, never a made-up number.
 
 Example:
-    >>> art = load_world("default")
-    >>> report = verify(art.base_dir, art, retrain=art.retrain_dir, name="base")
+    >>> art = load_world("default")  # doctest: +SKIP
+    >>> report = verify(art.base_dir, art, retrain=art.retrain_dir, name="base")  # doctest: +SKIP
     >>> report.forget_accuracy, report.mia_auc["loss"], report.probe_accuracy   # doctest: +SKIP
     >>> json.dumps(report.to_dict(), allow_nan=False)                          # doctest: +SKIP
 """
@@ -10,76 +16,81 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loka.verify.data import VerifyData
 from loka.verify.loaded import LoadedModel, check_tokenizer, check_vocab_fits, load_model
 from loka.verify.measure import Measurements, VerifySettings
-from loka.verify.metrics import Missing, UnlearningEvaluation, forget_quality, jsonable
-from loka.verify.missing import finite_or_missing
-from loka.verify.report_parts import (
-    accuracy_of,
-    changed_params,
-    mia_parts,
-    probe_parts,
-    relearn_parts,
-)
+from loka.verify.missing import Missing, jsonable
+from loka.verify.registry import NEEDS, measurements
+from loka.verify.registry import report_keys as _keys
 
 ModelLike = str | Path | tuple[Any, Any] | LoadedModel | Measurements
-Value = float | Missing
+
+
+@dataclass
+class Context:
+    """What a measurement reads: the model's measurements and everything it is compared with."""
+
+    me: Measurements
+    ref: Measurements | None
+    base: Measurements | None
+    data: VerifyData
+    settings: VerifySettings
+    claims: dict[str, Any]
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def loaded(self) -> LoadedModel:
+        return self.me.model
+
+    def missing_need(self, needs: tuple[str, ...]) -> str | None:
+        """The reason of the first unmet need, or None."""
+        have = {
+            "retrain": self.ref is not None, "base": self.base is not None,
+            "holdout": self.data.has("holdout"), "passages": bool(self.data.passages.get("forget")),
+            "forget_facts": self.data.has("forget"),
+            "subjects": any(f.subject for f in self.data.fact_set("forget")),
+        }
+        return next((NEEDS[n] for n in needs if not have[n]), None)
 
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """What the verifier found; ``to_dict()`` is plain JSON (``Missing`` -> null + ``<key>_reason``)."""
+    """What the verifier found: ``values`` by report key (attribute access works too:
+    ``report.forget_accuracy``); ``to_dict()`` is plain JSON (``Missing`` -> null + ``<key>_reason``)."""
 
     model: str
     data: str
-    forget_accuracy: Value
-    retain_accuracy: Value
-    holdout_accuracy: Value
-    heldout_template_forget_accuracy: Value
-    novel_template_forget_accuracy: Value
-    accuracy: dict[str, Any]
-    grades: dict[str, Any] | Missing
-    mia_auc: dict[str, Value] | Missing
-    mia_auc_by_source: dict[str, Any] | Missing
-    privleak: Value
-    privleak_by_attack: dict[str, Value] | Missing
-    forget_quality: Value
-    truth_ratio: dict[str, Any]
-    probe_accuracy: Value
-    probe_holdout_accuracy: Value
-    probe_best_layer: int | Missing
-    relearn_accuracy: Value
-    relearn_retrain_accuracy: Value
-    extraction: dict[str, Any] | Missing
-    perplexity: Value
-    seconds: Value
-    params_changed: int | Missing
-    cost_vs_retrain: Value
-    diverged: bool
-    refusal_filter: bool
+    values: dict[str, Any]
     verify_seconds: float
     curves: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(f"a verify report has no {name!r}; keys: {', '.join(values)}")
+
     def to_dict(self) -> dict[str, Any]:
-        return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
+        return jsonable({"model": self.model, "data": self.data, **self.values,
+                         "verify_seconds": self.verify_seconds, "curves": self.curves,
+                         "warnings": self.warnings})
 
 
 def report_keys() -> tuple[str, ...]:
-    """Every key of a report's JSON (a method that did not run gets each, null with a reason)."""
-    return tuple(f.name for f in fields(VerifyReport) if f.name not in ("curves", "warnings"))
+    """Every measured key of a report's JSON (a method that did not run gets each, null)."""
+    return _keys()
 
 
 def _measurements(model: ModelLike, data: VerifyData, settings: VerifySettings, name: str | None,
-                  refusal_filter: dict[str, Any] | None, device: str) -> Measurements:
+                  refusal_filter: dict[str, Any] | None, device: str, placement: Any = None) -> Measurements:
     if isinstance(model, Measurements):
         return model
-    loaded = load_model(model, name=name, refusal_filter=refusal_filter, device=device)
+    loaded = load_model(model, name=name, refusal_filter=refusal_filter, device=device, placement=placement)
     check_tokenizer(loaded.tokenizer, data.tokenizer, loaded.name)
     check_vocab_fits(loaded)
     return Measurements(loaded, data, settings)
@@ -89,67 +100,45 @@ def as_data(world_or_data: Any) -> VerifyData:
     return world_or_data if isinstance(world_or_data, VerifyData) else VerifyData.from_world(world_or_data)
 
 
-def _grades(forget: Value, retain: Value, auc: Value) -> dict[str, Any] | Missing:
-    for v in (forget, retain, auc):
-        if isinstance(v, Missing):
-            return Missing(f"grades need forget/retain accuracy and the LOSS MIA AUC: {v.reason}")
-    return UnlearningEvaluation(forget, retain, auc).to_dict()  # type: ignore[arg-type]
-
-
-def _truth(me: Measurements, ref: Measurements | None) -> tuple[Value, dict[str, Any]]:
-    import numpy as np
-
-    tr = me.truth_ratios()
-    ref_tr = None if ref is None else ref.truth_ratios()
-    median = lambda x: x if isinstance(x, Missing) else finite_or_missing(np.median(x), "median truth ratio")  # noqa: E731
-    summary = {"median": median(tr), "retrain_median": Missing("no retrain model") if ref_tr is None
-               else median(ref_tr), "n_items": 0 if isinstance(tr, Missing) else int(tr.size)}
-    fq = tr if isinstance(tr, Missing) else forget_quality(tr, ref_tr)
-    return fq, summary
+def run_measurements(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every registered measurement in order: ``(values, curves)``."""
+    curves: dict[str, Any] = {}
+    for m in measurements():
+        reason = ctx.missing_need(m.needs)
+        if reason is not None:
+            ctx.values.update({k: Missing(f"{m.name}: {reason}") for k in m.keys})
+            continue
+        out = dict(m.run(ctx))
+        curves.update(out.pop("curves", {}))
+        absent = [k for k in m.keys if k not in out]
+        if absent or set(out) - set(m.keys):
+            raise RuntimeError(f"measurement {m.name!r} returned keys {sorted(out)}, declared {m.keys}")
+        ctx.values.update(out)
+    return ctx.values, curves
 
 
 def verify(model: ModelLike, world_or_data: Any, *, base: ModelLike | None = None,
            retrain: ModelLike | None = None, name: str | None = None,
            refusal_filter: dict[str, Any] | None = None, seconds: float | None = None,
            params_changed: int | None = None, diverged: bool | None = None,
-           settings: VerifySettings | None = None, device: str = "cpu") -> VerifyReport:
+           settings: VerifySettings | None = None, device: str = "cpu",
+           placement: Any = None) -> VerifyReport:
     """Measure ``model`` (a checkpoint dir, ``(hf_model, tokenizer)`` or cached `Measurements`).
 
     ``retrain`` (the gold standard) enables PrivLeak, forget quality, the reference attack and
-    the relearning reference; without it they are ``Missing`` with the reason. ``base`` is only
-    used to count changed parameters when neither the caller nor a manifest says.
+    every attack's retrain reference; without it they are ``Missing`` with the reason. ``base``
+    (the model before unlearning) enables the depth patching and counts changed parameters when
+    neither the caller nor a manifest says. A model with non-finite weights is an error.
+    ``placement`` (`loka.io.placement.Placement`) dispatches every model across devices.
     """
     t0 = time.perf_counter()
     data, settings = as_data(world_or_data), settings or VerifySettings()
-    me = _measurements(model, data, settings, name, refusal_filter, device)
-    ref = None if retrain is None else _measurements(retrain, data, settings, "retrain", None, device)
-    loaded = me.model
-    acc = me.accuracy()
-    forget, retain = accuracy_of(acc, "forget"), accuracy_of(acc, "retain_eval")
-    mia = mia_parts(me, ref)
-    fq, truth = _truth(me, ref)
-    probe, relearn = probe_parts(me), relearn_parts(me, ref)
-    secs = seconds if seconds is not None else loaded.seconds
-    secs_value: Value = Missing("unknown: pass seconds= or a checkpoint with a manifest") \
-        if secs is None else float(secs)
-    ratio: Value = Missing("no retrain training time in the data") if not data.retrain_seconds \
-        else secs_value if isinstance(secs_value, Missing) else secs_value / data.retrain_seconds
-    base_m = None if base is None else _measurements(base, data, settings, "base", None, device)
-    changed = changed_params(loaded, params_changed, base_m)
-    return VerifyReport(
-        model=loaded.name, data=data.name, forget_accuracy=forget, retain_accuracy=retain,
-        holdout_accuracy=accuracy_of(acc, "holdout"),
-        heldout_template_forget_accuracy=accuracy_of(acc, "forget", "qa"),
-        novel_template_forget_accuracy=accuracy_of(acc, "forget", "novel"), accuracy=acc,
-        grades=_grades(forget, retain, mia["auc"] if isinstance(mia["auc"], Missing) else mia["auc"]["loss"]),
-        mia_auc=mia["auc"], mia_auc_by_source=mia["by_source"], privleak=mia["privleak"],
-        privleak_by_attack=mia["privleak_by_attack"], forget_quality=fq, truth_ratio=truth,
-        probe_accuracy=probe["accuracy"], probe_holdout_accuracy=probe["holdout_accuracy"],
-        probe_best_layer=probe["best_layer"], relearn_accuracy=relearn["accuracy"],
-        relearn_retrain_accuracy=relearn["retrain_accuracy"], extraction=me.extraction(),
-        perplexity=me.perplexity(), seconds=secs_value, params_changed=changed,
-        cost_vs_retrain=ratio, diverged=bool(diverged if diverged is not None else loaded.diverged),
-        refusal_filter=loaded.refusal is not None, verify_seconds=time.perf_counter() - t0,
-        curves={"mia_roc": mia["roc"], "probe": probe["curves"], "relearn": relearn["curves"]},
-        warnings=list(loaded.warnings),
-    )
+    me = _measurements(model, data, settings, name, refusal_filter, device, placement)
+    ref = None if retrain is None else _measurements(retrain, data, settings, "retrain", None, device, placement)
+    base_m = None if base is None else _measurements(base, data, settings, "base", None, device, placement)
+    claims = {"seconds": seconds, "params_changed": params_changed, "diverged": diverged}
+    ctx = Context(me, ref, base_m, data, settings, claims)
+    values, curves = run_measurements(ctx)
+    return VerifyReport(model=me.model.name, data=data.name, values=values,
+                        verify_seconds=time.perf_counter() - t0, curves=curves,
+                        warnings=list(me.model.warnings))

@@ -9,7 +9,7 @@ computed once and serve as the reference for all; a method whose weights are the
 measuring the same weights again.
 
 Example:
-    >>> results = compare(load_world("tiny"), methods=["base", "retrain", "npo"], out="results.json")
+    >>> results = compare(load_world("tiny"), methods=["base", "retrain", "npo"], out="results.json")  # doctest: +SKIP
     >>> results["methods"]["npo"]["forget_accuracy"]                       # doctest: +SKIP
 """
 
@@ -19,6 +19,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,50 +43,55 @@ def _same_weights(model: Any, other: Any) -> bool:
         for k in mine)
 
 
-def measure_result(result: Any, data: VerifyData, reference: Measurements | None, vs: VerifySettings,
-                   shared: dict[str, Measurements]) -> dict[str, Any]:
-    """The verification entry of one method's result, reusing measurements of identical weights:
-    ``shared["unchanged"]`` (the base model's, kept by the first method that changed nothing)
-    and the retrain ``reference``."""
+def measure_result(result: Any, data: VerifyData, reference: Measurements | None,
+                   base: Measurements, vs: VerifySettings) -> dict[str, Any]:
+    """The verification entry of one method's result, reusing the measurements of identical
+    weights: the ``base`` model's (a method that changes no weight) and the retrain
+    ``reference``'s."""
     loaded = load_model((result.model, result.tokenizer), name=result.method,
                         refusal_filter=result.refusal_filter)
     if not get(result.method).changes_weights:
-        if "unchanged" not in shared:
-            shared["unchanged"] = Measurements(loaded, data, vs)
-        model: Any = shared["unchanged"].with_weights_of(loaded)
+        model: Any = base.with_weights_of(loaded)
     elif reference is not None and _same_weights(result.model, reference.model.model):
         model = reference.with_weights_of(loaded)
     else:
         model = loaded
-    return verify(model, data, retrain=reference, name=result.method,
+    return verify(model, data, retrain=reference, base=base, name=result.method,
                   refusal_filter=result.refusal_filter, seconds=result.seconds,
                   params_changed=result.params_changed, diverged=result.diverged,
                   settings=vs).to_dict()
 
 
-def reference_of(artifacts: Any, vs: VerifySettings) -> tuple[VerifyData, Measurements]:
-    """The world's verification data and the retrain model's measurements (the reference's
-    stored by an earlier run, or measured and stored now)."""
+def method_entry(model: Any, task: Any, name: str, settings: dict[str, Any], data: VerifyData,
+                 reference: Measurements | None, base: Measurements, vs: VerifySettings, *,
+                 progress: bool, placement: Any = None) -> dict[str, Any]:
+    """Run one method on ``model`` and verify what it returned: its results entry."""
+    result = unlearn(model, task, method=name, progress=progress, placement=placement, **settings)
+    return measure_result(result, data, reference, base, vs)
+
+
+def references_of(artifacts: Any, vs: VerifySettings) -> tuple[VerifyData, Measurements, Measurements]:
+    """The world's verification data, the retrain model's measurements (stored by an earlier run,
+    or measured and stored now) and the base model's (measured as they are needed)."""
     data = VerifyData.from_world(artifacts)
     retrain = Measurements(load_model(artifacts.retrain_dir, name="retrain"), data, vs)
-    reuse_reference(retrain, artifacts)
-    return data, retrain
+    base = Measurements(load_model(artifacts.base_dir, name="base"), data, vs)
+    reuse_reference(retrain, base, artifacts)
+    return data, retrain, base
 
 
 def _world_entries(names_: list[str], artifacts: Any, settings: dict[str, dict[str, Any]],
                    vs: VerifySettings, progress: bool, start: Any = None, done: Any = None
                    ) -> dict[str, dict[str, Any]]:
     """Each method's guarded, timed results entry, one after another (in this process)."""
-    data, reference = reference_of(artifacts, vs)
+    data, reference, base = references_of(artifacts, vs)
     task = task_from_world(artifacts)
-    shared: dict[str, Measurements] = {}
     entries: dict[str, dict[str, Any]] = {}
     for name in names_:
         if start is not None:
             start(name)
-        entries[name] = run_guarded(lambda name=name: measure_result(
-            unlearn(artifacts.base_dir, task, method=name, progress=progress,
-                    **settings.get(name, {})), data, reference, vs, shared))
+        entries[name] = run_guarded(partial(method_entry, artifacts.base_dir, task, name, settings.get(name, {}),
+                                            data, reference, base, vs, progress=progress))
         if done is not None:
             done(name)
     return entries

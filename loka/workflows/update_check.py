@@ -23,14 +23,13 @@ Example:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from loka.evaluate import first_token_accuracy, logits_of
+from loka.evaluate import first_token_accuracy
 from loka.io.data import FactRecord
 from loka.workflows.update import FactEdit
 
@@ -57,38 +56,17 @@ def _facts(edits: Sequence[FactEdit], which: str) -> list[dict[str, str]]:
 def relearn_other_facts(model: Any, tokenizer: Any, edits: Sequence[FactEdit],
                         attack_facts: Sequence[FactRecord], *, steps: int = 30, lr: float = 1e-3,
                         eval_every: int = 5, seed: int = 0) -> dict[str, Any]:
-    """Fine-tune a copy on ``attack_facts``; old-value accuracy on the edited prompts over steps."""
-    from attribution.data import tokenize_facts
+    """Fine-tune a copy on ``attack_facts`` (the verifier's `finetune_attack`); old-value (and
+    control-value) accuracy on the edited prompts over the steps."""
+    from loka.verify.measurements.relearn import finetune_attack
 
-    attacked = copy.deepcopy(model)
-    attacked.eval()
-    attacked.requires_grad_(True)
-    batch = tokenize_facts(tokenizer, [f.prompt for f in attack_facts], [f.answer for f in attack_facts])
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW(attacked.parameters(), lr=lr)
     which = ("old", "control") if all(e.control for e in edits) else ("old",)
-    curve: dict[str, list] = {"steps": []} | {f"{w}_accuracy": [] for w in which}
-
-    def measure(step: int) -> None:
-        curve["steps"].append(step)
-        for w in which:
-            curve[f"{w}_accuracy"].append(first_token_accuracy(attacked, tokenizer, _facts(edits, w)))
-
-    measure(0)
-    for step in range(1, steps + 1):
-        opt.zero_grad(set_to_none=True)
-        logits = logits_of(attacked, batch.input_ids, batch.attention_mask)
-        targets = batch.input_ids[:, 1:].masked_fill(batch.attention_mask[:, 1:] == 0, -100)
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(),
-                                                 ignore_index=-100)
-        loss.backward()
-        opt.step()
-        if step % eval_every == 0 or step == steps:
-            measure(step)
-    trained = first_token_accuracy(attacked, tokenizer, attack_facts)
+    curve = finetune_attack(model, tokenizer, attack_facts,
+                            {f"{w}_accuracy": _facts(edits, w) for w in which} | {"trained": attack_facts},
+                            steps=steps, lr=lr, eval_every=eval_every, seed=seed)
+    trained = curve.pop("trained")[-1]
     best = {f"best_{w}": max(curve[f"{w}_accuracy"]) for w in which}
-    return {**curve, **best, "attack_fact_accuracy": trained,
-            "n_attack_facts": len(attack_facts)}
+    return {**curve, **best, "attack_fact_accuracy": trained, "n_attack_facts": len(attack_facts)}
 
 
 @torch.inference_mode()

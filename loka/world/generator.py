@@ -1,6 +1,6 @@
 """A seeded synthetic world: fictitious people with facts, and passages to memorise verbatim.
 
->>> world = generate_world(get_spec("tiny"))
+>>> world = generate_world(get_spec("tiny"))  # doctest: +SKIP
 >>> world.facts("forget")[0]            # doctest: +SKIP
 Fact(prompt='Kavemek Dorlis was born in', answer='Velmora', subject='Kavemek Dorlis', ...)
 """

@@ -85,3 +85,17 @@ def test_patching_leaves_the_model_untouched(bridge, forget):
     patch_effects(bridge, forget, SOME, Ablator("zero"), progress=False)
     assert all(torch.equal(v, bridge.state_dict()[k]) for k, v in before.items())
     assert not any(h._forward_hooks for h in bridge.hook_dict.values())
+
+
+def test_resample_sees_the_same_replacements_however_items_are_batched(bridge):
+    """The batched path takes items shortest first in minibatches; the loop takes them in order,
+    in other minibatches: with per-item draws the effects still agree."""
+    prompts = ["Mira Coltan was born in", "Q: Where was Mira Coltan born? A:", "Osric Pell works at",
+               "The silver lantern drifted over the", "Osric Pell works as a"]
+    answers = ["Velmora", "Velmora", "Harrow Mills", "quiet harbour", "glassblower"]
+    batch = tokenize_facts(bridge.tokenizer, prompts, answers, max_len=bridge.cfg.n_ctx)
+    comps = [Component(0, "neuron", 3), Component(1, "head", 1)]
+    ablator = Ablator.fit(bridge, batch, sorted({c.hook_name for c in comps}), "resample", seed=3)
+    batched, _ = patch_effects(bridge, batch, comps, ablator, rows=4, batch_size=2, progress=False)
+    looped, _ = patch_effects_loop(bridge, batch, comps, ablator, batch_size=3)
+    torch.testing.assert_close(batched, looped, atol=1e-5, rtol=1e-4)

@@ -121,9 +121,12 @@ def test_without_the_last_block_and_neuron_shortcuts_the_effects_are_the_same(br
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-4)
 
 
-def test_resample_draws_survive_cutting_positions(bridge, retain):
+def test_resample_draws_survive_cutting_positions_and_reordering(bridge, retain):
     hook = neuron_hook(0)
     ablator = Ablator.fit(bridge, retain, [hook], "resample")
-    act = torch.zeros(3, 7, bridge.cfg.d_mlp)
-    torch.testing.assert_close(ablator.replacement(hook, act[:, :4]), ablator.replacement(hook, act)[:, :4])
+    act, keys = torch.zeros(3, 7, bridge.cfg.d_mlp), torch.tensor([11, 22, 33])
+    full = ablator.replacement(hook, act, keys)
+    torch.testing.assert_close(ablator.replacement(hook, act[:, :4], keys), full[:, :4])
+    flipped = ablator.replacement(hook, act.flip(0), keys.flip(0))  # another order, same items
+    torch.testing.assert_close(flipped.flip(0), full)
 

@@ -2,14 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from loka.verify.metrics import accuracy, first_token_correct, greedy_exact_match
+from loka.evaluate import first_token_hits
+from loka.verify.measurements.accuracy import accuracy, greedy_exact_match
 
 
 def test_first_token_correct_hand():
     logits = torch.tensor([[0.0, 2.0, 1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
-    correct = first_token_correct(logits, torch.tensor([1, 1, 2]))
+    correct = first_token_hits(logits, torch.tensor([1, 1, 2]))
     assert correct.tolist() == [True, False, True]
-    assert accuracy(correct) == pytest.approx(2 / 3)
+    assert accuracy(correct.numpy()) == pytest.approx(2 / 3)
 
 
 def test_greedy_exact_match_hand():

@@ -4,9 +4,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loka.verify.metrics import (
+from loka.verify.measurements.extraction import (
     exact_token_match_rate,
-    extraction_strength,
+    extraction_summary,
     lcs_length,
     longest_common_prefix,
     rouge_l_f1,
@@ -38,7 +38,7 @@ def test_rouge_l_hand():
 
 def test_extraction_strength_summary():
     g, r, m, gm = _batch()
-    summary = extraction_strength(g, r, m, gm)
+    summary = extraction_summary(g, r, m, gm)
     assert summary == pytest.approx(
         {
             "exact_match_rate": 0.4,

@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from loka.verify.metrics import UnlearningEvaluation
+from loka.verify.measurements.grades import UnlearningEvaluation
 
 
 class SeedEvaluation:

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 from sklearn.metrics import roc_auc_score
 
-from loka.verify.metrics import (
-    Missing,
+from loka.verify.logprobs import scored_logprobs
+from loka.verify.measurements.mia import (
     RocCurve,
     loss_score,
     mia_auc,
@@ -20,15 +20,15 @@ from loka.verify.metrics import (
     min_k_score,
     privleak,
     reference_score,
-    token_logprobs,
     zlib_score,
 )
+from loka.verify.missing import Missing
 
 LN = {p: math.log(p) for p in (0.1, 0.25, 0.5, 0.8)}
 
 
 def test_loss_score_is_minus_mean_nll(hand_batch):
-    scores = loss_score(token_logprobs(*hand_batch))
+    scores = loss_score(scored_logprobs(*hand_batch))
     np.testing.assert_allclose(scores, [math.log(0.01) / 4, LN[0.5]], atol=1e-6)
 
 
@@ -36,7 +36,7 @@ def test_zlib_score_hand(hand_batch):
     texts = ["abcabcabc", "x"]
     # zlib.compress gives 13 and 9 bytes for these (checked, not derived from the code under test)
     assert [len(zlib.compress(t.encode())) for t in texts] == [13, 9]
-    scores = zlib_score(token_logprobs(*hand_batch), texts)
+    scores = zlib_score(scored_logprobs(*hand_batch), texts)
     np.testing.assert_allclose(scores, [-1.1512925465 / 13, -0.6931471806 / 9], atol=1e-6)
 
 
@@ -50,7 +50,7 @@ def test_zlib_score_hand(hand_batch):
     ],
 )
 def test_min_k_hand(k, row0, hand_batch):
-    scores = min_k_score(token_logprobs(*hand_batch), k=k)
+    scores = min_k_score(scored_logprobs(*hand_batch), k=k)
     np.testing.assert_allclose(scores, [row0, LN[0.5]], atol=1e-6)
 
 
@@ -84,7 +84,7 @@ def test_min_k_plus_plus_flat_distribution_is_zero_not_nan():
 
 def test_min_k_rejects_bad_k(hand_batch):
     with pytest.raises(ValueError, match="fraction"):
-        min_k_score(token_logprobs(*hand_batch), k=0.0)
+        min_k_score(scored_logprobs(*hand_batch), k=0.0)
 
 
 def test_reference_score_and_missing_retrain():

@@ -4,7 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from loka.verify.metrics import Missing, UnlearningEvaluation, jsonable, mia_roc, privleak
+from loka.verify.measurements.grades import UnlearningEvaluation
+from loka.verify.measurements.mia import mia_roc, privleak
+from loka.verify.missing import Missing, jsonable
 
 
 def test_jsonable_turns_missing_into_null_with_reason():

@@ -15,8 +15,13 @@ FAST = VerifySettings(relearn_steps=10, relearn_eval_every=5, seed=7)
 
 
 def _report(world, data, reference):
-    out = verify(world.base_dir, data, retrain=reference, name="base", settings=FAST).to_dict()
+    out = verify(world.base_dir, data, retrain=reference, base=world.base_dir, name="base",
+                 settings=FAST).to_dict()
     return {k: v for k, v in out.items() if "seconds" not in k}
+
+
+def _base(world, data):
+    return Measurements(load_model(world.base_dir, name="base"), data, FAST)
 
 
 def test_a_stored_reference_verifies_exactly_like_a_measured_one(tiny_world):
@@ -24,9 +29,9 @@ def test_a_stored_reference_verifies_exactly_like_a_measured_one(tiny_world):
     measured = Measurements(load_model(tiny_world.retrain_dir, name="retrain"), data, FAST)
     path = cache_path(measured, tiny_world)
     path.unlink(missing_ok=True)
-    assert reuse_reference(measured, tiny_world) is False and path.is_file()
+    assert reuse_reference(measured, _base(tiny_world, data), tiny_world) is False and path.is_file()
     stored = Measurements(load_model(tiny_world.retrain_dir, name="retrain"), data, FAST)
-    assert reuse_reference(stored, tiny_world) is True
+    assert reuse_reference(stored, _base(tiny_world, data), tiny_world) is True
     assert _report(tiny_world, data, stored) == _report(tiny_world, data, measured)
     other = Measurements(stored.model, data, VerifySettings(relearn_steps=11))
     assert cache_path(other, tiny_world) != path  # other settings: another entry
@@ -39,5 +44,5 @@ def test_an_unreadable_entry_is_measured_again_and_replaced(tiny_world, text):
     path = cache_path(reference, tiny_world)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    assert reuse_reference(reference, tiny_world) is False
-    assert reuse_reference(Measurements(reference.model, data, FAST), tiny_world) is True
+    assert reuse_reference(reference, _base(tiny_world, data), tiny_world) is False
+    assert reuse_reference(Measurements(reference.model, data, FAST), _base(tiny_world, data), tiny_world) is True

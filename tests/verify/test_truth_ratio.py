@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from loka.verify.metrics import Missing, forget_quality, truth_ratio
+from loka.verify.measurements.truth_ratio import forget_quality, truth_ratio
+from loka.verify.missing import Missing
 
 
 def test_truth_ratio_hand():

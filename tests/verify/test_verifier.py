@@ -86,7 +86,7 @@ def test_report_json_has_every_key_and_no_nan(reports):
 
 def test_greedy_from_teacher_forcing_equals_real_greedy_decoding(tiny_world, retrain, data):
     """An answer is greedy-correct iff generate() reproduces it: check on real generations."""
-    from loka.verify.extraction_eval import greedy_continue
+    from loka.verify.measurements.extraction import greedy_continue
 
     base = Measurements(load_model(tiny_world.base_dir), data, FAST)
     tok = base.model.tokenizer
@@ -126,7 +126,7 @@ def test_cost_from_seconds_and_params_changed_counted_against_base(tiny_world, d
 
 def test_relearn_splits_by_person():
     from loka.io.data import FactRecord
-    from loka.verify.relearn import split_by_person
+    from loka.verify.measurements.relearn import split_by_person
 
     facts = [FactRecord(f"{s} p{i}", "a", s, "x") for s in "ABCDEF" for i in range(3)]
     train, test = split_by_person(facts)
@@ -136,7 +136,7 @@ def test_relearn_splits_by_person():
 
 def test_perturbed_answers_are_wrong_and_fixed():
     from loka.io.data import FactRecord
-    from loka.verify.truth_eval import perturbed_answers
+    from loka.verify.measurements.truth_ratio import perturbed_answers
 
     facts = [FactRecord("p", "Tessel", "A", "city"), FactRecord("q", "Hesk", "B", "city")]
     values = {"city": ["Hesk", "Tessel", "Velmora", "Brisca"]}

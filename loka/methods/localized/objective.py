@@ -11,9 +11,9 @@ guard watches every step (non-finite loss, loss part or gradient norm, a retain 
 ``max_retain_nll``): it restores the last good weights and the loop stops, saying where and why.
 
 Example:
-    >>> outcome = optimise_localized(model, list(mask.params.items()), forget, retain, cfg,
+    >>> outcome = optimise_localized(model, list(mask.params.items()), forget, retain, cfg,  # doctest: +SKIP
     ...                              param_mask=mask.masks)
-    >>> outcome.steps, outcome.stopped
+    >>> outcome.steps, outcome.stopped  # doctest: +SKIP
 """
 
 from __future__ import annotations

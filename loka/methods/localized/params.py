@@ -17,10 +17,10 @@ Two ways to train only those entries:
   entries, not with the model.
 
 Example:
-    >>> deltas = SliceDeltas.of(model, ranking.top(256))
-    >>> with deltas.attached(model):
-    ...     optimise(model, loss_fn, settings, params=deltas.named())    # doctest: +SKIP
-    >>> deltas.merge(model); deltas.n_trainable, deltas.n_total
+    >>> deltas = SliceDeltas.of(model, ranking.top(256))  # doctest: +SKIP
+    >>> with deltas.attached(model):  # doctest: +SKIP
+    ...     optimise(model, loss_fn, settings, params=deltas.named())
+    >>> deltas.merge(model); deltas.n_trainable, deltas.n_total  # doctest: +SKIP
 """
 
 from __future__ import annotations

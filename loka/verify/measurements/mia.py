@@ -1,22 +1,25 @@
-"""Membership inference: per-example scores, their ROC AUC, and MUSE's PrivLeak.
+"""Membership inference: can an attacker tell the forget texts from never-seen holdout texts?
 
-Members are the forget set, non-members the holdout set. Every score follows one convention:
-HIGHER means "more likely a member" (the model finds the text unusually likely). Scores are
-float64 arrays, one value per row; they are finite whenever the logits are, and non-finite
-scores from a diverged model become ``Missing`` in `mia_auc`, never a silent NaN.
+Members are the forget texts, non-members the holdout texts, from two sources: ``facts`` (each
+person's facts in the trained templates, as the sentence ``prompt + " " + answer``) and
+``passages``. Every score follows one convention: HIGHER means "more likely a member" (the model
+finds the text unusually likely). The headline AUC pools both sources; each source's own AUC is
+kept for the report. PrivLeak is MUSE's, relative to the retrain model's AUC. Scores are float64
+arrays, finite whenever the logits are; non-finite scores become ``Missing``, never a silent NaN.
 
 Example:
     >>> mia_auc(np.array([0.9, 0.8]), np.array([0.1, 0.8]))   # (1 + 1 + 1 + 0.5) / 4 pairs
     0.875
-    >>> round(privleak(0.6, 0.5), 9)                           # (0.6 - 0.5) / 0.5 * 100
-    20.0
+    >>> round(privleak(0.6, 0.5), 9)                           # MUSE's AUC' = 1 - AUC: (.4 - .5) / .5
+    -20.0
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,11 +27,14 @@ from jaxtyping import Bool, Float, Int, Real
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch import Tensor
 
-from loka.verify.logprobs import TokenLogprobs, mean_logprob, scored_counts
+from loka.verify.forward import TextForward
+from loka.verify.logprobs import TokenLogprobs, mean_logprob, mean_nll, scored_counts
 from loka.verify.missing import Missing, finite_or_missing
+from loka.verify.registry import Column, Measurement, register
 
-# Below this spread the next-token distribution is flat: every token is equally typical.
-_FLAT_SIGMA = 1e-6
+# Min-K%++'s variance floor (as open-unlearning's): a near-certain next-token distribution has a
+# tiny but real spread, and an unlikely observed token there must score very negative, not 0.
+_MIN_VARIANCE = 1e-6
 
 
 def loss_score(tl: TokenLogprobs) -> Float[np.ndarray, " batch"]:
@@ -83,8 +89,9 @@ def min_k_plus_plus_z(
 
     ``mu_t = sum_v p_v log p_v`` and ``sigma_t^2 = sum_v p_v (log p_v - mu_t)^2`` under the
     model's own next-token distribution at ``t - 1``; the centred form equals
-    ``sum_v p_v (log p_v)^2 - mu_t^2`` but cannot go negative in floating point. Where the
-    distribution is flat (``sigma_t < 1e-6``) ``z_t = 0``.
+    ``sum_v p_v (log p_v)^2 - mu_t^2`` but cannot go negative in floating point. The variance is
+    floored at 1e-6 (sigma >= 1e-3): a flat distribution gives ``z = 0`` (every token is its
+    mean), a near-certain one a very negative ``z`` for an unlikely observed token.
     Example: ``p = (.5, .25, .25)`` gives ``z = +1`` for token 0 and ``-1`` for tokens 1, 2.
     """
     # float32 (not float64): the [batch pos vocab] temporaries are the memory cost here.
@@ -94,10 +101,9 @@ def min_k_plus_plus_z(
     live = p > 0
     mu = torch.where(live, p * logp, 0.0).sum(-1)
     var = torch.where(live, p * (logp - mu.unsqueeze(-1)) ** 2, 0.0).sum(-1)
-    sigma = var.sqrt()
+    sigma = var.clamp(min=_MIN_VARIANCE).sqrt()
     token_logp = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    flat = sigma < _FLAT_SIGMA
-    return torch.where(flat, 0.0, (token_logp - mu) / torch.where(flat, 1.0, sigma))
+    return (token_logp - mu) / sigma
 
 
 def min_k_plus_plus_score(
@@ -130,9 +136,10 @@ def _labelled(
     nonmembers: Real[np.ndarray, " n_nonmembers"] | Missing,
 ) -> tuple[np.ndarray, np.ndarray] | Missing:
     """``(labels, scores)`` with members labelled 1, or the reason there are none to rank."""
-    for side in (members, nonmembers):
-        if isinstance(side, Missing):
-            return side
+    if isinstance(members, Missing):
+        return members
+    if isinstance(nonmembers, Missing):
+        return nonmembers
     if members.size == 0 or nonmembers.size == 0:
         raise ValueError(
             f"MIA AUC needs members and non-members; got {members.size} and {nonmembers.size}"
@@ -207,3 +214,120 @@ def privleak(
         return Missing("retrain AUC is 1 (MUSE's AUC 0): PrivLeak's denominator vanishes")
     mine, theirs = 1.0 - auc_unlearned, 1.0 - auc_retrain
     return finite_or_missing((mine - theirs) / theirs * 100.0, "PrivLeak")
+
+
+ATTACKS: tuple[str, ...] = ("loss", "zlib", "min_k", "min_k_plus_plus", "reference")
+Pair = tuple[np.ndarray | Missing, np.ndarray | Missing]  # (member scores, non-member scores)
+
+
+def _one_side(fw: TextForward, k: float) -> dict[str, np.ndarray]:
+    return {
+        "loss": loss_score(fw.text),
+        "zlib": zlib_score(fw.text, fw.texts),
+        "min_k": min_k_score(fw.text, k),
+        "min_k_plus_plus": fw.min_k_plus_plus,
+        "nll": mean_nll(fw.text),
+    }
+
+
+def attack_scores(sources: Mapping[str, tuple[TextForward, TextForward]], *, k: float = 0.4,
+                  reference_nll: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                  ) -> dict[str, dict[str, Pair]]:
+    """``{source: {attack: (members, non-members)}}``, plus ``"nll"`` for the reference attack.
+
+    ``reference_nll`` is the retrain model's per-item NLL for the same sources (None: the
+    reference attack is ``Missing``).
+    """
+    out: dict[str, dict[str, Pair]] = {}
+    for source, (members, nonmembers) in sources.items():
+        m, n = _one_side(members, k), _one_side(nonmembers, k)
+        pairs: dict[str, Pair] = {a: (m[a], n[a]) for a in ATTACKS if a != "reference"}
+        pairs["nll"] = (m["nll"], n["nll"])
+        ref = None if reference_nll is None else reference_nll.get(source)
+        pairs["reference"] = (reference_score(m["nll"], None if ref is None else ref[0]),
+                              reference_score(n["nll"], None if ref is None else ref[1]))
+        out[source] = pairs
+    return out
+
+
+def _pooled(scores: Mapping[str, Mapping[str, Pair]], attack: str) -> Pair:
+    sides: list[list[np.ndarray]] = [[], []]
+    for pairs in scores.values():
+        for i, side in enumerate(pairs[attack]):
+            if isinstance(side, Missing):
+                return side, side
+            sides[i].append(side)
+    return np.concatenate(sides[0]), np.concatenate(sides[1])
+
+
+@dataclass(frozen=True)
+class MiaResult:
+    """AUC and ROC per attack (pooled over sources), each source's AUCs, and the per-item NLLs."""
+
+    auc: dict[str, float | Missing]
+    roc: dict[str, RocCurve | Missing]
+    by_source: dict[str, dict[str, float | Missing]]
+    nll: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    @classmethod
+    def of(cls, scores: Mapping[str, Mapping[str, Pair]]) -> MiaResult:
+        roc = {a: mia_roc(*_pooled(scores, a)) for a in ATTACKS}
+        auc = {a: r if isinstance(r, Missing) else r.auc for a, r in roc.items()}
+        by_source = {s: {a: mia_auc(*pairs[a]) for a in ATTACKS} for s, pairs in scores.items()}
+        nll = {s: (pairs["nll"][0], pairs["nll"][1]) for s, pairs in scores.items()}
+        return cls(auc, roc, by_source, nll)  # type: ignore[arg-type]
+
+    def privleak(self, retrain: MiaResult | None) -> dict[str, float | Missing]:
+        """PrivLeak per attack against the retrain model's AUC for the same attack."""
+        out: dict[str, float | Missing] = {}
+        for a in ATTACKS:
+            if a == "reference":  # its retrain AUC is 0.5 by construction; PrivLeak says nothing
+                continue
+            out[a] = privleak(self.auc[a], None if retrain is None else retrain.auc[a])
+        return out
+
+
+def _sources(me: Any) -> dict[str, tuple[TextForward, TextForward]]:
+    sources = {}
+    for source, member, nonmember in (("facts", me.facts("forget"), me.facts("holdout")),
+                                      ("passages", me.passages("forget"), me.passages("holdout"))):
+        if member is not None and nonmember is not None:
+            sources[source] = (member, nonmember)
+    return sources
+
+
+def mia_of(me: Any, reference: Any = None) -> MiaResult | Missing:
+    """MIA on forget vs holdout texts; ``reference`` (the retrain model's measurements) adds the
+    reference attack from its NLLs."""
+    k = me.settings.min_k
+    own = me.cached(("mia", None), lambda: MiaResult.of(attack_scores(_sources(me), k=k))
+                    if _sources(me) else Missing("MIA needs forget and holdout texts"))
+    if reference is None or isinstance(own, Missing):
+        return own
+    ref = mia_of(reference)
+    ref_nll = None if isinstance(ref, Missing) else ref.nll
+    return me.cached(("mia", "reference"), lambda: MiaResult.of(
+        attack_scores(_sources(me), k=k, reference_nll=ref_nll)))
+
+
+def run(ctx: Any) -> dict[str, Any]:
+    mia = mia_of(ctx.me, ctx.ref)
+    if isinstance(mia, Missing):
+        return dict.fromkeys(("mia_auc", "mia_auc_by_source", "privleak", "privleak_by_attack"), mia)
+    ref = None if ctx.ref is None else mia_of(ctx.ref)
+    by_attack = mia.privleak(None if isinstance(ref, Missing) else ref)
+    return {"mia_auc": mia.auc, "mia_auc_by_source": mia.by_source, "privleak": by_attack["loss"],
+            "privleak_by_attack": by_attack, "curves": {"mia_roc": mia.roc}}
+
+
+register(Measurement(
+    "mia", keys=("mia_auc", "mia_auc_by_source", "privleak", "privleak_by_attack"), run=run,
+    needs=("holdout",),
+    columns=(Column("mia_auc.loss", "MIA AUC (LOSS)", "depth", "half", wide=True, summary=True),
+             Column("mia_auc.min_k_plus_plus", "MIA Min-K%++", "depth", "half"),
+             Column("mia_auc.reference", "MIA reference", "depth", "half"),
+             Column("privleak", "PrivLeak %", "depth", "zero", wide=True)),
+    doc="ROC AUC of telling forget texts from never-seen holdout texts by the model's loss "
+        "(and by zlib, Min-K%, Min-K%++ and the retrain reference); 0.5 is chance. PrivLeak "
+        "(MUSE) = (AUC' - AUC'_retrain) / AUC'_retrain in %, AUC' = 1 - AUC.",
+))

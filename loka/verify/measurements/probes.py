@@ -11,7 +11,7 @@ classes; people with other values are left out of the test. Knowledge a probe st
 suppressed, not removed.
 
 Example:
-    >>> curve = probe_curves(loaded, data, attributes=("birth_city",))      # doctest: +SKIP
+    >>> curve = probe_curves(model, tok, data, attributes=("birth_city",))   # doctest: +SKIP
     >>> curve.accuracy, curve.best_layer, curve.forget["birth_city"]         # doctest: +SKIP
 """
 
@@ -33,7 +33,8 @@ from threadpoolctl import threadpool_limits
 from attribution.components import resid_post_hook
 from attribution.data import tokenize_passages
 from loka.verify.data import VerifyData
-from loka.verify.metrics import Missing
+from loka.verify.missing import Missing
+from loka.verify.registry import Column, Measurement, register
 
 TRAIN_SPLITS, TEST_SPLIT, CHANCE_SPLIT = ("retain_train", "retain_eval"), "forget", "holdout"
 
@@ -169,3 +170,39 @@ def probe_curves(model: Any, tokenizer: Any, data: VerifyData, *,
         return Missing(f"no attribute of {list(attributes)} has {min_support}+ retain people per "
                        "value for at least two values, with forget and holdout people to test")
     return ProbeCurves(**out)
+
+
+def probes_of(me: Any) -> ProbeCurves | Missing:
+    s = me.settings
+    return me.cached("probes", lambda: probe_curves(
+        me.model.model, me.model.tokenizer, me.data, attributes=s.probe_attributes,
+        min_support=s.probe_min_support, seed=s.seed))
+
+
+def run(ctx: Any) -> dict[str, Any]:
+    probes = probes_of(ctx.me)
+    if isinstance(probes, Missing):
+        return dict.fromkeys(("probe_accuracy", "probe_holdout_accuracy", "probe_best_layer"), probes)
+    curves = {"forget": probes.forget, "holdout": probes.holdout, "classes": probes.classes,
+              "n_test": probes.n_test, "layer": "blocks.{L}.hook_resid_post at the subject's last token"}
+    return {"probe_accuracy": probes.accuracy, "probe_holdout_accuracy": probes.holdout_accuracy,
+            "probe_best_layer": probes.best_layer, "curves": {"probe": curves}}
+
+
+def caveats(entry: dict[str, Any], retrain: dict[str, Any] | None) -> list[str]:
+    forget, probe = entry.get("forget_accuracy"), entry.get("probe_accuracy")
+    chance = max(entry.get("probe_holdout_accuracy") or 0.0, (retrain or {}).get("probe_accuracy") or 0.0)
+    if isinstance(forget, float) and forget < 0.3 and isinstance(probe, float) and probe - chance > 0.2:
+        return [f"forget accuracy {forget:.2f}, but a linear probe still reads {probe:.2f} of the "
+                f"forget people's attributes inside the model (reference {chance:.2f}): the "
+                "knowledge is suppressed at the output, not removed"]
+    return []
+
+
+register(Measurement(
+    "probes", keys=("probe_accuracy", "probe_holdout_accuracy", "probe_best_layer"), run=run,
+    needs=("subjects", "holdout"), caveats=caveats,
+    columns=(Column("probe_accuracy", "probe", "depth", "lower", wide=True, summary=True),),
+    doc="Best layer's linear-probe accuracy on the forget people's attributes (probes trained "
+        "on retain people, at the subject's last token); holdout people give chance.",
+))
