@@ -118,6 +118,10 @@ def _verify(args: argparse.Namespace) -> int:
 
     info = data.info() if hasattr(data, "info") and callable(data.info) else dict(data.info)
     print_results({"world": info, "methods": {report.model: out}})
+    from loka.report.verdicts import method_caveats
+
+    for _, note in method_caveats(out, None):  # e.g. "model damaged: retain-eval accuracy 0.41 ..."
+        print(f"! {note}")
     if "user_data" in out:
         u = out["user_data"]
         print(f"verified against forget {u['forget']}, retain {u['retain']}, holdout {u['holdout']}, "
