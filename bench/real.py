@@ -287,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         with Timer() as t:
             for stage in stages:
                 out[stage] = run_stage(stage, args, edited if stage in ("loka-ft", "verify") else None)
+                log(f"stage {stage} done: {json.dumps(out[stage], default=float)}")  # kept if stopped later
     out["total_seconds"] = t.seconds
     return finish(out, args.json, render)
 
