@@ -286,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
             p.error("the verify stage verifies the loka-ft stage's checkpoint: run both")
         with Timer() as t:
             for stage in stages:
-                out[stage] = run_stage(stage, args, edited if stage in ("loka-ft", "verify") else None)
+                try:
+                    out[stage] = run_stage(stage, args, edited if stage in ("loka-ft", "verify") else None)
+                except subprocess.CalledProcessError as exc:  # one failed stage: say so, go on
+                    out[stage] = {"error": f"exit status {exc.returncode} (its traceback is on stderr above)"}
                 log(f"stage {stage} done: {json.dumps(out[stage], default=float)}")  # kept if stopped later
     out["total_seconds"] = t.seconds
     return finish(out, args.json, render)
