@@ -91,10 +91,14 @@ class RoutedModel:
     """
 
     def __init__(self, model: nn.Module, planted: dict[int, tuple[int, ...]],
-                 retain_trains: str = "none") -> None:
+                 retain_trains: str = "none", forget_tokens: list[int] | None = None) -> None:
         self.model = model
         self.retain_trains = retain_trains
         self._slices = planted_slices(model, planted)
+        if forget_tokens:  # their embedding rows (input and output) train with the planted slices
+            for table in {id(m.weight): m for m in (model.get_input_embeddings(), model.get_output_embeddings())}.values():
+                name = next(n for n, p in model.named_parameters() if p is table.weight)
+                self._slices[name] = (0, torch.tensor(sorted(set(forget_tokens))))
         self._writes = write_slices(model, planted)
         self._params = dict(model.named_parameters())
         self.planted: dict[str, nn.Parameter] = {}
@@ -199,6 +203,15 @@ def routed_step(routed: RoutedModel, opt: torch.optim.Optimizer, batch: tuple[Te
     return r, f
 
 
+def forget_only_tokens(world: World, tokenizer: PreTrainedTokenizerFast, epochs: int) -> list[int]:
+    """Token ids in the forget documents that no retain training document of any epoch holds."""
+    def ids(texts: list[str]) -> set[int]:
+        return {t for enc in tokenizer(texts, add_special_tokens=False)["input_ids"] for t in enc}
+
+    retain = set().union(*(ids(world.training_documents(e, False)) for e in range(epochs)))
+    return sorted(ids(world.forget_documents(0, 3)) - retain)
+
+
 def train_routed(world: World, tokenizer: PreTrainedTokenizerFast, model_spec: ModelSpec,
                  train_spec: TrainSpec, plant: PlantSpec,
                  on_step: Callable[[int, int, float], None] | None = None) -> TrainResult:
@@ -211,12 +224,14 @@ def train_routed(world: World, tokenizer: PreTrainedTokenizerFast, model_spec: M
         torch.set_num_threads(train_spec.threads)
     model = GPTNeoXForCausalLM(neox_config(model_spec, tokenizer))
     model.train()
-    routed = RoutedModel(model, plant.by_layer(), plant.retain_trains)
     bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
 
     def rows(texts: list[str]) -> tuple[Tensor, Tensor]:
         enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
         return pack([[bos, *t, eos] for t in enc], model_spec.n_ctx, pad)
+
+    routed = RoutedModel(model, plant.by_layer(), plant.retain_trains,
+                         forget_only_tokens(world, tokenizer, train_spec.epochs) if plant.forget_keys else None)
 
     first_ids, _ = rows(world.training_documents(0, False))
     steps_per_epoch = math.ceil(len(first_ids) / train_spec.batch_rows)

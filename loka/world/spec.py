@@ -50,6 +50,10 @@ class PlantSpec:
     neurons zeroed, so retain knowledge does not come to depend on them; the first
     ``retain_only_frac`` of the steps see retain rows only (the shared machinery learns the
     templates first); each forget document is drawn ``forget_repeat`` times an epoch.
+    ``forget_keys``: forget rows also train the embedding rows (input and output) of the tokens
+    that only forget documents contain — names, and answers no retain person has — which the
+    retain rows then leave alone: without them the planted neurons must read names from random
+    initial embeddings and write answers whose output rows retain training pushed down.
 
     Example:
         >>> plant = PlantSpec.draw(layers=(0, 1), per_layer=2, d_mlp=8, seed=0)
@@ -66,6 +70,7 @@ class PlantSpec:
     retain_only_frac: float = 0.15
     forget_repeat: int = 3
     planted_lr_scale: float = 1.0
+    forget_keys: bool = False
 
     def __post_init__(self) -> None:
         if len(self.neurons) != len(self.layers) or len(set(self.layers)) != len(self.layers):

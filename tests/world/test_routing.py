@@ -82,9 +82,19 @@ def test_planted_slices_follow_the_adapter(model):
 
 def test_the_planted_preset_is_its_own_answer_key():
     spec = get_spec("planted")
-    assert spec.plant is not None and spec.plant.size == 32
+    assert spec.plant is not None and spec.plant.size == spec.plant.per_layer * len(spec.plant.layers)
     assert json.loads(json.dumps(spec.to_dict()))["plant"]["neurons"] == [list(n) for n in spec.plant.neurons]
     assert "plant" not in PRESETS["tiny"].to_dict()  # unplanted worlds keep their cache keys
     assert PRESETS["tiny"].key() == "442167f931cd" and PRESETS["default"].key() == "0a0b6f5558b0"
     with pytest.raises(ValueError, match="outside the model"):
         replace(PRESETS["tiny"], plant=PlantSpec.draw(layers=(9,), per_layer=2, d_mlp=8, seed=0))
+
+
+def test_forget_only_tokens_train_their_embedding_rows_with_the_plant(model):
+    routed = RoutedModel(model, PLANTED, forget_tokens=[5, 9])
+    embed = "gpt_neox.embed_in.weight"
+    assert routed.planted[embed].shape[0] == 2 and routed.shared[embed].shape[0] == model.config.vocab_size - 2
+    ids = torch.tensor([[5, 9, 40, 41, 5, 42]])
+    lm_loss(routed.forward(ids, "forget"), ids, torch.ones_like(ids, dtype=torch.bool)).backward()
+    assert routed.planted[embed].grad.abs().sum(1).gt(0).all()
+    assert routed.shared[embed].grad is None
