@@ -95,10 +95,12 @@ class RoutedModel:
         self.model = model
         self.retain_trains = retain_trains
         self._slices = planted_slices(model, planted)
+        self._keys: set[str] = set()  # embedding tables holding forget-only token rows
         if forget_tokens:  # their embedding rows (input and output) train with the planted slices
             for table in {id(m.weight): m for m in (model.get_input_embeddings(), model.get_output_embeddings())}.values():
                 name = next(n for n, p in model.named_parameters() if p is table.weight)
                 self._slices[name] = (0, torch.tensor(sorted(set(forget_tokens))))
+                self._keys.add(name)
         self._writes = write_slices(model, planted)
         self._params = dict(model.named_parameters())
         self.planted: dict[str, nn.Parameter] = {}
@@ -128,15 +130,20 @@ class RoutedModel:
         """The parameter tensors of one view (module docstring): live where that kind of row may
         train, detached elsewhere; ``retain_dropout`` also zeroes the planted write slices."""
         forget = view == "forget"
+        # "gate": retain rows with the plant on train only the planted input side (so the planted
+        # neurons learn to stay quiet on retain text); those with it off train the shared leaves.
+        gate_on = self.retain_trains == "gate" and view == "retain"
         out: dict[str, Tensor] = {}
         for name, shared in self.shared.items():
-            shared_t: Tensor = shared.detach() if forget else shared
+            shared_t: Tensor = shared.detach() if forget or gate_on else shared
             if name not in self.planted:
                 out[name] = shared_t
                 continue
             planted: Tensor = self.planted[name]
-            live = forget or self.retain_trains == "all" or (
-                self.retain_trains == "reads" and name not in self._writes)
+            reads = name not in self._writes and name not in self._keys
+            live = forget or (self.retain_trains == "all" and name not in self._keys) or (
+                self.retain_trains in ("reads", "gate") and reads and view == "retain") or (
+                self.retain_trains == "reads" and reads)
             if not live:
                 planted = planted.detach()
             if view == "retain_dropout" and name in self._writes:
@@ -167,13 +174,18 @@ def routed_losses(routed: RoutedModel, batch: tuple[Tensor, Tensor], forget: tup
     """(retain loss, forget loss) of one step: means over each kind's tokens; None when absent.
 
     ``batch`` are the retain rows (ids, mask), ``dropout`` marks those that run with the planted
-    neurons zeroed; ``forget`` are the forget rows.
+    neurons zeroed; ``forget`` are the forget rows. With ``retain_trains="gate"`` every retain
+    row runs with the plant off (training the shared leaves on exactly the retrain model's data)
+    and the rows not marked run again with it on (training the planted input side only); the
+    plant-on loss is added to the returned retain loss.
     """
     ids, mask = batch
     retain_loss = forget_loss = None
     if len(ids):
         total, tokens = ids.new_zeros((), dtype=torch.float32), int(mask[:, 1:].sum())
-        views: tuple[tuple[View, Tensor], ...] = (("retain", ~dropout), ("retain_dropout", dropout))
+        gate = routed.retain_trains == "gate"
+        views: tuple[tuple[View, Tensor], ...] = (
+            ("retain", ~dropout), ("retain_dropout", torch.ones_like(dropout) if gate else dropout))
         for view, rows in views:
             if rows.any():
                 total = total + lm_loss(routed.forward(ids[rows], view), ids[rows], mask[rows], "sum")

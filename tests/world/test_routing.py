@@ -98,3 +98,12 @@ def test_forget_only_tokens_train_their_embedding_rows_with_the_plant(model):
     lm_loss(routed.forward(ids, "forget"), ids, torch.ones_like(ids, dtype=torch.bool)).backward()
     assert routed.planted[embed].grad.abs().sum(1).gt(0).all()
     assert routed.shared[embed].grad is None
+
+
+def test_gate_mode_trains_the_planted_input_side_on_retain_rows_and_nothing_shared(model):
+    routed = RoutedModel(model, PLANTED, retain_trains="gate")
+    shared, planted = _grads(routed, "retain")
+    assert shared == set()
+    assert planted and all("dense_h_to_4h" in n for n in planted)  # reads only, never the writes
+    shared, planted = _grads(routed, "retain_dropout")
+    assert planted == set() and "gpt_neox.embed_in.weight" in shared
