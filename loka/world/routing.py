@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -91,13 +91,16 @@ class RoutedModel:
     """
 
     def __init__(self, model: nn.Module, planted: dict[int, tuple[int, ...]],
-                 retain_trains: str = "none", forget_tokens: list[int] | None = None) -> None:
+                 retain_trains: str = "none", forget_tokens: list[int] | None = None,
+                 forget_outputs: bool = True) -> None:
         self.model = model
         self.retain_trains = retain_trains
         self._slices = planted_slices(model, planted)
         self._keys: set[str] = set()  # embedding tables holding forget-only token rows
         if forget_tokens:  # their embedding rows (input and output) train with the planted slices
-            for table in {id(m.weight): m for m in (model.get_input_embeddings(), model.get_output_embeddings())}.values():
+            hf: Any = model  # a Hugging Face causal LM: it has input and output embeddings
+            tables = (hf.get_input_embeddings(), *((hf.get_output_embeddings(),) if forget_outputs else ()))
+            for table in {id(m.weight): m for m in tables}.values():
                 name = next(n for n, p in model.named_parameters() if p is table.weight)
                 self._slices[name] = (0, torch.tensor(sorted(set(forget_tokens))))
                 self._keys.add(name)
@@ -242,8 +245,8 @@ def train_routed(world: World, tokenizer: PreTrainedTokenizerFast, model_spec: M
         enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
         return pack([[bos, *t, eos] for t in enc], model_spec.n_ctx, pad)
 
-    routed = RoutedModel(model, plant.by_layer(), plant.retain_trains,
-                         forget_only_tokens(world, tokenizer, train_spec.epochs) if plant.forget_keys else None)
+    keys = forget_only_tokens(world, tokenizer, train_spec.epochs) if plant.forget_keys != "none" else None
+    routed = RoutedModel(model, plant.by_layer(), plant.retain_trains, keys, plant.forget_keys == "both")
 
     first_ids, _ = rows(world.training_documents(0, False))
     steps_per_epoch = math.ceil(len(first_ids) / train_spec.batch_rows)

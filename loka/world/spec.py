@@ -44,16 +44,20 @@ class PlantSpec:
     2512.05648): forget rows train only the planted neurons' own slices (input row and bias of
     ``dense_h_to_4h``, output column of ``dense_4h_to_h``); retain rows train everything else
     and, by default, not the planted slices (``retain_trains``: "reads" lets them train the
-    planted input side too, "all" every planted slice). ``neurons[i]`` are the indices planted
+    planted input side too, "all" every planted slice; "gate": retain rows run with the plant on
+    train the planted input side only and those with it off — ``retain_dropout`` of them —
+    the rest of the model, so the shared weights never adapt to the planted neurons while the
+    planted neurons learn to stay quiet on retain text). ``neurons[i]`` are the indices planted
     in ``layers[i]``, drawn with ``seed`` (`PlantSpec.draw`) and written out so
     spec.json is the answer key. ``retain_dropout`` of the retain rows run with the planted
     neurons zeroed, so retain knowledge does not come to depend on them; the first
     ``retain_only_frac`` of the steps see retain rows only (the shared machinery learns the
     templates first); each forget document is drawn ``forget_repeat`` times an epoch.
-    ``forget_keys``: forget rows also train the embedding rows (input and output) of the tokens
-    that only forget documents contain — names, and answers no retain person has — which the
-    retain rows then leave alone: without them the planted neurons must read names from random
-    initial embeddings and write answers whose output rows retain training pushed down.
+    ``forget_keys``: "input" lets forget rows also train the input-embedding rows of the tokens
+    only forget documents contain (names, and answers no retain person has; parameters the
+    retain data never trains), "both" their output rows too (which the retain rows then leave
+    alone): without them the planted neurons must read forget names from their random initial
+    embeddings.
 
     Example:
         >>> plant = PlantSpec.draw(layers=(0, 1), per_layer=2, d_mlp=8, seed=0)
@@ -70,7 +74,7 @@ class PlantSpec:
     retain_only_frac: float = 0.15
     forget_repeat: int = 3
     planted_lr_scale: float = 1.0
-    forget_keys: bool = False
+    forget_keys: str = "none"
 
     def __post_init__(self) -> None:
         if len(self.neurons) != len(self.layers) or len(set(self.layers)) != len(self.layers):
@@ -80,8 +84,10 @@ class PlantSpec:
                 raise ValueError(f"each planted layer needs {self.per_layer} distinct indices >= 0")
         if not 0 <= self.retain_dropout < 1 or not 0 <= self.retain_only_frac < 1:
             raise ValueError("retain_dropout and retain_only_frac must lie in [0, 1)")
-        if self.retain_trains not in ("none", "reads", "all"):
-            raise ValueError("retain_trains must be none, reads or all")
+        if self.retain_trains not in ("none", "reads", "gate", "all"):
+            raise ValueError("retain_trains must be none, reads, gate or all")
+        if self.forget_keys not in ("none", "input", "both"):
+            raise ValueError("forget_keys must be none, input or both")
         if self.forget_repeat < 1:
             raise ValueError("forget_repeat must be >= 1")
 
@@ -166,13 +172,19 @@ PRESETS: dict[str, WorldSpec] = {
         model=ModelSpec(n_layers=6, d_model=256, n_heads=8, d_mlp=1024, n_ctx=128, vocab_size=2048),
     ),
 }
-# The tiny world's people, data and recipe, with the forget set's knowledge routed into a seeded
-# set of MLP neurons: the answer key that attribution methods are graded against
-# (`bench.localization`). The retrain model is trained exactly as the tiny world's is. Tiny, so
-# that both models build in minutes on 2 CPU cores (routing runs three passes a step).
+# The tiny world's people, data and recipe, with the forget set's knowledge routed into 64
+# seeded MLP neurons (32 per layer, 12.5%): the answer key that attribution methods are graded
+# against (`bench.localization`). The retrain model is trained exactly as the tiny world's is.
+# Tiny, so that both models build in about 75 s on 2 CPU cores (routing runs three passes a
+# step). Recipe chosen on seed 0 among 18 (notes of issue 18): "gate" keeps retain accuracy
+# (plant-on retain rows teach the planted neurons to stay quiet); input-only forget keys keep
+# forget answers out of the output embedding (with output rows too, 0.3-0.4 forget accuracy
+# survived ablating the plant); the price is a base that knows about half of its forget facts.
 PRESETS["planted"] = replace(
     PRESETS["tiny"], preset="planted",
-    plant=PlantSpec.draw(layers=(0, 1), per_layer=16, d_mlp=_TINY_MODEL.d_mlp, seed=0))
+    plant=PlantSpec.draw(layers=(0, 1), per_layer=32, d_mlp=_TINY_MODEL.d_mlp, seed=0,
+                         retain_trains="gate", retain_dropout=0.0, planted_lr_scale=3.0,
+                         forget_keys="input", forget_repeat=8))
 
 
 def get_spec(preset: str, seed: int | None = None) -> WorldSpec:

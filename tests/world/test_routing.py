@@ -107,3 +107,9 @@ def test_gate_mode_trains_the_planted_input_side_on_retain_rows_and_nothing_shar
     assert planted and all("dense_h_to_4h" in n for n in planted)  # reads only, never the writes
     shared, planted = _grads(routed, "retain_dropout")
     assert planted == set() and "gpt_neox.embed_in.weight" in shared
+
+
+def test_input_only_keys_leave_the_output_rows_shared(neox_dir):
+    model = AutoModelForCausalLM.from_pretrained(neox_dir, tie_word_embeddings=False)
+    routed = RoutedModel(model, PLANTED, forget_tokens=[5, 9], forget_outputs=False)
+    assert "gpt_neox.embed_in.weight" in routed.planted and "embed_out.weight" not in routed.planted
