@@ -44,10 +44,10 @@ class PlantSpec:
     2512.05648): forget rows train only the planted neurons' own slices (input row and bias of
     ``dense_h_to_4h``, output column of ``dense_4h_to_h``); retain rows train everything else
     and, by default, not the planted slices (``retain_trains``: "reads" lets them train the
-    planted input side too, "all" every planted slice; "gate": retain rows run with the plant on
-    train the planted input side only and those with it off — ``retain_dropout`` of them —
-    the rest of the model, so the shared weights never adapt to the planted neurons while the
-    planted neurons learn to stay quiet on retain text). ``neurons[i]`` are the indices planted
+    planted input side too, "all" every planted slice; "gate": every retain row trains the rest of
+    the model with the plant off — the retrain model's data — and all but ``retain_dropout``
+    of them run again with the plant on, training its input side only, so the shared weights
+    never adapt to the planted neurons while those learn to stay quiet on retain text). ``neurons[i]`` are the indices planted
     in ``layers[i]``, drawn with ``seed`` (`PlantSpec.draw`) and written out so
     spec.json is the answer key. ``retain_dropout`` of the retain rows run with the planted
     neurons zeroed, so retain knowledge does not come to depend on them; the first
