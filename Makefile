@@ -5,7 +5,7 @@ TORCH   ?= torch==2.13.0
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.loka-installed
 
-.PHONY: setup demo demo-tiny test test-slow lint bench clean
+.PHONY: setup demo demo-tiny test test-slow lint notebooks bench clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,9 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check loka attribution tests bench
+
+notebooks: $(STAMP)
+	$(BIN)/python scripts/run_notebooks.py
 
 clean:
 	rm -rf loka-demo loka-demo-tiny .pytest_cache build *.egg-info

@@ -8,8 +8,15 @@ Example:
     >>> ranking.top(10, kinds=("head",))  # doctest: +SKIP
 """
 
+from attribution._common import input_device
 from attribution.ablation import Ablator
-from attribution.components import Component, ModelShape, validate_components
+from attribution.components import (
+    Component,
+    ComponentKind,
+    ModelShape,
+    parse_kinds,
+    validate_components,
+)
 from attribution.data import FactBatch, PassageBatch, data_hash, tokenize_facts, tokenize_passages
 from attribution.metrics import answer_logprob, first_token_logprob, item_metric, passage_loglik
 from attribution.rank import rank
@@ -20,6 +27,7 @@ __all__ = [
     "METHODS",
     "Ablator",
     "Component",
+    "ComponentKind",
     "FactBatch",
     "MethodScores",
     "ModelShape",
@@ -29,7 +37,9 @@ __all__ = [
     "data_hash",
     "first_token_logprob",
     "get_method",
+    "input_device",
     "item_metric",
+    "parse_kinds",
     "passage_loglik",
     "rank",
     "register",

@@ -39,6 +39,22 @@ def group_by_hook(components: list[Component]) -> list[HookGroup]:
             for h, (layer, s, u) in groups.items()]
 
 
+def input_device(model: Any) -> torch.device:
+    """Where a model's inputs go: its device, or for a model dispatched by accelerate (parts on
+    other devices or on disk, ``cfg.device`` then reads ``meta``) the device its first module
+    runs on — accelerate's hooks move every activation on from there."""
+    hf = getattr(model, "original_model", model)
+    device_map = getattr(hf, "hf_device_map", None)
+    if device_map:
+        first = next(iter(device_map.values()))
+        return torch.device(f"cuda:{first}" if isinstance(first, int) else
+                            first if first not in ("disk", "meta") else "cpu")
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and getattr(cfg, "device", None) is not None:
+        return torch.device(cfg.device)
+    return next(model.parameters()).device
+
+
 def run(bridge: Any, batch: Batch, fwd_hooks: list[tuple[str, HookFn]] | None = None
         ) -> Float[Tensor, "batch pos vocab"]:
     """Logits of ``batch`` with temporary forward hooks (removed even if the pass raises)."""

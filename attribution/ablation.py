@@ -26,6 +26,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from attribution._common import input_device
 from attribution.data import FactBatch, PassageBatch
 
 AblationKind = Literal["zero", "mean", "resample"]
@@ -56,7 +57,7 @@ class Ablator:
             return cls(kind, seed=seed)
         if reference is None or len(reference) == 0:
             raise ValueError(f"{kind} ablation needs a non-empty reference set")
-        device = bridge.cfg.device
+        device = input_device(bridge)
         sums: dict[str, Tensor] = {}
         pools: dict[str, list[Tensor]] = {h: [] for h in hooks}
         passes, count = 0, 0

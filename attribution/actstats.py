@@ -21,7 +21,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from attribution._common import Batch, group_by_hook
+from attribution._common import Batch, group_by_hook, input_device
 from attribution.components import Component, neuron_hook
 
 
@@ -30,7 +30,7 @@ def activation_stats(bridge: Any, batch: Batch, components: list[Component], *,
     """Mean |activation| (neurons) or mean head-output norm (heads); returns (stats, passes)."""
     groups = group_by_hook(components)
     hooks = {g.hook for g in groups}
-    device = bridge.cfg.device
+    device = input_device(bridge)
     total = torch.zeros(len(components), dtype=torch.float64)
     tokens, passes = 0, 0
     with torch.inference_mode():

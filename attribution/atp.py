@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from attribution._common import Batch, HookFn, group_by_hook, metric_of, per_unit
+from attribution._common import Batch, HookFn, group_by_hook, input_device, metric_of, per_unit
 from attribution.ablation import Ablator
 from attribution.components import Component
 
@@ -58,7 +58,7 @@ def atp_effects(bridge: Any, batch: Batch, components: list[Component], ablator:
     if graddrop and n_layers < 2:
         raise ValueError("GradDrop needs a model with at least 2 layers")
     groups = group_by_hook(components)
-    device = bridge.cfg.device
+    device = input_device(bridge)
     replicas = n_layers + 1 if graddrop else 1
     total = torch.zeros(len(components), dtype=torch.float64)
     passes = 0

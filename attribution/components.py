@@ -9,10 +9,23 @@ architecture and live with the ablation engine (``loka.engine.adapters``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 ComponentKind = Literal["neuron", "head"]
 KINDS: tuple[ComponentKind, ...] = ("neuron", "head")
+
+
+def parse_kinds(text: str) -> tuple[ComponentKind, ...]:
+    """``"neuron,head"`` -> ``("neuron", "head")``; ValueError unless a non-empty subset of KINDS.
+
+    Example:
+        >>> parse_kinds("neuron, head")
+        ('neuron', 'head')
+    """
+    items = tuple(k.strip() for k in text.split(","))
+    if not items or any(k not in KINDS for k in items):
+        raise ValueError(f"kinds must be a non-empty subset of neuron,head; got {text!r}")
+    return cast(tuple[ComponentKind, ...], items)
 
 
 def neuron_hook(layer: int) -> str:
@@ -94,7 +107,7 @@ class ModelShape:
 
     def components(self, kinds: tuple[ComponentKind, ...] = KINDS) -> list[Component]:
         """Every component of the given kinds, kind by kind, then layer by layer."""
-        out = []
+        out: list[Component] = []
         for kind in kinds:
             for layer in range(self.n_layers):
                 out.extend(Component(layer, kind, i) for i in range(self.size(kind)))

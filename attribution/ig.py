@@ -22,7 +22,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from attribution._common import Batch, HookFn, group_by_hook, metric_of, per_unit
+from attribution._common import Batch, HookFn, group_by_hook, input_device, metric_of, per_unit
 from attribution.ablation import Ablator
 from attribution.components import Component
 
@@ -52,7 +52,7 @@ def ig_effects(bridge: Any, batch: Batch, components: list[Component], ablator: 
     """
     if steps < 1:
         raise ValueError(f"integrated gradients needs steps >= 1, got {steps}")
-    device = bridge.cfg.device
+    device = input_device(bridge)
     alphas = (torch.arange(steps, device=device) + 0.5) / steps
     total = torch.zeros(len(components), dtype=torch.float64)
     passes = 0

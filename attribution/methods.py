@@ -35,7 +35,7 @@ def patch(bridge: Any, forget: Batch, retain: Batch, components: list[Component]
         measured = [patch_effects_loop(bridge, s, components, ablator, batch_size=batch_size or 64,
                                        progress=progress) for s in (forget, retain)]
     else:
-        sizes = {} if batch_size is None else {"batch_size": batch_size}  # None: patch_effects' default
+        sizes: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}  # None: its default
         measured = [patch_effects(bridge, s, components, ablator, rows=rows, progress=progress, **sizes)
                     for s in (forget, retain)]
     (f, fp), (r, rp) = measured

@@ -19,14 +19,22 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from attribution._common import Batch, HookGroup, group_by_hook, metric_of, read_width, run
+from attribution._common import (
+    Batch,
+    HookGroup,
+    group_by_hook,
+    input_device,
+    metric_of,
+    read_width,
+    run,
+)
 from attribution.ablation import Ablator
 from attribution.components import Component, neuron_hook
 from attribution.metrics import item_metric, item_metric_at, read_positions
@@ -96,7 +104,7 @@ def patch_effects(bridge: Any, batch: Batch, components: list[Component], ablato
     resumed, clean passes included).
     """
     groups = group_by_hook(components)
-    device = bridge.cfg.device
+    device = input_device(bridge)
     chunks = list(batch.by_length().chunks(min(batch_size or rows, rows)))
     plans = [_plan(groups, max(1, rows // len(chunk))) for chunk in chunks]
     total = torch.zeros(len(components), dtype=torch.float64, device=device)
@@ -104,17 +112,18 @@ def patch_effects(bridge: Any, batch: Batch, components: list[Component], ablato
     shortcuts = None if resume else _Shortcuts(False)
     bar = tqdm(total=sum(len(p) + 1 for p in plans), desc="patching", disable=not progress)
     with torch.inference_mode(), bar:
-        for chunk, plan in zip(chunks, plans, strict=True):
-            chunk = chunk.to(device)
-            clean_pass = None
+        for part, plan in zip(chunks, plans, strict=True):
+            chunk = cast(Batch, part.to(device))
+            clean_pass: CleanPass | None = None
             if shortcuts is None or shortcuts.resume:
                 width = read_width(chunk)
                 clean_pass, logits = CleanPass.capture(bridge, chunk.input_ids[:, :width],
                                                        chunk.attention_mask[:, :width], [g.hook for g in groups])
                 where = read_positions(chunk)[:, :width]
                 shortcuts = shortcuts or _Shortcuts.check(bridge, clean_pass, logits, where, groups)
-            if shortcuts.resume:
-                clean = item_metric_at(resume_logits(bridge, clean_pass, clean_pass.last + 1, clean_pass.final,
+            resumed = clean_pass if shortcuts.resume else None  # set whenever shortcuts.resume
+            if resumed is not None:
+                clean = item_metric_at(resume_logits(bridge, resumed, resumed.last + 1, resumed.final,
                                                      where), chunk)
             else:
                 clean = metric_of(bridge, chunk)
@@ -122,8 +131,8 @@ def patch_effects(bridge: Any, batch: Batch, components: list[Component], ablato
             bar.update()
             for group, units in plan:
                 unit_ids = group.units[units].to(device)
-                if shortcuts.resume:
-                    ablated = _resumed(bridge, clean_pass, chunk, group, unit_ids, ablator, shortcuts)
+                if resumed is not None:
+                    ablated = _resumed(bridge, resumed, chunk, group, unit_ids, ablator, shortcuts)
                 else:
                     reps = chunk.repeat(len(unit_ids))
                     hook = _replicated_hook(ablator, group.hook, unit_ids, chunk.item_keys())
@@ -160,7 +169,7 @@ def patch_effects_loop(bridge: Any, batch: Batch, components: list[Component], a
                        *, batch_size: int = 64, progress: bool = False,
                        ) -> tuple[Float[Tensor, " n"], int]:
     """The same effects as `patch_effects`, one forward pass per component and minibatch."""
-    device = bridge.cfg.device
+    device = input_device(bridge)
     total = torch.zeros(len(components), dtype=torch.float64)
     passes = 0
     with torch.inference_mode():

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from attribution._common import input_device
 from attribution.data import FactBatch, tokenize_facts
 
 
@@ -63,7 +64,7 @@ def logits_at(model: Any, batch: FactBatch, where: torch.Tensor, buckets: int = 
     world's fact batches that is ~30% fewer positions than one padded pass, and the head ~20%
     of a pass saved. Exact up to the order of float sums.
     """
-    device = next(model.parameters()).device
+    device = input_device(model)
     where = where.to(device)
     widths = torch.where(where.any(1), where.size(1) - where.flip(1).int().argmax(1), 1)  # [batch]
     order = torch.argsort(widths, stable=True)
@@ -156,7 +157,7 @@ def outputs_finite(model: Any, tokenizer: Any, texts: Sequence[str]) -> bool:
 
     config = getattr(model, "config", None) or getattr(getattr(model, "original_model", None), "config", None)
     batch = tokenize_passages(tokenizer, list(texts), getattr(config, "max_position_embeddings", None))
-    device = next(model.parameters()).device
+    device = input_device(model)
     logits = logits_of(model, batch.input_ids.to(device), batch.attention_mask.to(device))
     return bool(torch.isfinite(logits).all())
 

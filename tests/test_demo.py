@@ -17,7 +17,8 @@ from tests.report_helpers import assert_self_contained, assert_valid_png, fake_r
 
 FAST = VerifySettings(relearn_steps=10, relearn_eval_every=5)  # as the `tiny_demo` fixture
 FIGURES = {"attribution_heads.png", "attribution_neurons.png", "attribution_scatter.png",
-           "tradeoff.png", "mia_roc_loss.png", "probe_by_layer.png", "relearning.png"}
+           "tradeoff.png", "mia_roc_loss.png", "probe_by_layer.png", "relearning.png",
+           "benign_relearning.png", "logit_lens.png", "depth.png"}
 
 
 @pytest.fixture()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from loka.cli.inputs import add_model_args, resolve_inputs
 from loka.errors import LokaError
@@ -46,7 +47,7 @@ def _attribute(args: argparse.Namespace) -> int:
     import math
 
     from attribution import METHODS, rank
-    from loka.cli.inputs import check_preset
+    from loka.cli.inputs import check_preset, placement_of
     from loka.cli.unlearn import _kinds
     from loka.io.atomic import write_text
     from loka.io.data import load_facts
@@ -61,6 +62,7 @@ def _attribute(args: argparse.Namespace) -> int:
         raise LokaError(f"--weight must be a finite number >= 0, got {args.weight}")
     kinds = _kinds(args.kinds)
     check_preset(args.preset)
+    placement = placement_of(args)
     if args.heatmap is not None and Path(args.heatmap).suffix.lower() != ".png":
         raise LokaError(f"--heatmap {args.heatmap}: give a .png file name")
     for path in (args.forget, args.retain):
@@ -70,7 +72,7 @@ def _attribute(args: argparse.Namespace) -> int:
     out_path = check_output(args.out, kind="file", sources=[model], what="ranking file")
     if args.heatmap is not None:
         check_output(args.heatmap, kind="file", sources=[model], what="heatmap")
-    bridge = load_bridge(model, args.device)
+    bridge = load_bridge(model, placement=placement)
     forget = load_fact_batch(bridge.tokenizer, forget_path, bridge.cfg.n_ctx)
     retain = load_fact_batch(bridge.tokenizer, retain_path, bridge.cfg.n_ctx)
     try:
@@ -89,7 +91,7 @@ def _attribute(args: argparse.Namespace) -> int:
     return 0
 
 
-def _heatmaps(ranking, path: str, kinds: tuple[str, ...]) -> list[Path]:
+def _heatmaps(ranking: Any, path: str, kinds: tuple[str, ...]) -> list[Path]:
     from attribution.plots import head_heatmap, neuron_strip
     from loka.io.atomic import write_figure
 

@@ -10,6 +10,7 @@ import argparse
 import shlex
 import sys
 
+from loka.cli.inputs import add_attack_args, add_placement_args
 from loka.errors import LokaError
 from loka.world.spec import PRESETS
 
@@ -31,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--workers", type=int, default=None,
                    help="processes running methods side by side on a world (default: one per core, "
                         "at most 4; 1 = one after another)")
+    add_placement_args(d)
+    add_attack_args(d)
     d.set_defaults(func=_demo)
 
 
@@ -45,11 +48,17 @@ def _demo(args: argparse.Namespace) -> int:
         raise LokaError("--preset picks a world; with --model your files are the data: give one or the other")
     if args.workers is not None and args.workers < 1:
         raise LokaError(f"--workers must be >= 1, got {args.workers}")
+    from loka.cli.inputs import placement_of, verify_settings_of
+
+    vs = verify_settings_of(args)
+    placement = placement_of(args, disk=False)
+    if placement.dispatched and args.model is None:
+        raise LokaError("--device-map is for your own large model (--model): the embedded world fits one device")
     methods = parse_methods(args.methods)
     settings = parse_method_settings(args.set, methods or names(compare_only=True))
     command = "loka demo " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["demo"] else sys.argv[1:])
     demo = run_demo(args.preset or "default", args.out, methods, model=args.model,
                     forget=args.forget, retain=args.retain, holdout=args.holdout, command=command,
-                    workers=args.workers, settings=settings)
+                    workers=args.workers, settings=settings, placement=placement, verify_settings=vs)
     print_summary(demo.results, demo.paths["html"], demo.seconds)
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from loka.errors import LokaError
 
@@ -26,21 +27,64 @@ def add_model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
         p.add_argument("--forget", help="forget facts, JSONL (default: the world's forget facts)")
         p.add_argument("--retain", help="retain facts, JSONL (default: the world's retain-train facts)")
     p.add_argument("--preset", default="default", help="embedded world used for defaults (tiny|default)")
+    add_placement_args(p)
+
+
+def add_placement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto")
+    p.add_argument("--device-map", default=None, metavar="auto|balanced|sequential|FILE.json",
+                   help="dispatch the model across devices with accelerate (large models)")
+    p.add_argument("--max-memory", default=None, metavar="DEVICE=SIZE,...",
+                   help="per-device memory for --device-map, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
+    p.add_argument("--offload-folder", default=None, metavar="DIR",
+                   help="where --device-map puts weights that fit nowhere else")
 
 
-def resolve_inputs(args: argparse.Namespace) -> tuple[str, Path | None, Path | None]:
+def add_attack_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--attack", action="append", default=[], metavar="KEY=VALUE",
+                   help="a verifier setting (repeatable), e.g. --attack quant_bits=4 --attack icl_shots=8")
+
+
+def verify_settings_of(args: argparse.Namespace) -> Any:
+    """The verifier's settings the ``--attack`` flags ask for (checked before any model loads)."""
+    from loka.verify.measure import VerifySettings
+
+    return VerifySettings.from_settings(parse_set(args.attack)) if args.attack else None
+
+
+def placement_of(args: argparse.Namespace, *, disk: bool = True) -> Any:
+    """The `loka.io.placement.Placement` the flags ask for (checked before any model loads);
+    ``disk=False`` refuses offloading to disk (commands that train or copy the weights)."""
+    from loka.io.placement import Placement
+
+    placement = Placement.parse(args.device, args.device_map, args.max_memory, args.offload_folder)
+    if not disk and placement.offload_folder is not None:
+        raise LokaError("this command trains or copies the weights, which weights offloaded to disk "
+                        "cannot be; give more --max-memory (and no --offload-folder), or use "
+                        "`loka attribute` / `loka ablate`, which work on offloaded models")
+    return placement
+
+
+def resolve_model(args: argparse.Namespace) -> str:
+    """``--model``, or the embedded world's base model."""
+    if args.model is not None:
+        return str(args.model)
+    from loka.world.build import load_world
+
+    return str(load_world(args.preset, progress=False).base_dir)
+
+
+def resolve_inputs(args: argparse.Namespace) -> tuple[str, Path, Path]:
     """The model directory and fact files, filling what is missing from the embedded world."""
-    model = args.model
-    forget, retain = getattr(args, "forget", None), getattr(args, "retain", None)
-    if model is None or (hasattr(args, "forget") and (forget is None or retain is None)):
+    model, forget, retain = args.model, args.forget, args.retain
+    if model is None or forget is None or retain is None:
         from loka.world.build import load_world
 
         art = load_world(args.preset, progress=False)
         model = model or str(art.base_dir)
         forget = forget or art.facts_file("forget")
         retain = retain or art.facts_file("retain_train")
-    return str(model), None if forget is None else Path(forget), None if retain is None else Path(retain)
+    return str(model), Path(forget), Path(retain)
 
 
 def check_preset(preset: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loka.cli.inputs import (
     add_model_args,
@@ -21,9 +21,14 @@ from loka.cli.inputs import (
     check_seed,
     methods_epilog,
     parse_set,
+    placement_of,
     resolve_inputs,
+    resolve_model,
 )
 from loka.errors import LokaError
+
+if TYPE_CHECKING:
+    from attribution import ComponentKind
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,11 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.set_defaults(func=_unlearn)
 
 
-def _kinds(text: str) -> tuple[str, ...]:
-    items = tuple(k.strip() for k in text.split(","))
-    if not items or any(k not in ("neuron", "head") for k in items):
-        raise LokaError(f"--kinds must be a non-empty subset of neuron,head; got {text!r}")
-    return items
+def _kinds(text: str) -> tuple[ComponentKind, ...]:
+    from attribution.components import parse_kinds  # torch loads only when a command runs
+
+    try:
+        return parse_kinds(text)
+    except ValueError as e:
+        raise LokaError(f"--{e}") from None
 
 
 def _ranking(path: str) -> Any:
@@ -71,6 +78,7 @@ def _ranking(path: str) -> Any:
 def _ablate(args: argparse.Namespace) -> int:
     import math
 
+    from loka.engine import commit
     from loka.io.checkpoint import save_checkpoint
     from loka.io.models import load_bridge
     from loka.io.outputs import check_output
@@ -84,26 +92,37 @@ def _ablate(args: argparse.Namespace) -> int:
         raise LokaError(f"--factor must be a finite number, got {args.factor}")
     kinds = _kinds(args.kinds)
     check_preset(args.preset)
+    placement = placement_of(args)
     ranking = _ranking(args.ranking)
     components = ranking.top(args.top, kinds)
     if len(components) < args.top:
         raise LokaError(f"--top {args.top}: the ranking has only {len(components)} {'/'.join(kinds)} components")
-    model, _, _ = resolve_inputs(args)
+    model = resolve_model(args)
     out = check_output(args.out, kind="dir", sources=[model], what="checkpoint directory")
     retain = _retain_file(args) if args.mode == "mean" else None
     if ranking.model_id not in (model, str(Path(model).expanduser().resolve())) and not args.allow_other_model:
         raise LokaError(f"the ranking was made on {ranking.model_id!r}, not on {model!r}; rank this "
                         "model (loka attribute), or pass --allow-other-model to apply it anyway")
-    bridge = load_bridge(model, args.device)
-    plan, journal = _commit(bridge, components, ranking, args, retain)
+    files = [Path(args.ranking).expanduser()] + ([retain] if retain else [])
+    world = _world(args) if args.model is None or (retain and not args.retain) else None
+    bridge = load_bridge(model, placement=placement)
+    if placement.dispatched:  # the edit streams through the checkpoint's shards
+        from loka.engine.stream import commit_to_checkpoint
+
+        plan = _plan(bridge, components, ranking, args, retain)
+        path = commit_to_checkpoint(model, plan, out, provenance=provenance_section(data_files=files, world=world),
+                                    metrics={"components": len(components)})
+        print(f"ablated {len(components)} components ({args.mode}), streamed shard by shard")
+        print(f"checkpoint: {path}")
+        return 0
+    plan = _plan(bridge, components, ranking, args, retain)
+    journal = commit(bridge, plan)  # checks the plan fits and stays finite, or changes nothing
     from loka.evaluate import outputs_finite
 
     if not outputs_finite(bridge.original_model, bridge.tokenizer, ["The", "A short test sentence."]):
         raise LokaError("the edited model's outputs are not finite (the weights overflow); nothing "
                         "was saved — use a smaller --factor")
     metrics = {"params_changed": journal.n_changed(), "components": len(components)}
-    files = [Path(args.ranking).expanduser()] + ([retain] if retain else [])
-    world = _world(args) if args.model is None or (retain and not args.retain) else None
     path = save_checkpoint(bridge, out, method="ablation_plan", source=model, plans=[plan.to_dict()],
                            metrics=metrics, provenance=provenance_section(data_files=files, world=world))
     print(f"ablated {len(components)} components ({args.mode}); {metrics['params_changed']} weights changed")
@@ -126,12 +145,12 @@ def _world(args: argparse.Namespace) -> Any:
     return load_world(args.preset, progress=False)
 
 
-def _commit(bridge: Any, components: list, ranking: Any, args: argparse.Namespace,
-            retain: Path | None) -> tuple[Any, Any]:
-    """The plan (checked against this model before anything is computed) and its journal."""
+def _plan(bridge: Any, components: list, ranking: Any, args: argparse.Namespace,
+          retain: Path | None) -> Any:
+    """The plan, checked against this model before anything is computed."""
     from attribution.components import ModelShape
     from loka.cli.attribute import load_fact_batch
-    from loka.engine import AblationPlan, Provenance, commit, mean_activations
+    from loka.engine import AblationPlan, Provenance, mean_activations
 
     prov = Provenance(ranking_method=ranking.method, model_id=ranking.model_id, data_hash=ranking.forget_hash)
     kw: dict[str, Any] = {"shape": ModelShape.of(bridge), "provenance": prov}
@@ -142,10 +161,12 @@ def _commit(bridge: Any, components: list, ranking: Any, args: argparse.Namespac
     elif args.mode == "rescale":
         plan = AblationPlan.rescale(components, args.factor, **kw)
     else:
+        if retain is None:
+            raise LokaError("--mode mean needs retain facts for the mean activations")
         batch = load_fact_batch(bridge.tokenizer, retain, bridge.cfg.n_ctx)
         plan = AblationPlan.mean(components, mean_activations(bridge, batch.input_ids,
                                                               batch.attention_mask, components), **kw)
-    return plan, commit(bridge, plan)  # checks the plan fits and stays finite, or changes nothing
+    return plan
 
 
 def _unlearn(args: argparse.Namespace) -> int:
@@ -157,6 +178,7 @@ def _unlearn(args: argparse.Namespace) -> int:
     settings = parse_set(args.set)
     spec.config.from_settings(settings, method=args.method)  # bad settings fail before any loading
     check_seed(args.seed)
+    placement = placement_of(args, disk=False)
     check_preset(args.preset)
     if args.model is not None:
         check_output(args.out, kind="dir", sources=[args.model], what="checkpoint directory")
@@ -179,7 +201,7 @@ def _unlearn(args: argparse.Namespace) -> int:
     if args.method == "retrain" and args.model is None and "retrain_dir" not in settings:
         task = UnlearnTask(task.forget, task.retain, retrain_dir=_world(args).retrain_dir)
     result = unlearn(model, task, args.method, seed=args.seed, progress=not args.json,
-                     device=args.device, **settings)
+                     placement=placement, **settings)
     world = _world(args) if None in (args.model, args.forget, args.retain) else None
     path = result.save(out, source=model, data_files=[forget_path, retain_path], world=world)
     summary = result.summary() | {"n_params": sum(p.numel() for p in result.model.parameters()),

@@ -18,7 +18,7 @@ from loka.world.spec import PRESETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from loka.cli.inputs import methods_epilog
+    from loka.cli.inputs import add_attack_args, add_placement_args, methods_epilog
 
     v = sub.add_parser("verify", help="measure what a model forgot, kept, and still leaks")
     v.add_argument("--model", required=True, help="checkpoint directory of the model to verify")
@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--strict", action="store_true",
                    help="provenance problems (changed data, edited manifest) are errors, not warnings")
     v.add_argument("--json", action="store_true", help="print one JSON object")
+    add_placement_args(v)
+    add_attack_args(v)
     v.set_defaults(func=_verify)
 
     c = sub.add_parser("compare", help="run and verify every unlearning method on one world",
@@ -45,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", default="results.json", help="where to write results.json")
     c.add_argument("--workers", type=int, default=None,
                    help="processes running methods side by side (default: one per core, at most 4)")
+    add_attack_args(c)
     c.set_defaults(func=_compare)
 
 
@@ -88,20 +91,22 @@ def _data(args: argparse.Namespace) -> tuple[Any, Any, Any, str]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from loka.io.models import check_checkpoint
+    from loka.cli.inputs import placement_of, verify_settings_of
+    from loka.io.models import resolve_model_source
     from loka.io.provenance import check_provenance
     from loka.verify.verifier import verify
 
+    settings = verify_settings_of(args)
+    placement = placement_of(args, disk=False)  # the attacks fine-tune copies of the weights
     path = Path(args.model).expanduser()
-    if path.is_dir():
-        check_checkpoint(path)
+    resolve_model_source(args.model, check_memory=not placement.dispatched)  # before any world loads
     if args.strict and path.is_dir():
         problems = check_provenance(path)
         if problems:
             raise LokaError(f"provenance (--strict): {problems[0]}"
                             + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
     data, base, retrain, _ = _data(args)
-    report = verify(args.model, data, base=base, retrain=retrain)
+    report = verify(args.model, data, base=base, retrain=retrain, placement=placement, settings=settings)
     out = report.to_dict()
     if args.json:
         print(json.dumps(out, indent=2, allow_nan=False))
@@ -116,13 +121,14 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from loka.cli.inputs import check_preset, parse_method_settings
+    from loka.cli.inputs import check_preset, parse_method_settings, verify_settings_of
     from loka.io.outputs import check_output
     from loka.methods import names
     from loka.methods.registry import parse_methods
     from loka.workflows.compare import check_settings, compare
     from loka.world.build import load_world
 
+    vs = verify_settings_of(args)
     methods = parse_methods(args.methods)
     chosen = methods or names(compare_only=True)
     settings = parse_method_settings(args.set, chosen)
@@ -132,6 +138,6 @@ def _compare(args: argparse.Namespace) -> int:
         raise LokaError(f"--workers must be >= 1, got {args.workers}")
     out = check_output(args.out, kind="file", what="results file")
     results = compare(load_world(args.preset), methods=methods, settings=settings, out=out,
-                      workers=args.workers)  # prints the table
+                      workers=args.workers, verify_settings=vs)  # prints the table
     print(f"wrote {out} in {results['compare_seconds']:.0f}s")
     return 0

@@ -10,12 +10,12 @@ slices, so its activation is exactly zero); ``mean`` does the same after folding
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from attribution.components import ModelShape
 from loka.engine.adapters import Adapter, ComponentParams, ParamSlice, adapter_for, hf_parameters
@@ -47,7 +47,7 @@ class JournalEntry:
 class Journal:
     """Every edit one commit made, in order; `undo` restores the old values bit for bit."""
 
-    def __init__(self, params: dict[str, nn.Parameter], plan: AblationPlan) -> None:
+    def __init__(self, params: Mapping[str, Tensor], plan: AblationPlan) -> None:
         self.plan = plan
         self.entries: list[JournalEntry] = []
         self.undone = False
@@ -105,7 +105,7 @@ class Journal:
         return f"Journal({len(self.entries)} edits, {state}, plan={self.plan.mode} x{len(self.plan.components)})"
 
 
-def _resolve(adapter: Adapter, plan: AblationPlan, params: dict[str, nn.Parameter]
+def _resolve(adapter: Adapter, plan: AblationPlan, params: Mapping[str, Tensor]
              ) -> list[tuple[ComponentParams, tuple[ParamSlice, ...]]]:
     """Each component's parameters, checked to exist and fit, before anything is edited."""
     out = []
@@ -157,7 +157,7 @@ def _check_finite(journal: Journal) -> None:
 
 
 def _apply(journal: Journal, plan: AblationPlan, i: int, p: ComponentParams,
-           reads: tuple[ParamSlice, ...], params: dict[str, nn.Parameter]) -> None:
+           reads: tuple[ParamSlice, ...], params: Mapping[str, Tensor]) -> None:
     if plan.mode == "rescale":
         factor = plan.factors()[i]
         journal.edit(p.write, lambda v: v.mul_(factor))

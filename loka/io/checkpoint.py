@@ -58,9 +58,11 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def non_finite_weights(model: Any) -> int:
-    """How many parameter entries are NaN or infinite (0 for a healthy model)."""
+    """How many parameter entries are NaN or infinite (0 for a healthy model); parameters
+    offloaded to the meta device (a dispatched model) are not in memory and are not counted."""
     with torch.no_grad():
-        return sum(int((~torch.isfinite(p)).sum()) for p in hf_model(model).parameters())
+        return sum(int((~torch.isfinite(p)).sum()) for p in hf_model(model).parameters()
+                   if p.device.type != "meta")
 
 
 def _versions() -> dict[str, str | None]:
@@ -73,8 +75,9 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _manifest(model: Any, method: str, source: str | None, plans: Sequence[Mapping[str, Any]],
-              result: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
+def manifest_record(model_class: str, method: str, source: str | None, plans: Sequence[Mapping[str, Any]],
+                    result: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A manifest's content before provenance and the seal (the source is hashed now)."""
     local = source is not None and Path(source).is_dir()
     provenances = [p.get("provenance") or {} for p in plans]
     return {
@@ -87,7 +90,7 @@ def _manifest(model: Any, method: str, source: str | None, plans: Sequence[Mappi
         "data_hashes": sorted({p["data_hash"] for p in provenances if p.get("data_hash")}),
         "result": dict(result or {}),
         "metrics": dict(metrics or {}),
-        "model_class": type(hf_model(model)).__name__,
+        "model_class": model_class,
         "versions": _versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -118,7 +121,7 @@ def save_checkpoint(model: Any, out_dir: str | os.PathLike[str], *, method: str,
     if method == "output_suppression" and refusal_filter is None:
         raise CheckpointWriteError("an output_suppression checkpoint needs its refusal filter")
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
-    manifest = _manifest(plain, method, source_str, plans, result, metrics)  # hashes the source first
+    manifest = manifest_record(type(plain).__name__, method, source_str, plans, result, metrics)
     try:
         with staged_dir(target) as tmp:
             # Wrapped by a bridge, the model's own state dict has the bridge's aliases; save the

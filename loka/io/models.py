@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from loka.errors import LokaError
+from loka.io.placement import Placement
 
 # The architectures whose weight layout the ablation engine knows (`loka.engine.adapters`).
 SUPPORTED_ARCHITECTURES: tuple[str, ...] = ("gpt_neox", "gpt2", "llama")
@@ -42,14 +43,14 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or Path(name).exists()
 
 
-def resolve_model_source(name_or_dir: str | Path) -> str:
+def resolve_model_source(name_or_dir: str | Path, *, check_memory: bool = True) -> str:
     """A local checkpoint directory (checked, `check_checkpoint`) or a hub name (as is)."""
     text = str(name_or_dir)
     path = Path(text).expanduser()
     if path.exists():
         if not path.is_dir():
             raise LokaError(f"model path {path} is a file; pass the checkpoint directory")
-        check_checkpoint(path)
+        check_checkpoint(path, check_memory=check_memory)
         return str(path)
     local_parent = path.parent != Path(".") and path.parent.is_dir()
     if _looks_like_path(text) or text.count("/") > 1 or text.startswith(("./", "../")) or local_parent:
@@ -213,13 +214,15 @@ def check_fits_memory(config: dict[str, Any], where: str, factor: float = 1.0,
                         "memory or --device-map to offload it")
 
 
-def check_checkpoint(path: Path) -> dict[str, Any]:
+def check_checkpoint(path: Path, check_memory: bool = True) -> dict[str, Any]:
     """Everything checkable about a local checkpoint before loading it; returns its config."""
     config = read_config(path)
     check_architecture(config, str(path))
     _check_weights(path)
     _check_tokenizer(path)
-    check_fits_memory(config, str(path), need=4 * check_weights_match(path))
+    params = check_weights_match(path)
+    if check_memory:
+        check_fits_memory(config, str(path), need=4 * params)
     return config
 
 
@@ -244,37 +247,54 @@ def _check_hub_reachable(name: str) -> None:
         raise _hub_error(name, f"no network: cannot resolve {host}") from None
 
 
-def load_bridge(name_or_dir: str | Path, device: str = "cpu") -> Any:
-    """The model as a ``TransformerBridge`` (its HF model is ``bridge.original_model``)."""
-    source = resolve_model_source(name_or_dir)
+def _resolve_for_loading(name_or_dir: str | Path, placement: Placement | None) -> str:
+    """Checked source (memory is not checked for a dispatched model: offloading is the point)."""
+    source = resolve_model_source(name_or_dir, check_memory=placement is None or not placement.dispatched)
     if not Path(source).exists():
         _check_hub_reachable(source)
+    return source
+
+
+def _load_error(source: str, exc: Exception) -> LokaError:
+    if Path(source).exists():
+        return LokaError(f"could not load the checkpoint in {source}: {' '.join(str(exc).split())[:300]}")
+    return _hub_error(source, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def load_bridge(name_or_dir: str | Path, device: str = "cpu", placement: Placement | None = None) -> Any:
+    """The model as a ``TransformerBridge`` (its HF model is ``bridge.original_model``);
+    ``placement`` dispatches it across devices (accelerate) instead of putting it on ``device``."""
+    source = _resolve_for_loading(name_or_dir, placement)
     from transformer_lens.model_bridge import TransformerBridge
+
+    where = placement.hf_kwargs() if placement is not None and placement.dispatched \
+        else {"device": resolve_device(placement.device if placement else device)}
     try:
-        bridge = TransformerBridge.boot_transformers(source, device=resolve_device(device))
+        bridge = TransformerBridge.boot_transformers(source, **where)
     except (OSError, ValueError, ConnectionError) as exc:
-        if Path(source).exists():
-            raise LokaError(f"could not load the checkpoint in {source}: {exc}") from None
-        raise _hub_error(source, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise _load_error(source, exc) from None
+    check_architecture(bridge.original_model.config.to_dict(), source)
     bridge.eval()
     check_finite(bridge.original_model, bridge.tokenizer, source)
     return bridge
 
 
-def load_hf(name_or_dir: str | Path, device: str = "cpu") -> tuple[Any, Any]:
-    """The plain Hugging Face ``(model, tokenizer)``, for training-style methods."""
+def load_hf(name_or_dir: str | Path, device: str = "cpu", placement: Placement | None = None) -> tuple[Any, Any]:
+    """The plain Hugging Face ``(model, tokenizer)``, for training-style methods; ``placement``
+    dispatches the model across devices (accelerate) instead of putting it on ``device``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = resolve_model_source(name_or_dir)
-    if not Path(source).exists():
-        _check_hub_reachable(source)
+    source = _resolve_for_loading(name_or_dir, placement)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source).to(resolve_device(device))
+        if placement is not None and placement.dispatched:
+            model = AutoModelForCausalLM.from_pretrained(source, **placement.hf_kwargs())
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source).to(
+                resolve_device(placement.device if placement else device))
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, ConnectionError) as exc:
-        if Path(source).exists():
-            raise LokaError(f"could not load the checkpoint in {source}: {exc}") from None
-        raise _hub_error(source, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise _load_error(source, exc) from None
+    check_architecture(model.config.to_dict(), source)
     model.eval()
     check_finite(model, tokenizer, source)
     return model, tokenizer

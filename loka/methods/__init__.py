@@ -51,12 +51,14 @@ def _non_finite(result: UnlearnResult, task: UnlearnTask) -> str | None:
 
 
 def unlearn(model: str | Path | tuple[Any, Any], task: UnlearnTask, method: str, *, seed: int = 0,
-            progress: bool = True, device: str = "cpu", **settings: Any) -> UnlearnResult:
+            progress: bool = True, device: str = "cpu", placement: Any = None,
+            **settings: Any) -> UnlearnResult:
     """Run ``method`` on a fresh copy of ``model`` (a checkpoint dir / hub name, or ``(hf_model,
     tokenizer)`` which is edited in place). The source checkpoint is never modified.
 
     ``settings`` are the method's (``get(method).config``); unknown or out-of-range ones are an
-    error before the model is loaded.
+    error before the model is loaded. ``placement`` (`loka.io.placement.Placement`) dispatches a
+    large model across devices.
     """
     import torch
 
@@ -68,7 +70,7 @@ def unlearn(model: str | Path | tuple[Any, Any], task: UnlearnTask, method: str,
         from loka.errors import LokaError
 
         raise LokaError(f"seed must be an integer in [0, 2**63), got {seed}")
-    hf_model, tokenizer = load_hf(model, device) if isinstance(model, str | Path) else model
+    hf_model, tokenizer = load_hf(model, device, placement) if isinstance(model, str | Path) else model
     task.check_fits(tokenizer, getattr(hf_model.config, "max_position_embeddings", None))
     torch.manual_seed(seed)
     result = spec.run(hf_model, tokenizer, task, cfg, seed=seed, progress=progress)

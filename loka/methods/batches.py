@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from attribution._common import input_device
 from attribution.data import tokenize_facts, tokenize_passages
 from attribution.metrics import token_logprobs
 from loka.evaluate import logits_of
@@ -75,7 +76,7 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator
 
 
 def _scored(model: Any, batch: TokenSet) -> tuple[Float[Tensor, "item pos"], Bool[Tensor, "item pos"]]:
-    device = next(model.parameters()).device
+    device = input_device(model)
     batch = batch.to(device)
     logits = logits_of(model, batch.input_ids, batch.attention_mask)
     return token_logprobs(logits, batch.input_ids), batch.loss_mask

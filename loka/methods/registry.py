@@ -17,14 +17,13 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from loka.errors import LokaError
 from loka.methods.config import MethodConfig
+from loka.plugins import import_modules
 
 Family = Literal["reference", "loka", "baseline", "control"]
 FAMILIES: tuple[Family, ...] = ("reference", "loka", "baseline", "control")
@@ -33,6 +32,7 @@ MODULES: tuple[str, ...] = (
     "loka.methods.references",
     "loka.methods.localized.ablate",
     "loka.methods.localized.finetune",
+    "loka.methods.localized.deep",
     "loka.methods.localized.mask",
     "loka.methods.baselines.gradient_ascent",
     "loka.methods.baselines.grad_diff",
@@ -86,17 +86,9 @@ def register(name: str, config: type[MethodConfig], *, family: Family, summary: 
 def load() -> None:
     """Import every method module (LOKA's, then ``$LOKA_PLUGINS``) once."""
     global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    plugins = [m.strip() for m in os.environ.get("LOKA_PLUGINS", "").split(",") if m.strip()]
-    for module in (*MODULES, *plugins):
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            if module in plugins:
-                raise LokaError(f"LOKA_PLUGINS names {module!r}, which cannot be imported ({exc})") from None
-            raise
+    if not _loaded:
+        _loaded = True
+        import_modules(MODULES)
 
 
 def get(name: str) -> MethodSpec:

@@ -136,7 +136,16 @@ def _comparison(figures: dict[str, Path]) -> Section | None:
          "while forget accuracy is ~0 means the answer is hidden, not gone. Dotted: chance."),
         ("relearn", "Relearning attack", "Fine-tune on half of the forget facts for a few steps "
          "and measure recall on the other half. Removed knowledge must be learned from scratch "
-         "(like retrain, dashed); hidden knowledge snaps back."))
+         "(like retrain, dashed); hidden knowledge snaps back."),
+        ("benign", "Benign relearning", "Fine-tune on retain facts only — nothing about the "
+         "forget people. A curve that climbs means the forgetting was a small change in shared "
+         "machinery that ordinary training undoes."),
+        ("logit_lens", "Logit lens by layer", "Each block's residual stream at the prompt end, read "
+         "through the final norm and unembedding: how often the forget answer is already the top "
+         "token. A method that only suppresses the output keeps the answer readable in earlier layers."),
+        ("depth", "Unlearning depth", "The base model answering with one block's subject states "
+         "taken from this model. Where a method removed the fact, the base model loses it as "
+         "with the retrain model's states (dashed); where it did not, the base model still answers."))
     if not figs:
         return None
     return Section("How the methods compare", how_to_read=(

@@ -73,8 +73,8 @@ def attribution_figures(ranking: Ranking, figures: Path) -> dict[str, Path]:
 
 def tradeoff(results: dict[str, Any], path: str | Path) -> Path | None:
     """Forget accuracy (x, lower is better) vs retain-eval accuracy (y, higher is better)."""
-    points = {n: (e.get("forget_accuracy"), e.get("retain_accuracy")) for n, e in _ok(results).items()}
-    points = {n: p for n, p in points.items() if None not in p}
+    points = {n: (e["forget_accuracy"], e["retain_accuracy"]) for n, e in _ok(results).items()
+              if all(isinstance(e.get(k), (int, float)) for k in ("forget_accuracy", "retain_accuracy"))}
     if not points:
         return None
     colours = _colours(list(points))
@@ -142,27 +142,51 @@ def probe_by_layer(results: dict[str, Any], path: str | Path) -> Path | None:
     return _save(fig, path)
 
 
-def relearn_curves(results: dict[str, Any], path: str | Path) -> Path | None:
-    """Recall on held-back forget facts while fine-tuning on the other half (the relearning attack)."""
+def attack_curves(results: dict[str, Any], path: str | Path, curve: str, key: str, *, xlabel: str,
+                  ylabel: str, title: str) -> Path | None:
+    """One line per method of an attack's curve (``curves[curve]["model"][key]`` over its
+    ``steps``), and the retrain model under the same attack dashed."""
     fig, ax = plt.subplots(figsize=(5.6, 4.6))
     colours, drawn, reference = _colours(list(_ok(results))), 0, None
     for name, e in _ok(results).items():
-        c = _curve(e, "relearn", "model")
+        c = _curve(e, curve, "model")
         if isinstance(c, dict) and c.get("steps"):
-            ax.plot(c["steps"], c["recall"], marker=".", label=name, **_style(name, colours[name]))
+            ax.plot(c["steps"], c[key], marker=".", label=name, **_style(name, colours[name]))
             drawn += 1
-        ref = _curve(e, "relearn", "retrain")
+        ref = _curve(e, curve, "retrain")
         if reference is None and isinstance(ref, dict) and ref.get("steps"):
             reference = ref
     if not drawn:
         plt.close(fig)
         return None
     if reference is not None and "retrain" not in _ok(results):
-        ax.plot(reference["steps"], reference["recall"], color="dimgrey", ls="--", lw=2,
-                label="retrain (reference)")
-    ax.set(xlabel="fine-tuning steps on half of the forget facts",
-           ylabel="recall on the other half", title="Relearning attack: does it come back?",
-           ylim=(-0.02, 1.02))
+        ax.plot(reference["steps"], reference[key], color="dimgrey", ls="--", lw=2, label="retrain (reference)")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, ylim=(-0.02, 1.02))
+    _outside_legend(ax)
+    return _save(fig, path)
+
+
+def layer_curves(results: dict[str, Any], path: str | Path, curve: str, key: str, reference: str, *,
+                 ylabel: str, title: str) -> Path | None:
+    """One line per method of a per-layer curve (``curves[curve][key]``); the retrain model's
+    (``curves[curve][reference]``) dashed when retrain is not itself a row."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    colours, drawn, ref = _colours(list(_ok(results))), 0, None
+    for name, e in _ok(results).items():
+        values = _curve(e, curve, key)
+        if isinstance(values, list) and values:
+            ax.plot(range(len(values)), values, marker="o", label=name, **_style(name, colours[name]))
+            drawn += 1
+        theirs = _curve(e, curve, reference)
+        if ref is None and isinstance(theirs, list):
+            ref = theirs
+    if not drawn:
+        plt.close(fig)
+        return None
+    if ref is not None and "retrain" not in _ok(results):
+        ax.plot(range(len(ref)), ref, color="dimgrey", ls="--", lw=2, label="retrain (reference)")
+    ax.set(xlabel="layer (block)", ylabel=ylabel, title=title, ylim=(-0.02, 1.02))
+    ax.set_xticks(range(len(ref or values)))
     _outside_legend(ax)
     return _save(fig, path)
 
@@ -173,6 +197,18 @@ def comparison_figures(results: dict[str, Any], figures: Path) -> dict[str, Path
         "tradeoff": tradeoff(results, figures / "tradeoff.png"),
         "mia_roc": mia_roc(results, figures / "mia_roc_loss.png"),
         "probes": probe_by_layer(results, figures / "probe_by_layer.png"),
-        "relearn": relearn_curves(results, figures / "relearning.png"),
+        "relearn": attack_curves(results, figures / "relearning.png", "relearn", "recall",
+                                 xlabel="fine-tuning steps on half of the forget facts",
+                                 ylabel="recall on the other half",
+                                 title="Relearning attack: does it come back?"),
+        "benign": attack_curves(results, figures / "benign_relearning.png", "benign_relearn", "forget",
+                                xlabel="fine-tuning steps on retain facts only",
+                                ylabel="forget recall", title="Benign relearning: does unrelated data bring it back?"),
+        "logit_lens": layer_curves(results, figures / "logit_lens.png", "logit_lens", "top1",
+                                   "retrain_top1", ylabel="answer is the top token (forget facts)",
+                                   title="Logit lens: where is the answer still readable?"),
+        "depth": layer_curves(results, figures / "depth.png", "depth", "model_recall",
+                              "retrain_recall", ylabel="base model's recall with this model's states",
+                              title="Unlearning depth: the base model reading this model's subject states"),
     }
     return {k: v for k, v in made.items() if v is not None}

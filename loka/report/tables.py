@@ -59,7 +59,8 @@ def metric_table(results: dict[str, Any], columns: tuple[tuple[str, str], ...] |
     ``"attacks"``, ``"cost"``) or explicit ``(header, path)`` pairs."""
     if isinstance(columns, str):
         columns = group_columns(columns)
-    rows, reasons = [], {}
+    rows: list[list[str]] = []
+    reasons: dict[str, str] = {}
     for name, entry in results["methods"].items():
         if entry.get("error"):
             rows.append([name, "did not run"] + [""] * (len(columns) - 1))

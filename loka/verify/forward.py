@@ -26,6 +26,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from attribution._common import input_device
 from attribution.data import FactBatch, PassageBatch, tokenize_facts, tokenize_passages
 from loka.evaluate import first_token_hits, logits_of
 from loka.io.data import FactRecord
@@ -88,13 +89,13 @@ def _reduce_chunk(logits: Tensor, chunk: FactBatch | PassageBatch, k: float | No
 @torch.inference_mode()
 def _run(model: Any, batch: FactBatch | PassageBatch, batch_size: int, k: float | None
          ) -> dict[str, Any]:
-    device = next(model.parameters()).device
+    device = input_device(model)
     parts = []
     for chunk in batch.chunks(batch_size):
         chunk = chunk.to(device)
         logits = logits_of(model, chunk.input_ids, chunk.attention_mask)
         parts.append(_reduce_chunk(logits, chunk, k))
-    merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key != "text"}
+    merged: dict[str, Any] = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key != "text"}
     merged["text"] = concat_logprobs([p["text"] for p in parts])
     return merged
 
@@ -134,7 +135,7 @@ def answer_logprobs(model: Any, tokenizer: Any, prompts: Sequence[str], answers:
     """Mean answer-token log-prob of each (prompt, answer): ``log P(a | q) / |a|``."""
     batch = tokenize_facts(tokenizer, list(prompts), list(answers), max_len=_max_len(model))
     out = []
-    device = next(model.parameters()).device
+    device = input_device(model)
     with torch.inference_mode():
         for chunk in batch.chunks(batch_size):
             chunk = chunk.to(device)

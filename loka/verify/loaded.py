@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attribution._common import input_device
 from loka.errors import LokaError
 from loka.io.checkpoint import REFUSAL_FILTER, file_sha256, non_finite_weights
 from loka.io.manifest import manifest_value, read_manifest, seal_problem
@@ -39,7 +40,7 @@ class LoadedModel:
 
     @property
     def device(self) -> Any:
-        return next(self.model.parameters()).device
+        return input_device(self.model)
 
 
 def _saved_filter(directory: Path, manifest: dict[str, Any] | None, warnings: list[str]) -> RefusalFilter | None:
@@ -61,7 +62,8 @@ def _saved_filter(directory: Path, manifest: dict[str, Any] | None, warnings: li
 
 
 def load_model(model: str | Path | tuple[Any, Any] | LoadedModel, *, name: str | None = None,
-               refusal_filter: dict[str, Any] | None = None, device: str = "cpu") -> LoadedModel:
+               refusal_filter: dict[str, Any] | None = None, device: str = "cpu",
+               placement: Any = None) -> LoadedModel:
     """A checkpoint directory (manifest read) or ``(hf_model, tokenizer)``.
 
     A model with non-finite weights is refused (`LokaError`): its accuracies would read as
@@ -77,7 +79,7 @@ def load_model(model: str | Path | tuple[Any, Any] | LoadedModel, *, name: str |
     else:
         from loka.io.models import load_hf
 
-        hf, tok = load_hf(model, device)
+        hf, tok = load_hf(model, device, placement)
         directory = Path(model).expanduser()
         manifest = read_manifest(directory) if directory.is_dir() else None
         loaded = LoadedModel(name or directory.name, hf, tok, refusal, directory, manifest)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
 from loka.errors import LokaError
@@ -74,6 +74,31 @@ class VerifySettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, str]) -> VerifySettings:
+        """From command-line text (``--attack quant_bits=4 --attack icl_shots=8``), checked."""
+        kinds = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(settings) - set(kinds))
+        if unknown:
+            raise LokaError(f"unknown verify setting(s) {', '.join(unknown)}; known: {', '.join(kinds)}")
+        values: dict[str, Any] = {}
+        for name, text in settings.items():
+            kind = str(kinds[name])
+            try:
+                if kind.startswith("tuple[int"):
+                    values[name] = tuple(int(x) for x in text.split(",") if x.strip())
+                elif kind.startswith("tuple[str"):
+                    values[name] = tuple(x.strip() for x in text.split(",") if x.strip())
+                elif kind.startswith("int"):
+                    values[name] = None if text.lower() == "none" and "None" in kind else int(text)
+                elif kind == "float":
+                    values[name] = float(text)
+                else:
+                    values[name] = text
+            except ValueError:
+                raise LokaError(f"verify setting {name} must be {kind}, got {text!r}") from None
+        return cls(**values)
 
 
 @contextmanager

@@ -35,6 +35,19 @@ def finite_or_missing(value: float, what: str) -> float | Missing:
     return Missing(f"{what} is not finite ({value}); the model's outputs may have diverged")
 
 
+def numbers(entry: dict[str, Any], *keys: str) -> tuple[float, ...] | None:
+    """The values of ``keys`` in a results entry, or None unless every one is a number.
+
+    Example:
+        >>> numbers({"a": 0.5, "b": 1.0}, "a", "b"), numbers({"a": 0.5, "b": None}, "a", "b")
+        ((0.5, 1.0), None)
+    """
+    values = [entry.get(k) for k in keys]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return tuple(float(v) for v in values)  # type: ignore[arg-type]
+    return None
+
+
 def jsonable(obj: Any) -> Any:
     """Convert a metric result (dicts, lists, numpy values, `Missing`) to plain JSON values.
 

@@ -16,13 +16,11 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from loka.errors import LokaError
+from loka.plugins import import_modules
 
 Group = Literal["outcome", "depth", "attacks", "cost"]
 GROUPS: tuple[Group, ...] = ("outcome", "depth", "attacks", "cost")
@@ -117,17 +115,9 @@ def register(measurement: Measurement) -> Measurement:
 def load() -> None:
     """Import every measurement module (LOKA's, then ``$LOKA_PLUGINS``) once."""
     global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    plugins = [m.strip() for m in os.environ.get("LOKA_PLUGINS", "").split(",") if m.strip()]
-    for module in (*MODULES, *plugins):
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            if module in plugins:
-                raise LokaError(f"LOKA_PLUGINS names {module!r}, which cannot be imported ({exc})") from None
-            raise
+    if not _loaded:
+        _loaded = True
+        import_modules(MODULES)
 
 
 def _position(m: Measurement) -> int:

@@ -87,10 +87,10 @@ def report_keys() -> tuple[str, ...]:
 
 
 def _measurements(model: ModelLike, data: VerifyData, settings: VerifySettings, name: str | None,
-                  refusal_filter: dict[str, Any] | None, device: str) -> Measurements:
+                  refusal_filter: dict[str, Any] | None, device: str, placement: Any = None) -> Measurements:
     if isinstance(model, Measurements):
         return model
-    loaded = load_model(model, name=name, refusal_filter=refusal_filter, device=device)
+    loaded = load_model(model, name=name, refusal_filter=refusal_filter, device=device, placement=placement)
     check_tokenizer(loaded.tokenizer, data.tokenizer, loaded.name)
     check_vocab_fits(loaded)
     return Measurements(loaded, data, settings)
@@ -121,19 +121,21 @@ def verify(model: ModelLike, world_or_data: Any, *, base: ModelLike | None = Non
            retrain: ModelLike | None = None, name: str | None = None,
            refusal_filter: dict[str, Any] | None = None, seconds: float | None = None,
            params_changed: int | None = None, diverged: bool | None = None,
-           settings: VerifySettings | None = None, device: str = "cpu") -> VerifyReport:
+           settings: VerifySettings | None = None, device: str = "cpu",
+           placement: Any = None) -> VerifyReport:
     """Measure ``model`` (a checkpoint dir, ``(hf_model, tokenizer)`` or cached `Measurements`).
 
     ``retrain`` (the gold standard) enables PrivLeak, forget quality, the reference attack and
     every attack's retrain reference; without it they are ``Missing`` with the reason. ``base``
     (the model before unlearning) enables the depth patching and counts changed parameters when
     neither the caller nor a manifest says. A model with non-finite weights is an error.
+    ``placement`` (`loka.io.placement.Placement`) dispatches every model across devices.
     """
     t0 = time.perf_counter()
     data, settings = as_data(world_or_data), settings or VerifySettings()
-    me = _measurements(model, data, settings, name, refusal_filter, device)
-    ref = None if retrain is None else _measurements(retrain, data, settings, "retrain", None, device)
-    base_m = None if base is None else _measurements(base, data, settings, "base", None, device)
+    me = _measurements(model, data, settings, name, refusal_filter, device, placement)
+    ref = None if retrain is None else _measurements(retrain, data, settings, "retrain", None, device, placement)
+    base_m = None if base is None else _measurements(base, data, settings, "base", None, device, placement)
     claims = {"seconds": seconds, "params_changed": params_changed, "diverged": diverged}
     ctx = Context(me, ref, base_m, data, settings, claims)
     values, curves = run_measurements(ctx)

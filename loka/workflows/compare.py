@@ -19,6 +19,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,14 @@ def measure_result(result: Any, data: VerifyData, reference: Measurements | None
                   settings=vs).to_dict()
 
 
+def method_entry(model: Any, task: Any, name: str, settings: dict[str, Any], data: VerifyData,
+                 reference: Measurements | None, base: Measurements, vs: VerifySettings, *,
+                 progress: bool, placement: Any = None) -> dict[str, Any]:
+    """Run one method on ``model`` and verify what it returned: its results entry."""
+    result = unlearn(model, task, method=name, progress=progress, placement=placement, **settings)
+    return measure_result(result, data, reference, base, vs)
+
+
 def references_of(artifacts: Any, vs: VerifySettings) -> tuple[VerifyData, Measurements, Measurements]:
     """The world's verification data, the retrain model's measurements (stored by an earlier run,
     or measured and stored now) and the base model's (measured as they are needed)."""
@@ -81,9 +90,8 @@ def _world_entries(names_: list[str], artifacts: Any, settings: dict[str, dict[s
     for name in names_:
         if start is not None:
             start(name)
-        entries[name] = run_guarded(lambda name=name: measure_result(
-            unlearn(artifacts.base_dir, task, method=name, progress=progress,
-                    **settings.get(name, {})), data, reference, base, vs))
+        entries[name] = run_guarded(partial(method_entry, artifacts.base_dir, task, name, settings.get(name, {}),
+                                            data, reference, base, vs, progress=progress))
         if done is not None:
             done(name)
     return entries

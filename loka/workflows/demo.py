@@ -56,11 +56,12 @@ def check_methods(methods: Sequence[str] | None, user_data: bool) -> list[str] |
     return names
 
 
-def attribute(model: str | Path, forget: Sequence[Any], retain: Sequence[Any]) -> Ranking:
+def attribute(model: str | Path, forget: Sequence[Any], retain: Sequence[Any],
+              placement: Any = None) -> Ranking:
     """Attribution-patching ranking of every neuron and head of ``model``: forget vs retain facts."""
     from loka.io.models import load_bridge
 
-    bridge = load_bridge(model)
+    bridge = load_bridge(model, placement=placement)
     try:
         batches = [tokenize_facts(bridge.tokenizer, [f.prompt for f in facts],
                                   [f.answer for f in facts], max_len=bridge.cfg.n_ctx)
@@ -97,7 +98,8 @@ def run_demo(preset: str | None = "default", out: str | Path = "loka-demo",
              forget: str | Path | None = None, retain: str | Path | None = None,
              holdout: str | Path | None = None, settings: dict[str, dict[str, Any]] | None = None,
              verify_settings: VerifySettings | None = None, progress: bool = True,
-             command: str | None = None, workers: int | None = None) -> DemoOutput:
+             command: str | None = None, workers: int | None = None,
+             placement: Any = None) -> DemoOutput:
     """Attribute, run every method, verify, report (module docstring); returns what it wrote."""
     from loka.report import write_report
 
@@ -120,10 +122,11 @@ def run_demo(preset: str | None = "default", out: str | Path = "loka-demo",
         path = prepare_out(out, sources=[model])
         _say(progress, f"[1/4] read your data: {len(task.forget)} forget facts; model {model}")
         _say(progress, "[2/4] attribution patching: forget vs retain facts")
-        ranking = attribute(model, task.forget, task.retain)
+        ranking = attribute(model, task.forget, task.retain, placement)
         write_text(path / "ranking.json", ranking.to_json())
         _say(progress, "[3/4] running and verifying every method (no retrain model)")
-        results = compare_user(model, data, task, names, out=path / "results.json", **common)
+        results = compare_user(model, data, task, names, out=path / "results.json", placement=placement,
+                               **common)
     else:
         from loka.workflows.compare import compare
         from loka.world.build import load_world

@@ -15,17 +15,18 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from loka.errors import LokaError
 from loka.io.atomic import write_json
 from loka.io.data import FactRecord, load_facts
-from loka.methods import names, unlearn
+from loka.methods import names
 from loka.verify.data import VerifyData
 from loka.verify.loaded import load_model
 from loka.verify.measure import Measurements, VerifySettings
-from loka.workflows.compare import check_settings, machine, measure_result
+from loka.workflows.compare import check_settings, machine, method_entry
 from loka.workflows.runner import run_guarded
 
 
@@ -83,7 +84,7 @@ def user_data(model: str | Path, forget: str | Path, retain: str | Path,
 def compare_user(model: str | Path, data: VerifyData, task: Any, methods: Sequence[str] | None = None,
                  settings: dict[str, dict[str, Any]] | None = None, out: str | Path | None = None,
                  *, verify_settings: VerifySettings | None = None, progress: bool = True,
-                 ) -> dict[str, Any]:
+                 placement: Any = None) -> dict[str, Any]:
     """Run and verify ``methods`` on the user's model; same ``results.json`` shape as `compare`.
 
     There is no retrain model: asking for ``retrain`` gives its entry the reason."""
@@ -92,12 +93,11 @@ def compare_user(model: str | Path, data: VerifyData, task: Any, methods: Sequen
     chosen = list(dict.fromkeys(methods or user_methods()))
     settings = check_settings(chosen, settings or {})
     t0, vs, entries = time.perf_counter(), verify_settings or VerifySettings(), {}
-    base = Measurements(load_model(model, name="base"), data, vs)  # the model before unlearning
+    base = Measurements(load_model(model, name="base", placement=placement), data, vs)  # before unlearning
     for name in (bar := tqdm(chosen, desc="compare", unit="method", disable=not progress)):
         bar.set_postfix_str(name)
-        entries[name] = run_guarded(lambda name=name: measure_result(
-            unlearn(model, task, method=name, progress=progress, **settings.get(name, {})),
-            data, None, base, vs))
+        entries[name] = run_guarded(partial(method_entry, model, task, name, settings.get(name, {}),
+                                            data, None, base, vs, progress=progress, placement=placement))
     results = {"world": dict(data.info), "methods": entries, "verify_settings": vs.to_dict(),
                "compare_seconds": round(time.perf_counter() - t0, 2), "machine": machine()}
     if out is not None:

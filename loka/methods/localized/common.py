@@ -24,14 +24,13 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from attribution import METHODS, Ranking, rank
+from attribution import METHODS, ComponentKind, Ranking, parse_kinds, rank
+from attribution._common import input_device
 from attribution.data import FactBatch, tokenize_facts
 from loka.errors import LokaError
 from loka.evaluate import first_token_hits
 from loka.methods.config import MethodConfig, knob
 from loka.methods.task import UnlearnTask
-
-KINDS = ("neuron", "head")
 
 
 @dataclass(frozen=True)
@@ -48,11 +47,11 @@ class LocalizedConfig(MethodConfig):
                             f"got {self.ranking_method!r}")
         self.kind_tuple()
 
-    def kind_tuple(self) -> tuple[str, ...]:
-        items = tuple(k.strip() for k in self.kinds.split(","))
-        if not items or any(k not in KINDS for k in items):
-            raise self.fail(f"kinds must be a non-empty subset of neuron,head; got {self.kinds!r}")
-        return items
+    def kind_tuple(self) -> tuple[ComponentKind, ...]:
+        try:
+            return parse_kinds(self.kinds)
+        except ValueError as e:
+            raise self.fail(str(e)) from None
 
 
 def rank_on(bridge: Any, forget: FactBatch, retain: FactBatch, cfg: LocalizedConfig, *,
@@ -68,8 +67,8 @@ def rank_on(bridge: Any, forget: FactBatch, retain: FactBatch, cfg: LocalizedCon
     options: dict[str, Any] = {"progress": False} if cfg.ranking_method == "patch" else {}
     if cfg.ranking_method in ("atp", "actstats"):
         options["batch_size"] = 128
-    ablation = None if cfg.ranking_method == "actstats" else ablation
-    return rank(bridge, forget, retain, cfg.ranking_method, ablation, kinds=cfg.kind_tuple(),
+    used = None if cfg.ranking_method == "actstats" else ablation
+    return rank(bridge, forget, retain, cfg.ranking_method, used, kinds=cfg.kind_tuple(),
                 weight=cfg.weight, **options)
 
 
@@ -114,7 +113,7 @@ def copy_weights_back(bridge: Any, hf_model: Any) -> None:
 
 def forward(model: Any, batch: FactBatch) -> Float[Tensor, "batch pos vocab"]:
     """Logits of a HF model or a bridge on a fact batch (moved to the model's device)."""
-    batch = batch.to(next(model.parameters()).device)
+    batch = batch.to(input_device(model))
     out = model(batch.input_ids, attention_mask=batch.attention_mask)
     return out if isinstance(out, Tensor) else out.logits
 

@@ -19,7 +19,7 @@ import random
 from typing import Any
 
 from loka.verify.measurements.relearn import finetune_attack
-from loka.verify.missing import Missing
+from loka.verify.missing import Missing, numbers
 from loka.verify.registry import Column, Measurement, register
 
 MAX_TRAIN_FACTS = 256
@@ -51,9 +51,11 @@ def run(ctx: Any) -> dict[str, Any]:
 
 
 def caveats(entry: dict[str, Any], retrain: dict[str, Any] | None) -> list[str]:
-    forget, got, ref = (entry.get(k) for k in ("forget_accuracy", "benign_relearn_accuracy",
-                                               "benign_relearn_retrain_accuracy"))
-    if all(isinstance(v, float) for v in (forget, got, ref)) and got - max(forget, ref) > 0.2:
+    values = numbers(entry, "forget_accuracy", "benign_relearn_accuracy", "benign_relearn_retrain_accuracy")
+    if values is None:
+        return []
+    forget, got, ref = values
+    if got - max(forget, ref) > 0.2:
         return [f"fine-tuning on retain facts alone (nothing about the forget people) brings "
                 f"forget recall back to {got:.2f} (from {forget:.2f}; retrain: {ref:.2f})"]
     return []

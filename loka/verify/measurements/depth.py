@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from attribution._common import input_device
 from attribution.data import tokenize_facts
 from loka.evaluate import block_outputs, decoder_layers, logits_of, patched_block
 from loka.verify.logprobs import logits_at_rows
@@ -63,7 +64,7 @@ def subject_positions(tokenizer: Any, facts: Sequence[Any], batch: Any) -> torch
 def _first_logp(model: Any, batch: Any) -> tuple[np.ndarray, np.ndarray]:
     """The answer's first-token log-prob and argmax hit, from one full pass (the patched
     states cover every position, so the pass is not cut or split)."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     full = logits_of(model, batch.input_ids.to(device), batch.attention_mask.to(device))
     logits = logits_at_rows(full, batch.prompt_last.to(device)).float().log_softmax(-1)
     answer = batch.answer_ids[:, 0].to(logits.device)

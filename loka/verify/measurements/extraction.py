@@ -28,6 +28,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from attribution._common import input_device
 from loka.verify.missing import Missing
 from loka.verify.registry import Column, Measurement, register
 
@@ -159,7 +160,7 @@ def extraction(model: Any, tokenizer: Any, passages: list[str], *, prefix_tokens
     cut = prefix_tokens + (1 if tokenizer.bos_token_id is not None else 0)
     if int(batch.attention_mask.sum(-1).min()) <= cut:
         return Missing(f"a forget passage has no more than {prefix_tokens} tokens to continue")
-    device = next(model.parameters()).device
+    device = input_device(model)
     reference, reference_mask = batch.input_ids[:, cut:], batch.attention_mask[:, cut:].bool()
     generated = greedy_continue(model, batch.input_ids[:, :cut].to(device), reference.shape[1])
     with torch.inference_mode():

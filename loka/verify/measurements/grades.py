@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from loka.verify.missing import Missing
+from loka.verify.missing import Missing, numbers
 from loka.verify.registry import Column, Measurement, register
 
 ForgetGrade = Literal["excellent", "good", "insufficient"]
@@ -64,13 +64,15 @@ class UnlearningEvaluation:
 
 def run(ctx: Any) -> dict[str, Any]:
     v = ctx.values
-    auc = v.get("mia_auc")
-    auc = auc if isinstance(auc, Missing) else (auc or {}).get("loss", Missing("no LOSS AUC"))
-    for value in (v.get("forget_accuracy"), v.get("retain_accuracy"), auc):
-        if isinstance(value, Missing) or value is None:
-            reason = value.reason if isinstance(value, Missing) else "not measured"
-            return {"grades": Missing(f"grades need forget/retain accuracy and the LOSS MIA AUC: {reason}")}
-    return {"grades": UnlearningEvaluation(v["forget_accuracy"], v["retain_accuracy"], auc).to_dict()}
+    aucs = v.get("mia_auc")
+    auc = aucs if isinstance(aucs, Missing) else (aucs or {}).get("loss", Missing("no LOSS AUC"))
+    forget, retain = v.get("forget_accuracy"), v.get("retain_accuracy")
+    got = numbers({"forget": forget, "retain": retain, "auc": auc}, "forget", "retain", "auc")
+    if got is None:
+        first = next(v for v in (forget, retain, auc) if not isinstance(v, (int, float)))
+        reason = first.reason if isinstance(first, Missing) else "not measured"
+        return {"grades": Missing(f"grades need forget/retain accuracy and the LOSS MIA AUC: {reason}")}
+    return {"grades": UnlearningEvaluation(*got).to_dict()}
 
 
 register(Measurement(

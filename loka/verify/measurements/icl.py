@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from loka.evaluate import FirstTokenEval
-from loka.verify.missing import Missing
+from loka.verify.missing import Missing, numbers
 from loka.verify.registry import Column, Measurement, register
 
 
@@ -65,8 +65,11 @@ def run(ctx: Any) -> dict[str, Any]:
 
 
 def caveats(entry: dict[str, Any], retrain: dict[str, Any] | None) -> list[str]:
-    forget, got, ref = (entry.get(k) for k in ("forget_accuracy", "icl_forget_accuracy", "icl_retrain_accuracy"))
-    if all(isinstance(v, float) for v in (forget, got, ref)) and got - max(forget, ref) > 0.2:
+    values = numbers(entry, "forget_accuracy", "icl_forget_accuracy", "icl_retrain_accuracy")
+    if values is None:
+        return []
+    forget, got, ref = values
+    if got - max(forget, ref) > 0.2:
         return [f"with {got:.2f} recall when other forget facts are in the prompt (retrain: "
                 f"{ref:.2f}), a few examples in context bring the knowledge back"]
     return []

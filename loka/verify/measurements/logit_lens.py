@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from attribution._common import input_device
 from attribution.data import tokenize_facts
 from loka.evaluate import block_outputs, final_norm
 from loka.verify.missing import Missing
@@ -31,7 +32,7 @@ def logit_lens(model: Any, tokenizer: Any, facts: Sequence[Any], batch_size: int
     """Per layer: the top-1 rate and mean rank (1 = top) of each answer's first token."""
     batch = tokenize_facts(tokenizer, [f.prompt for f in facts], [f.answer for f in facts])
     norm, head = final_norm(model), model.get_output_embeddings()
-    device = next(model.parameters()).device
+    device = input_device(model)
     ranks: list[list[np.ndarray]] = []
     for chunk in batch.chunks(batch_size):
         chunk = chunk.to(device)
@@ -53,13 +54,17 @@ def logit_lens(model: Any, tokenizer: Any, facts: Sequence[Any], batch_size: int
 
 def lens_of(me: Any) -> dict[str, list[float]] | Missing:
     facts = me.data.fact_set("forget")
+    if not facts:
+        return Missing("no forget facts")
     return me.cached("logit_lens", lambda: logit_lens(me.model.model, me.model.tokenizer, facts))
 
 
 def run(ctx: Any) -> dict[str, Any]:
     mine = lens_of(ctx.me)
-    theirs = None if ctx.ref is None else lens_of(ctx.ref)
-    table = dict(mine) | {"retrain_top1": theirs["top1"] if theirs else Missing("no retrain model")}
+    if isinstance(mine, Missing):
+        return {"logit_lens_accuracy": mine, "logit_lens": mine, "curves": {"logit_lens": mine}}
+    theirs = Missing("no retrain model") if ctx.ref is None else lens_of(ctx.ref)
+    table = dict(mine) | {"retrain_top1": theirs if isinstance(theirs, Missing) else theirs["top1"]}
     return {"logit_lens_accuracy": max(mine["top1"]), "logit_lens": table,
             "curves": {"logit_lens": table}}
 

@@ -136,9 +136,10 @@ def _labelled(
     nonmembers: Real[np.ndarray, " n_nonmembers"] | Missing,
 ) -> tuple[np.ndarray, np.ndarray] | Missing:
     """``(labels, scores)`` with members labelled 1, or the reason there are none to rank."""
-    for side in (members, nonmembers):
-        if isinstance(side, Missing):
-            return side
+    if isinstance(members, Missing):
+        return members
+    if isinstance(nonmembers, Missing):
+        return nonmembers
     if members.size == 0 or nonmembers.size == 0:
         raise ValueError(
             f"MIA AUC needs members and non-members; got {members.size} and {nonmembers.size}"

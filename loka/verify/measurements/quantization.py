@@ -83,8 +83,9 @@ def run(ctx: Any) -> dict[str, Any]:
     theirs = Missing("no retrain model") if ctx.ref is None else quantization_of(ctx.ref)
     if isinstance(mine, Missing):
         return dict.fromkeys(("quantization", "quant_recovery", "quant_retrain_recovery"), mine)
-    table = {k: v | {"retrain_forget": theirs if isinstance(theirs, Missing) else theirs[k]["forget"]}
-             for k, v in mine.items()}
+    table: dict[str, dict[str, Any]] = {
+        k: {**v, "retrain_forget": theirs if isinstance(theirs, Missing) else theirs[k]["forget"]}
+        for k, v in mine.items()}
     return {"quantization": table, "quant_recovery": max(v["recovery"] for v in mine.values()),
             "quant_retrain_recovery": theirs if isinstance(theirs, Missing)
             else max(v["recovery"] for v in theirs.values())}

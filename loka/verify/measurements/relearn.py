@@ -29,10 +29,11 @@ from typing import Any
 
 import torch
 
+from attribution._common import input_device
 from attribution.data import tokenize_facts
 from loka.evaluate import FirstTokenEval, logits_of
 from loka.io.data import FactRecord
-from loka.verify.missing import Missing
+from loka.verify.missing import Missing, numbers
 from loka.verify.registry import Column, Measurement, register
 
 
@@ -91,7 +92,7 @@ def finetune_attack(model: Any, tokenizer: Any, train: Sequence[Any], evaluate: 
     attacked.requires_grad_(True)  # all parameters, even ones a method froze
     prompts = [f["prompt"] if isinstance(f, dict) else f.prompt for f in train]
     answers = [f["answer"] if isinstance(f, dict) else f.answer for f in train]
-    batch = tokenize_facts(tokenizer, prompts, answers).to(next(attacked.parameters()).device)
+    batch = tokenize_facts(tokenizer, prompts, answers).to(input_device(attacked))
     checks = {name: FirstTokenEval(tokenizer, facts) for name, facts in evaluate.items()}
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(attacked.parameters(), lr=lr)
@@ -143,9 +144,11 @@ def run(ctx: Any) -> dict[str, Any]:
 
 
 def caveats(entry: dict[str, Any], retrain: dict[str, Any] | None) -> list[str]:
-    forget, relearn, ref = (entry.get(k) for k in ("forget_accuracy", "relearn_accuracy",
-                                                   "relearn_retrain_accuracy"))
-    if all(isinstance(v, float) for v in (forget, relearn, ref)) and forget < 0.3 and relearn - ref > 0.2:
+    got = numbers(entry, "forget_accuracy", "relearn_accuracy", "relearn_retrain_accuracy")
+    if got is None:
+        return []
+    forget, relearn, ref = got
+    if forget < 0.3 and relearn - ref > 0.2:
         return [f"a short fine-tune on half of the forget facts brings the other half back to "
                 f"{relearn:.2f} recall (retrain under the same attack: {ref:.2f}): the knowledge "
                 "comes back"]

@@ -1,0 +1,112 @@
+"""`loka-deep`: remove the knowledge of the forget set, not just the answer.
+
+Three stages, each optional (settings):
+
+1. **Key reset** (``reset_keys``, `deep_keys`): the embedding rows of the tokens only the forget
+   subjects' names use are redrawn like never-trained tokens — the retrain value of parameters
+   only the forget data trained. The name then reaches the network like one it never saw.
+2. **Shared-key repair** (``cf_steps``, `deep_stages`): name tokens retain people share cannot be
+   reset; their own input rows are trained so the model reads the forget sentences as it reads
+   a stranger's (KL to itself with never-trained draws in their place), retain facts kept.
+   ``reset_keys=False, cf_params="subject_embed_io", cf_name_weight=0.1, cf_name_loss="sq"`` is
+   the route that needs no exclusive token (a real tokenizer's shared sub-words).
+3. **Passage erasure** (``passage_steps``): unlikelihood on the forget passages' tokens, retain
+   kept, until greedy continuation reproduces at most ``extract_target`` of them.
+
+Why this shape (research on world seeds 0-2, BENCHMARKS.md): fact-lookup localization (Guo et al.
+2024) points at the subject; the knowledge is keyed by the subject's tokens, and a parameter only
+the forget data trained has a known retrain value. Distilling the lookup MLPs instead (the
+Mechanistic-Unlearning route) cost retain accuracy (0.69-0.76) and left relearning at 0.24-0.47.
+Caveats: stage 1 needs subject names that own tokens (true in the embedded world, whose tokenizer
+was trained on its corpus; rarely in a pretrained model); retain people the method cannot see
+who share a reset token lose their facts (4-6 of 60 retain-eval people per seed); passage
+membership inference alone is not fixed.
+
+Example:
+    >>> result = unlearn(art.base_dir, task_from_world(art), method="loka-deep")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from loka.methods.config import MethodConfig, knob
+from loka.methods.localized.deep_keys import KeyScope, key_reset
+from loka.methods.localized.deep_rows import Rows, build_rows, fact_rows, subject_mask
+from loka.methods.localized.deep_stages import passage_erasure, shared_key_repair
+from loka.methods.registry import register
+from loka.methods.task import UnlearnResult, UnlearnTask
+
+
+@dataclass(frozen=True)
+class Config(MethodConfig):
+    reset_keys: bool = knob(True, help="stage 1: redraw the forget names' exclusive token embeddings")
+    key_scope: KeyScope = knob("subject", help="subject: name tokens; words: whole-word ones; all: any forget-only token")
+    reset_output: bool = knob(True, help="redraw the output-embedding rows too (the names' own likelihood)")
+    cf_steps: int = knob(20, ge=0, help="stage 2 steps (0: skip)")
+    cf_lr: float = knob(1e-2, gt=0, help="stage 2 learning rate")
+    cf_params: str = knob("subject_embed", help="subject_embed, subject_embed_io, mlp:0,1, all, or joined with +")
+    cf_retain_weight: float = knob(1.0, ge=0, help="weight of the retain CE in stage 2")
+    cf_batch: int = knob(64, ge=1, help="forget sentences per stage-2 step")
+    cf_focus_batch: int = knob(32, ge=0, help="retain facts that use a shared token, per step")
+    cf_name_weight: float = knob(0.0, ge=0, help="pull the subject tokens' own log-prob to an unseen token's")
+    cf_name_loss: Literal["hinge", "sq"] = knob("hinge", help="hinge: only down; sq: both ways")
+    passage_steps: int = knob(60, ge=0, help="stage 3 steps at most (0: skip)")
+    passage_lr: float = knob(1e-3, gt=0, help="stage 3 learning rate")
+    passage_params: str = knob("mlp", help="parameters stage 3 trains (mlp, mlp:0,1, all, ...)")
+    retain_weight: float = knob(1.0, ge=0, help="weight of the retain CE in stage 3")
+    retain_batch: int = knob(64, ge=1, help="retain rows per step")
+    extract_prefix: int = knob(8, ge=1, help="prefix tokens of the extraction check")
+    extract_target: float | None = knob(0.2, ge=0, le=1, help="stop stage 3 at this extraction rate")
+    check_every: int = knob(5, ge=1, help="steps between extraction checks")
+
+
+def deep_unlearn(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, seed: int
+                 ) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Edit ``model`` in place, stage by stage: their log entries and loop outcomes."""
+    gen = torch.Generator().manual_seed(seed)
+    t0, log, outcomes = time.perf_counter(), [], []
+    stamp = lambda d: log.append(d | {"t": round(time.perf_counter() - t0, 2)})  # noqa: E731
+    forget = list(task.forget)
+    f_rows, f_offsets, f_texts = fact_rows(tokenizer, [f.prompt for f in forget], [f.answer for f in forget])
+    r_facts, _, r_texts = fact_rows(tokenizer, [f.prompt for f in task.retain], [f.answer for f in task.retain])
+    retain = Rows.cat([r_facts] + ([build_rows(tokenizer, task.retain_passages)[0]] if task.retain_passages else []))
+    reset_ids: list[int] = []
+    if cfg.reset_keys:
+        reset_ids, entry = key_reset(model, tokenizer, task.forget_subjects, f_texts + list(task.forget_passages),
+                                     r_texts + list(task.retain_passages), cfg.key_scope, gen, cfg.reset_output)
+        stamp(entry)
+    if cfg.cf_steps and forget:
+        f_subj = subject_mask(f_offsets, f_texts, [f.subject for f in forget], f_rows.ids.shape[1])
+        outcome, entry = shared_key_repair(model, cfg, gen, f_rows, f_subj, reset_ids, retain)
+        outcomes += [outcome] if outcome else []
+        stamp(entry)
+    if cfg.passage_steps and task.forget_passages:
+        outcome, entry = passage_erasure(model, cfg, gen, build_rows(tokenizer, task.forget_passages)[0], retain)
+        outcomes.append(outcome)
+        stamp(entry)
+    return log, outcomes
+
+
+@register("loka-deep", Config, family="loka", cost=30,
+          summary="remove the knowledge: reset the forget names' own keys, repair shared ones, erase passages")
+def loka_deep(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, seed: int,
+              progress: bool) -> UnlearnResult:
+    """The three stages on the task (module docstring)."""
+    t0 = time.perf_counter()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.eval()
+    log, outcomes = deep_unlearn(model, tokenizer, task, cfg, seed)
+    changed = int(sum(int((v != before[k]).sum()) for k, v in model.state_dict().items()))
+    diverged = next((o for o in outcomes if o.diverged), None)
+    return UnlearnResult(
+        method="loka-deep", model=model, tokenizer=tokenizer, settings=cfg.to_dict(),
+        seconds=time.perf_counter() - t0, params_changed=changed,
+        steps=sum(o.steps for o in outcomes), forward_passes=sum(o.forward_passes for o in outcomes),
+        backward_passes=sum(o.backward_passes for o in outcomes), diverged=diverged is not None,
+        diverged_step=diverged.diverged_step if diverged else None, log=log,
+        notes=[str(entry) for entry in log] + [n for o in outcomes for n in o.notes])
