@@ -145,8 +145,9 @@ def check_weights_match(path: Path) -> int:
     hf_logging.set_verbosity_error()  # its load report is ours to phrase
     hf_logging.disable_progress_bar()
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
             path, device_map="meta", output_loading_info=True, ignore_mismatched_sizes=True)
+        model, info = loaded
     except Exception as exc:  # transformers raises many types for configs it cannot build
         reason = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise LokaError(f"{path}: transformers cannot build the model its config.json describes "
