@@ -243,3 +243,24 @@ def test_a_refusal_filter_dropped_in_by_hand_is_ignored_with_a_warning(neox_dir,
     loaded = load_model(out)
     assert loaded.refusal is None
     assert any(REFUSAL_FILTER in w and "ignored" in w for w in loaded.warnings), loaded.warnings
+
+
+# --- 5. saves ---------------------------------------------------------------------------------
+
+
+def test_a_saved_checkpoint_has_the_users_usual_modes(neox_dir, tmp_path):
+    """mkdtemp and safetensors create 0700 / 0600: a shared model would be unreadable by the
+    group whatever the umask says (issue 20, group 8)."""
+    from transformers import AutoTokenizer
+
+    import loka.io.atomic as atomic
+    from loka.io.checkpoint import save_checkpoint
+
+    if atomic._FILE_MODE == 0o600:
+        pytest.skip("the umask is 077: 0600 is the usual mode here")
+    out = save_checkpoint(AutoModelForCausalLM.from_pretrained(neox_dir), tmp_path / "saved",
+                          method="gradient_ascent", source=str(neox_dir),
+                          tokenizer=AutoTokenizer.from_pretrained(neox_dir))
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert out.stat().st_mode & 0o777 == atomic._DIR_MODE
+    assert set(modes.values()) == {atomic._FILE_MODE}, modes
