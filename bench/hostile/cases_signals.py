@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +56,25 @@ def spawn(argv: list[str], env: dict[str, str], cwd: Path, limit_bytes: int | No
 
 
 def signal_run(argv: list[str], env: dict[str, str], cwd: Path, delay: float, sig: int,
-               limit_bytes: int | None = None) -> tuple[int | None, str, list[str]]:
-    """Start ``loka argv``, send ``sig`` to it alone after ``delay`` s (unless it finished);
-    returns (exit code, stderr, problems: processes of its session alive 5 s later)."""
+               limit_bytes: int | None = None, after: Callable[[], bool] | None = None,
+               ) -> tuple[int | None, str, list[str], bool]:
+    """Start ``loka argv``, send ``sig`` to it alone ``delay`` s after ``after()`` first holds
+    (default: after the start), unless it finished first; returns (exit code, stderr, problems:
+    processes of its session alive 5 s later, whether the signal reached the running process).
+
+    ``after`` pins the signal to a moment of the run (a save's temporary directory appearing)
+    whatever the machine's speed; a fixed delay from the start lands anywhere, or after the end.
+    """
     proc = spawn(argv, env, cwd, limit_bytes)
+    if after is not None:
+        deadline = time.monotonic() + 900
+        while proc.poll() is None and not after() and time.monotonic() < deadline:
+            time.sleep(0.002)
+    sent = False
     try:
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:
+        sent = proc.poll() is None
         proc.send_signal(sig)
     try:
         _, err = proc.communicate(timeout=5 if sig == signal.SIGKILL else 120)
@@ -81,7 +94,16 @@ def signal_run(argv: list[str], env: dict[str, str], cwd: Path, delay: float, si
         proc.kill()
         proc.wait()
         err = err or ""
-    return proc.returncode, err or "", problems
+    return proc.returncode, err or "", problems, sent
+
+
+def temporary_exists(directory: Path, name: str) -> Callable[[], bool]:
+    """Whether a writer's temporary sibling of ``directory/name`` exists (its save has begun)."""
+    return lambda: any(p.name.startswith(f".{name}.tmp-") for p in directory.iterdir())
+
+
+def _missed(sent: bool, sig: int, what: str) -> list[str]:
+    return [] if sent else [f"the run ended before {signal.Signals(sig).name} {what}: the case tested nothing"]
 
 
 def _result(problems: list[str], stderr: str = "", notes: str = "") -> Run:
@@ -121,9 +143,11 @@ def _expected_exit(sig: int, rc: int | None, stderr: str) -> list[str]:
 def world_build(delay: float, sig: int) -> Any:
     def runner(case: Case, ctx: Any) -> Run:
         cache = _private_cache(ctx)
-        rc, err, problems = signal_run(["world", "build", "--preset", "tiny"], {"LOKA_CACHE": str(cache)},
-                                       ctx.case, delay, sig)
-        problems += _expected_exit(sig, rc, err) + _entries_complete(cache)
+        entry = cache / ctx.p("entry").name
+        rc, err, problems, sent = signal_run(["world", "build", "--preset", "tiny"], {"LOKA_CACHE": str(cache)},
+                                             ctx.case, delay, sig, after=temporary_exists(entry, "retrain"))
+        problems += _missed(sent, sig, f"{delay} s into training") + _expected_exit(sig, rc, err)
+        problems += _entries_complete(cache)
         if rc == 0:
             shutil.rmtree(cache / ctx.p("entry").name / "retrain")  # it finished: train again next
         return _result(problems, err if sig != signal.SIGKILL else "")
@@ -132,8 +156,8 @@ def world_build(delay: float, sig: int) -> Any:
 
 def world_recovers(case: Case, ctx: Any) -> Run:
     cache = _private_cache(ctx)
-    rc, err, problems = signal_run(["world", "build", "--preset", "tiny"], {"LOKA_CACHE": str(cache)},
-                                   ctx.case, 1800, signal.SIGKILL)
+    rc, err, problems, _ = signal_run(["world", "build", "--preset", "tiny"], {"LOKA_CACHE": str(cache)},
+                                      ctx.case, 1800, signal.SIGKILL)
     problems += ([] if rc == 0 else [f"the next build failed (exit {rc}): {err[-300:]}"])
     problems += _entries_complete(cache)
     leftovers = [p.name for p in cache.glob("*/.*") if ".tmp-" in p.name]
@@ -144,10 +168,13 @@ _UNLEARN = ["unlearn", "--method", "gradient_ascent", "--model", "{M}", "--forge
             "--retain", "{retain}", "--set", "epochs=3", "--out", "{case}/out"]
 
 
-def unlearn(delay: float, sig: int, then_rerun: bool = False) -> Any:
+def unlearn(delay: float, sig: int, then_rerun: bool = False, in_save: bool = True) -> Any:
+    """Signal ``unlearn`` ``delay`` s after its save began (``in_save``) or after its start."""
     def runner(case: Case, ctx: Any) -> Run:
         argv = [ctx.fmt(a) for a in _UNLEARN]
-        rc, err, problems = signal_run(argv, {}, ctx.case, delay, sig)
+        after = temporary_exists(ctx.case, "out") if in_save else None
+        rc, err, problems, sent = signal_run(argv, {}, ctx.case, delay, sig, after=after)
+        problems += _missed(sent, sig, f"{delay} s into its {'save' if in_save else 'run'}")
         problems += _expected_exit(sig, rc, err)
         out = ctx.case / "out"
         if out.exists() and (why := check_checkpoint_dir(out)):
@@ -156,7 +183,7 @@ def unlearn(delay: float, sig: int, then_rerun: bool = False) -> Any:
             problems.append("a temporary directory left behind by a run that could clean up")
         if then_rerun:
             shutil.rmtree(out, ignore_errors=True)
-            rc2, err2, more = signal_run(argv, {}, ctx.case, 600, signal.SIGKILL)
+            rc2, err2, more, _ = signal_run(argv, {}, ctx.case, 600, signal.SIGKILL)
             problems += more + ([] if rc2 == 0 else [f"the rerun failed: {err2[-300:]}"])
             problems += [f"leftover {p.name}" for p in ctx.case.iterdir() if ".tmp-" in p.name]
         return _result(problems, err if sig != signal.SIGKILL else "")
@@ -169,13 +196,14 @@ def demo(delay: float) -> Any:
 
     def runner(case: Case, ctx: Any) -> Run:
         full = [ctx.fmt(a) for a in argv]
-        rc, err, problems = signal_run(full, {}, ctx.case, delay, signal.SIGKILL)
+        rc, err, problems, sent = signal_run(full, {}, ctx.case, delay, signal.SIGKILL)
+        problems += _missed(sent, signal.SIGKILL, f"at {delay} s")
         for f in (ctx.case / "demo").glob("*.json"):
             try:
                 json.loads(f.read_text())
             except ValueError:
                 problems.append(f"{f.name} is incomplete under its final name")
-        rc2, err2, more = signal_run(full, {}, ctx.case, 600, signal.SIGKILL)
+        rc2, err2, more, _ = signal_run(full, {}, ctx.case, 600, signal.SIGKILL)
         problems += more + ([] if rc2 == 0 else [f"the next demo failed (exit {rc2}): {err2.strip()[-300:]}"])
         return _result(problems)
     return runner
@@ -199,15 +227,16 @@ def _plugins(case: Case, ctx: Any) -> Run:
 
 def cases() -> list[Case]:
     g3, g5 = "3 kill world build", "5 kill during save"
-    out = [Case(g3, f"{signal.Signals(s).name} world build after {d} s", ("world", "build"),
+    out = [Case(g3, f"{signal.Signals(s).name} world build {d} s into training", ("world", "build"),
                 runner=world_build(d, s), expect="ok", oracle=no_problems)
-           for d, s in ((12, signal.SIGKILL), (20, signal.SIGTERM), (25, signal.SIGINT), (30, signal.SIGKILL))]
+           for d, s in ((0.5, signal.SIGKILL), (2, signal.SIGTERM), (2, signal.SIGINT), (4, signal.SIGKILL))]
     out.append(Case(g3, "world build after the kills recovers", ("world", "build"), runner=world_recovers,
                     expect="ok", oracle=no_problems))
-    out += [Case(g5, f"SIGKILL unlearn after {d} s", tuple(_UNLEARN), runner=unlearn(d, signal.SIGKILL, d > 12),
-                 expect="ok", oracle=no_problems) for d in (9.0, 10.5, 11.5, 13.0)]
-    out += [Case(g5, f"{signal.Signals(s).name} unlearn after 10.5 s", tuple(_UNLEARN),
-                 runner=unlearn(10.5, s), expect="ok", oracle=no_problems) for s in (signal.SIGTERM, signal.SIGINT)]
+    out += [Case(g5, f"SIGKILL unlearn {d} s into its save", tuple(_UNLEARN), runner=unlearn(d, signal.SIGKILL, d > 0.01),
+                 expect="ok", oracle=no_problems) for d in (0.0, 0.005, 0.02, 0.05)]
+    out += [Case(g5, f"{signal.Signals(s).name} unlearn {d} s into its {'save' if save else 'run'}", tuple(_UNLEARN),
+                 runner=unlearn(d, s, in_save=save), expect="ok", oracle=no_problems)
+            for s in (signal.SIGTERM, signal.SIGINT) for d, save in ((0.01, True), (4.0, False))]
     out += [Case(g3, f"SIGKILL demo after {d} s, then rerun", ("demo",), runner=demo(d), expect="ok",
                  oracle=no_problems) for d in (13, 30)]
     out += [
