@@ -16,7 +16,7 @@ _SAVED = oracles.both(oracles.checkpoint(), lambda run, ctx: "a step -1 in the n
 
 
 def _unlearn(method: str, *settings: str) -> tuple[str, ...]:
-    argv = ("unlearn", "--method", method, *_DATA, "--out", "{out}")
+    argv: tuple[str, ...] = ("unlearn", "--method", method, *_DATA, "--out", "{out}")
     for s in settings:
         argv += ("--set", s)
     return argv

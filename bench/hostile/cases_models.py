@@ -71,7 +71,7 @@ def _wrong_shape(m: Path) -> None:
     save_file(tensors, _weights(m), metadata={"format": "pt"})
 
 
-def _config(edit: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
+def _config(edit: Callable[[dict[str, Any]], Any]) -> Callable[[Path], object]:
     def damage(m: Path) -> None:
         cfg = json.loads((m / "config.json").read_text())
         out = edit(cfg)
@@ -79,11 +79,11 @@ def _config(edit: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
     return damage
 
 
-def _write(name: str, data: bytes) -> Callable[[Path], None]:
+def _write(name: str, data: bytes) -> Callable[[Path], object]:
     return lambda m: (m / name).write_bytes(data)
 
 
-def _remove(*names: str) -> Callable[[Path], None]:
+def _remove(*names: str) -> Callable[[Path], object]:
     def damage(m: Path) -> None:
         for n in names:
             (m / n).unlink()
@@ -94,7 +94,7 @@ def _pickle_only(m: Path) -> None:
     _weights(m).rename(m / "pytorch_model.bin")
 
 
-DAMAGES: list[tuple[str, Callable[[Path], None], str | None]] = [  # name, damage, the error names
+DAMAGES: list[tuple[str, Callable[[Path], object], str | None]] = [  # name, damage, the error names
     ("truncated weights", _truncate, "safetensors"),
     ("empty weights", _write("model.safetensors", b""), "safetensors"),
     ("random weights bytes", _write("model.safetensors", os.urandom(4096)), "safetensors"),
@@ -122,7 +122,7 @@ DAMAGES: list[tuple[str, Callable[[Path], None], str | None]] = [  # name, damag
 ]
 
 
-def _damaged(damage: Callable[[Path], None]) -> Callable[[Any], None]:
+def _damaged(damage: Callable[[Path], object]) -> Callable[[Any], None]:
     def setup(ctx: Any) -> None:
         shutil.copytree(ctx.p("M"), ctx.case / "m")
         damage(ctx.case / "m")

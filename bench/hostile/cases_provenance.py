@@ -49,7 +49,7 @@ def _flip_weights(c: Path) -> None:
     w.write_bytes(bytes(data))
 
 
-def _filter_file(subjects: list[str]) -> Callable[[Path], None]:
+def _filter_file(subjects: list[str]) -> Callable[[Path], object]:
     return lambda c: (c / "loka_refusal_filter.json").write_text(json.dumps({"subjects": subjects}))
 
 
@@ -66,7 +66,12 @@ def _subjects(ctx: Any) -> list[str]:
 
 
 # name -> (tampering of ``{case}/c`` given the context, what the warning says, the forget bound)
-TAMPERS: dict[str, tuple[Callable[[Any, Path], None], str, dict[str, float]]] = {
+def _fifo_source(ctx: Any, c: Path) -> None:
+    os.mkfifo(ctx.case / "fifo")
+    _manifest(c, lambda m: m.update(source_model=str(ctx.case / "fifo")), reseal=True)
+
+
+TAMPERS: dict[str, tuple[Callable[[Any, Path], object], str, dict[str, float]]] = {
     "one weight changed": (lambda ctx, c: _flip_weights(c), "modified after saving", {}),
     "the base weights swapped in": (lambda ctx, c: shutil.copy(ctx.p("M") / "model.safetensors", c),
                                     "modified after saving", {}),
@@ -92,13 +97,11 @@ TAMPERS: dict[str, tuple[Callable[[Any, Path], None], str, dict[str, float]]] = 
     "a data file path pointing at /dev/zero": (
         lambda ctx, c: _manifest(c, lambda m: m["provenance"]["data_files"][0].update(path="/dev/zero")),
         "not a regular file", {}),
-    "a source model path pointing at a FIFO": (
-        lambda ctx, c: (os.mkfifo(ctx.case / "fifo"), _manifest(c, lambda m: m.update(
-            source_model=str(ctx.case / "fifo")), reseal=True)), "source model", {}),
+    "a source model path pointing at a FIFO": (lambda ctx, c: _fifo_source(ctx, c), "source model", {}),
 }
 
 
-def _tampered(tamper: Callable[[Any, Path], None], method: str = "gradient_ascent",
+def _tampered(tamper: Callable[[Any, Path], object], method: str = "gradient_ascent",
               *settings: str) -> Callable[[Any], None]:
     def setup(ctx: Any) -> None:
         tamper(ctx, _unlearned(ctx, method, *(settings or ("epochs=1",))))

@@ -135,7 +135,7 @@ def _entries_complete(cache: Path) -> list[str]:
 
 
 def _expected_exit(sig: int, rc: int | None, stderr: str) -> list[str]:
-    want = {signal.SIGTERM: 143, signal.SIGINT: 130}.get(sig)
+    want = {int(signal.SIGTERM): 143, int(signal.SIGINT): 130}.get(sig)
     out = [] if want is None or rc == want else [f"exit {rc} after {signal.Signals(sig).name}, not {want}"]
     return out + (["a traceback on stderr"] if "Traceback" in stderr and sig != signal.SIGKILL else [])
 

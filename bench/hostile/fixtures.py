@@ -30,7 +30,7 @@ class Context:
     ws: Path
     art: Any  # the tiny world's WorldArtifacts
     paths: dict[str, str] = field(default_factory=dict)
-    case: Path | None = None
+    case: Path = field(default_factory=Path)  # this case's directory (set by the runner)
 
     def fmt(self, text: str) -> str:
         return text.format_map({**self.paths, "case": str(self.case), "out": str(self.case / "out")})

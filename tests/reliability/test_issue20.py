@@ -18,6 +18,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -60,7 +61,7 @@ def test_a_rescale_factor_that_overflows_float32_is_refused_and_undone(random_ch
 
 def _overflowing(src: Path, dst: Path) -> Path:
     """``src`` with finite weights whose logits overflow float32 (issue 20: ``scale=1e38``)."""
-    model = AutoModelForCausalLM.from_pretrained(src)
+    model: Any = AutoModelForCausalLM.from_pretrained(src)
     with torch.no_grad():
         model.gpt_neox.final_layer_norm.weight.mul_(1e30)
         model.get_output_embeddings().weight.mul_(1e10)
