@@ -72,10 +72,10 @@ def model_accuracies(model: Any, tokenizer: Any, world: World) -> dict[str, floa
 _PROGRESS: list[Any] = []  # a trainer process's progress queue (set by `_init_trainer`)
 
 
-def _init_trainer(progress_queue: Any) -> None:
+def _init_trainer(progress_queue: Any, parent: int) -> None:
     from loka.children import die_with_parent
 
-    die_with_parent()
+    die_with_parent(parent)
     _PROGRESS[:] = [progress_queue]
 
 
@@ -150,7 +150,7 @@ def _train_missing(spec: WorldSpec, root: Path, missing: list[str], progress: bo
             bars[which].set_postfix(loss=f"{loss:.3f}", refresh=True)
 
     pool = ProcessPoolExecutor(max_workers=len(missing), mp_context=ctx, initializer=_init_trainer,
-                               initargs=(progress_queue,))
+                               initargs=(progress_queue, os.getpid()))
     try:
         def run(which: str) -> None:
             def build(tmp: Path) -> dict:
