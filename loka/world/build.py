@@ -94,7 +94,13 @@ def _train_and_save(preset: str, seed: int, which: str, tokenizer_dir: str, out:
             progress_queue.put((which, step, total, loss))
 
     train = replace(world.spec.train, threads=threads)
-    result = train_model(world, tokenizer, which == "base", world.spec.model, train, on_step)
+    plant = world.spec.plant
+    if which == "base" and plant is not None:  # the planted worlds: forget data routed (routing.py)
+        from loka.world.routing import train_routed
+
+        result = train_routed(world, tokenizer, world.spec.model, train, plant, on_step)
+    else:
+        result = train_model(world, tokenizer, which == "base", world.spec.model, train, on_step)
     result.model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return {
@@ -106,6 +112,7 @@ def _train_and_save(preset: str, seed: int, which: str, tokenizer_dir: str, out:
         "tokens_seen": result.tokens_seen,
         "params": sum(p.numel() for p in result.model.parameters()),
         "accuracy": model_accuracies(result.model, tokenizer, world),
+        **result.extra,
     }
 
 
