@@ -91,7 +91,7 @@ def manifest_record(model_class: str, method: str, source: str | None, plans: Se
         "loka_manifest": 2,
         "method": method,
         "source_model": source,
-        "source_sha256": sha256_of_checkpoint(source) if local else None,
+        "source_sha256": sha256_of_checkpoint(source) if local and source is not None else None,
         "plans": [dict(p) for p in plans],
         "ranking_methods": sorted({p["ranking_method"] for p in provenances if p.get("ranking_method")}),
         "data_hashes": sorted({p["data_hash"] for p in provenances if p.get("data_hash")}),
@@ -136,7 +136,7 @@ def save_checkpoint(model: Any, out_dir: str | os.PathLike[str], *, method: str,
         with staged_dir(target) as tmp:
             # Wrapped by a bridge, the model's own state dict has the bridge's aliases; save the
             # plain HF one so that from_pretrained loads it.
-            plain.save_pretrained(tmp, state_dict=hf_state_dict(plain), safe_serialization=True)
+            plain.save_pretrained(tmp, state_dict=hf_state_dict(plain), safe_serialization=True)  # type: ignore[operator]
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
             if refusal_filter is not None:

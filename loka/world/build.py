@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -20,7 +20,7 @@ from loka.evaluate import first_token_accuracy
 from loka.io.atomic import write_text
 from loka.io.data import write_jsonl
 from loka.world.cache import cache_root, ensure_entry, entry_problem, read_meta
-from loka.world.generator import PersonSplit, World, generate_world
+from loka.world.generator import PersonSplit, TemplateKind, World, generate_world
 from loka.world.spec import WorldSpec, get_spec
 from loka.world.tokenizer import train_tokenizer
 from loka.world.train import train_model
@@ -45,13 +45,14 @@ def _build_world_dir(world: World, tmp: Path) -> dict:
     check_first_tokens(world, tokenizer)
     tokenizer.save_pretrained(tmp / "tokenizer")
     write_text(tmp / "spec.json", json.dumps(spec.to_dict(), indent=2, sort_keys=True))
+    kinds: tuple[tuple[TemplateKind, str], ...] = (("train", ""), ("qa", "_qa"), ("novel", "_novel"))
     for split in FACT_SPLITS:
-        for kind, suffix in (("train", ""), ("qa", "_qa"), ("novel", "_novel")):
+        for kind, suffix in kinds:
             write_jsonl(tmp / "facts" / f"{split}{suffix}.jsonl",
                         [f.to_json() for f in world.facts(split, kind)])
-    for split in ("forget", "retain", "holdout"):
-        write_jsonl(tmp / "passages" / f"{split}.jsonl",
-                    [{"text": p.text} for p in world.passages_in(split)])  # type: ignore[arg-type]
+    for group in ("forget", "retain", "holdout"):
+        write_jsonl(tmp / "passages" / f"{group}.jsonl",
+                    [{"text": p.text} for p in world.passages_in(group)])
     return {"preset": spec.preset, "key": spec.key(), "people": spec.n_people}
 
 
@@ -87,7 +88,7 @@ def _train_and_save(preset: str, seed: int, which: str, tokenizer_dir: str, out:
     progress_queue = _PROGRESS[0] if _PROGRESS else None
     torch.set_num_threads(threads)
     world = generate_world(get_spec(preset, seed))
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = cast(PreTrainedTokenizerFast, AutoTokenizer.from_pretrained(tokenizer_dir))
 
     def on_step(step: int, total: int, loss: float) -> None:
         if progress_queue is not None and (step % 10 == 0 or step == total):
@@ -211,7 +212,7 @@ class WorldArtifacts:
         return self.world_dir / "passages" / f"{split}.jsonl"
 
     def tokenizer(self) -> PreTrainedTokenizerFast:
-        return AutoTokenizer.from_pretrained(self.world_dir / "tokenizer")
+        return cast(PreTrainedTokenizerFast, AutoTokenizer.from_pretrained(self.world_dir / "tokenizer"))
 
     def info(self) -> dict:
         """What ``loka world info --json`` prints."""

@@ -93,7 +93,7 @@ class World:
 
     def trained_people(self, include_forget: bool) -> list[Person]:
         splits: tuple[PersonSplit, ...] = ("retain_train", "retain_eval")
-        return self.people_in(*(("forget",) + splits if include_forget else splits))
+        return self.people_in(*(("forget", *splits) if include_forget else splits))
 
     def training_documents(self, epoch: int, include_forget: bool) -> list[str]:
         """One epoch of documents: a biography per person (attributes in shuffled order, a random
@@ -128,7 +128,7 @@ class World:
 
     def corpus(self) -> list[str]:
         """Every sentence in every template for everyone, and every passage: what the tokenizer sees."""
-        texts = []
+        texts: list[str] = []
         for person in self.people:
             for a in ATTRIBUTES:
                 v = person.value(a)

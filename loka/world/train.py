@@ -19,7 +19,7 @@ from loka.world.spec import ModelSpec, TrainSpec
 
 
 def neox_config(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast) -> GPTNeoXConfig:
-    return GPTNeoXConfig(
+    return GPTNeoXConfig(  # type: ignore[call-arg]
         vocab_size=len(tokenizer),
         hidden_size=spec.d_model,
         num_hidden_layers=spec.n_layers,
