@@ -173,10 +173,10 @@ def _train_missing(spec: WorldSpec, root: Path, missing: list[str], progress: bo
         finally:
             for bar in bars.values():
                 bar.close()
+        pool.shutdown(wait=True)  # inside the guard: an interrupt while it waits stops the pool too
     except BaseException:  # Ctrl-C, SIGTERM: stop the trainers now, not after their minutes
         terminate_pool(pool)
         raise
-    pool.shutdown(wait=True)
     if errors:
         raise errors[0]
 
