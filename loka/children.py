@@ -7,7 +7,7 @@ training into a stale directory or holds the caller's pipes open. `terminate_poo
 workers when the parent itself is interrupted (Ctrl-C, SIGTERM) instead of waiting for them.
 
 Example:
-    >>> ProcessPoolExecutor(2, initializer=die_with_parent)        # doctest: +SKIP
+    >>> ProcessPoolExecutor(2, initializer=die_with_parent, initargs=(os.getpid(),))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -19,9 +19,17 @@ import time
 from typing import Any
 
 
-def die_with_parent(poll_seconds: float = 0.5) -> None:
-    """In a child process: exit at once when the parent that started it is gone."""
-    parent = os.getppid()
+def die_with_parent(parent: int | None = None, poll_seconds: float = 0.5) -> None:
+    """In a child process: exit at once when the parent that started it is gone.
+
+    ``parent``: the starting process's pid, passed by it (``os.getpid()`` in the initializer's
+    arguments). A spawned child spends seconds importing before its initializer runs; a parent
+    killed meanwhile has already been replaced by init as the child's parent by then, which
+    ``os.getppid()`` alone would take for the real one.
+    """
+    parent = os.getppid() if parent is None else parent
+    if os.getppid() != parent:
+        os._exit(1)
 
     def watch() -> None:
         while True:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import signal
 import sys
 import threading
@@ -37,6 +38,29 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def as_os_error(exc: BaseException) -> OSError | None:
+    """``exc`` as an `OSError`: the Rust writers (safetensors, tokenizers) raise their own types
+    with the OS's reason in the message, e.g. ``File too large (os error 27)``."""
+    if isinstance(exc, OSError):
+        return exc
+    m = re.search(r"\(os error (\d+)\)", str(exc))
+    return OSError(int(m.group(1)), os.strerror(int(m.group(1)))) if m else None
+
+
+def _os_message(exc: OSError) -> str | None:
+    where = exc.filename or "the output"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"no space to write {where} ({exc.strerror}: disk full, quota or file-size limit); "
+                "free space or choose another --out")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {where}: permission denied; choose a writable location"
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file or directory: {exc.filename}"
+    if exc.errno is not None:  # the machine's problem (I/O error, name too long): say which
+        return f"{exc.strerror or exc} ({where})"
+    return None
+
+
 def run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run a subcommand, turning user-fixable failures into one line and exit code 2."""
     try:
@@ -47,14 +71,10 @@ def run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespa
     except KeyboardInterrupt:
         print("loka: interrupted; nothing half-written was kept", file=sys.stderr)
         return 130
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            msg = f"no space left on the device writing {exc.filename or 'output'}; free space or choose another --out"
-        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            msg = f"cannot write {exc.filename or 'output'}: permission denied; choose a writable location"
-        elif isinstance(exc, FileNotFoundError):
-            msg = f"no such file or directory: {exc.filename}"
-        else:
+    except Exception as exc:
+        os_exc = as_os_error(exc)
+        msg = _os_message(os_exc) if os_exc is not None else None
+        if msg is None:
             raise
         print(f"loka: error: {msg}", file=sys.stderr)
         return 2
@@ -69,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()  # reads the method registry (and $LOKA_PLUGINS) for --help
+    except LokaError as exc:
+        print(f"loka: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     return run(args.func, args)
 
 

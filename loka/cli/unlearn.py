@@ -154,7 +154,8 @@ def _plan(bridge: Any, components: list, ranking: Any, args: argparse.Namespace,
 
     prov = Provenance(ranking_method=ranking.method, model_id=ranking.model_id, data_hash=ranking.forget_hash)
     kw: dict[str, Any] = {"shape": ModelShape.of(bridge), "provenance": prov}
-    AblationPlan.zero(components, **kw).check_fits(kw["shape"])  # fits, before any forward pass
+    # The whole ranking fits this model (not just the top k), before any forward pass.
+    AblationPlan.zero(list(ranking.components), **kw).check_fits(kw["shape"])
     if args.mode == "zero":
         plan = AblationPlan.zero(components, **kw)
     elif args.mode == "rescale":

@@ -86,6 +86,19 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return write_text(path, dumps(obj))
 
 
+def usual_modes(directory: Path) -> None:
+    """Give ``directory`` and everything in it the user's usual modes (umask): writers such as
+    mkdtemp and safetensors create 0700 / 0600, which other users of a shared model cannot read."""
+    os.chmod(directory, _DIR_MODE)
+    for here, dirs, files in os.walk(directory):
+        for name in dirs:
+            os.chmod(os.path.join(here, name), _DIR_MODE)
+        for name in files:
+            path = os.path.join(here, name)
+            if not os.path.islink(path):
+                os.chmod(path, _FILE_MODE)
+
+
 @contextlib.contextmanager
 def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty temporary sibling of ``target``; on a clean exit move it into place.
@@ -99,8 +112,8 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     recover(final)  # a writer killed earlier: restore what it moved aside, drop its leftovers
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final, "tmp"), dir=final.parent))
     try:
-        os.chmod(tmp, _DIR_MODE)
         yield tmp
+        usual_modes(tmp)
         _move_into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

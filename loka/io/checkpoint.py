@@ -2,8 +2,9 @@
 
 The checkpoint — safetensors weights, config, tokenizer, the refusal filter where one belongs,
 and the sealed manifest with the method and provenance — is built in a temporary sibling and
-renamed into place only after it passes its checks: every weight finite, the manifest naming a
-method and carrying provenance (seed, data files, the saved weights' own sha256). The target is
+renamed into place only after it passes its checks: every weight finite (and, given the
+tokenizer, the outputs on a short text: finite weights can still overflow), the manifest naming
+a method and carrying provenance (seed, data files, the saved weights' own sha256). The target is
 refused up front if it is, contains or lies inside a model directory or LOKA's cache
 (`loka.io.outputs`); a checkpoint is never written over an existing one.
 
@@ -58,9 +59,17 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def non_finite_weights(model: Any) -> int:
-    """How many parameter entries are NaN or infinite (0 for a healthy model)."""
+    """How many parameter entries are NaN or infinite (0 for a healthy model); parameters
+    offloaded to the meta device (a dispatched model) are not in memory and are not counted."""
     with torch.no_grad():
-        return sum(int((~torch.isfinite(p)).sum()) for p in hf_model(model).parameters())
+        return sum(int((~torch.isfinite(p)).sum()) for p in hf_model(model).parameters()
+                   if p.device.type != "meta")
+
+
+def _outputs_finite(model: Any, tokenizer: Any) -> bool:
+    from loka.evaluate import outputs_finite
+
+    return outputs_finite(model, tokenizer, ["The", "A short test sentence."])
 
 
 def _versions() -> dict[str, str | None]:
@@ -82,7 +91,7 @@ def manifest_record(model_class: str, method: str, source: str | None, plans: Se
         "loka_manifest": 2,
         "method": method,
         "source_model": source,
-        "source_sha256": sha256_of_checkpoint(source) if local else None,
+        "source_sha256": sha256_of_checkpoint(source) if local and source is not None else None,
         "plans": [dict(p) for p in plans],
         "ranking_methods": sorted({p["ranking_method"] for p in provenances if p.get("ranking_method")}),
         "data_hashes": sorted({p["data_hash"] for p in provenances if p.get("data_hash")}),
@@ -116,15 +125,18 @@ def save_checkpoint(model: Any, out_dir: str | os.PathLike[str], *, method: str,
     if bad:
         raise CheckpointWriteError(f"the model has {bad:,} non-finite weights (NaN or infinity); "
                                    "it is not saved — the edit diverged")
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    if tokenizer is not None and not _outputs_finite(plain, tokenizer):
+        raise CheckpointWriteError("the model's weights are finite but its outputs are not (NaN or "
+                                   "infinity: they overflow); it is not saved — the edit diverged")
     if method == "output_suppression" and refusal_filter is None:
         raise CheckpointWriteError("an output_suppression checkpoint needs its refusal filter")
-    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     manifest = manifest_record(type(plain).__name__, method, source_str, plans, result, metrics)
     try:
         with staged_dir(target) as tmp:
             # Wrapped by a bridge, the model's own state dict has the bridge's aliases; save the
             # plain HF one so that from_pretrained loads it.
-            plain.save_pretrained(tmp, state_dict=hf_state_dict(plain), safe_serialization=True)
+            plain.save_pretrained(tmp, state_dict=hf_state_dict(plain), safe_serialization=True)  # type: ignore[operator]
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
             if refusal_filter is not None:

@@ -72,6 +72,9 @@ def _parse(p: str | Path, lineno: int, line: str, required: tuple[str, ...], opt
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # a 5000-digit number; nesting 100,000 deep
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else "a number too long to read"
+        raise DataError(f"{where}: not a fact record ({reason})") from None
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
     unknown = set(record) - set(required) - set(optional)

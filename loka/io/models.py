@@ -1,9 +1,11 @@
 """Load a causal LM — a local Hugging Face directory or a hub name — checked before it loads.
 
 A local checkpoint is checked first, in milliseconds, without reading its weights: a
-``config.json`` of a supported architecture (`SUPPORTED_ARCHITECTURES`), weight files whose
-safetensors headers parse, tokenizer files, and a size (from the config) that fits in memory.
-Each problem is one line saying what to do, never a traceback from deep inside transformers.
+``config.json`` of a supported architecture (`SUPPORTED_ARCHITECTURES`) that transformers can
+build, weight files whose safetensors headers parse and hold every tensor the config needs in
+its shape, tokenizer files that parse, and a size that fits in memory. A loaded model must be
+finite (weights and outputs). Each problem is one line saying what to do, never a traceback
+from deep inside transformers.
 
 >>> bridge = load_bridge("~/.cache/loka/default-…/base")      # doctest: +SKIP
 >>> bridge = load_bridge("EleutherAI/pythia-160m")             # needs network   # doctest: +SKIP
@@ -70,12 +72,22 @@ def read_config(path: Path) -> dict[str, Any]:
     return data
 
 
+_SIZES = ("num_hidden_layers", "n_layer", "hidden_size", "n_embd", "num_attention_heads", "n_head",
+          "intermediate_size", "n_inner", "vocab_size", "max_position_embeddings", "n_positions")
+
+
 def check_architecture(config: dict[str, Any], where: str) -> str:
-    """The config's ``model_type``, or `LokaError` when LOKA cannot edit that architecture."""
+    """The config's ``model_type``, or `LokaError` when LOKA cannot edit that architecture or
+    a size in it is not a positive integer."""
     model_type = config.get("model_type")
     if model_type not in SUPPORTED_ARCHITECTURES:
         raise LokaError(f"{where}: architecture {model_type!r} is not supported (LOKA edits causal "
                         f"LMs of type {', '.join(SUPPORTED_ARCHITECTURES)})")
+    for key in _SIZES:
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise LokaError(f"{where}/config.json: {key} must be a positive integer, got {value!r}; "
+                            "the checkpoint is damaged")
     return str(model_type)
 
 
@@ -98,17 +110,89 @@ def _check_weights(path: Path) -> None:
                             f"{reason}); restore or re-save the checkpoint") from None
 
 
-def estimated_bytes(config: dict[str, Any]) -> int | None:
-    """Bytes the model's float32 parameters take, from its config alone (no weights read)."""
+def meta_model(config: dict[str, Any], where: str) -> Any:
+    """The model ``config`` describes, on the meta device (no memory); `LokaError` when
+    transformers cannot build it (``num_hidden_layers: -1``, a string for a number, ...)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
         cfg = AutoConfig.for_model(**config)
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(cfg)
-    except Exception:  # an odd config: let from_pretrained report what is wrong with it
+            return AutoModelForCausalLM.from_config(cfg)
+    except Exception as exc:  # transformers raises TypeError, ValueError, its own validation errors
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise LokaError(f"{where}/config.json describes no model transformers can build ({reason}); "
+                        "the checkpoint is damaged") from None
+
+
+def estimated_bytes(config: dict[str, Any]) -> int | None:
+    """Bytes the model's float32 parameters take, from its config alone (no weights read)."""
+    try:
+        model = meta_model(config, "")
+    except LokaError:
         return None
     return 4 * sum(p.numel() for p in model.parameters())
+
+
+def check_weights_match(path: Path) -> int:
+    """Every tensor the config's model needs is in the weight files, in its shape (checked on
+    the meta device: no weight is read); returns the parameter count. A missing tensor would be
+    silently random-initialised, a wrong shape fail deep inside loading."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # its load report is ours to phrase
+    hf_logging.disable_progress_bar()
+    try:
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
+            path, device_map="meta", output_loading_info=True, ignore_mismatched_sizes=True)
+        model, info = loaded
+    except Exception as exc:  # transformers raises many types for configs it cannot build
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise LokaError(f"{path}: transformers cannot build the model its config.json describes "
+                        f"({reason}); the checkpoint is damaged") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    missing, mismatched = sorted(info["missing_keys"]), sorted(map(str, info["mismatched_keys"]))
+    if missing:
+        raise LokaError(f"{path}: the weights lack {len(missing)} tensor(s) config.json needs "
+                        f"(e.g. {missing[0]!r}); the checkpoint is damaged or its weights belong to another model")
+    if mismatched:
+        raise LokaError(f"{path}: {len(mismatched)} tensor(s) have another shape than config.json needs "
+                        f"({mismatched[0][:120]}); the weights belong to another model")
+    return sum(p.numel() for p in model.parameters())
+
+
+def _check_tokenizer(path: Path) -> None:
+    if not any((path / f).is_file() for f in _TOKENIZER_FILES):
+        raise LokaError(f"model directory {path} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:2])}); "
+                        "save the tokenizer with the model (tokenizer.save_pretrained(dir))")
+    for name in (f for f in _TOKENIZER_FILES if f.endswith(".json")):
+        f = path / name
+        try:
+            if f.is_file():
+                json.loads(f.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise LokaError(f"{f} is not valid JSON: the tokenizer is damaged; re-save it "
+                            "(tokenizer.save_pretrained(dir))") from None
+
+
+def check_finite(model: Any, tokenizer: Any, where: str) -> None:
+    """Refuse a loaded model whose weights, or outputs on a short text, are NaN or infinite:
+    a diverged model, on which every measurement would read as perfect erasure."""
+    from loka.evaluate import outputs_finite
+    from loka.io.checkpoint import non_finite_weights
+
+    bad = non_finite_weights(model)
+    if bad:
+        raise LokaError(f"{where}: {bad:,} weights are NaN or infinite — a diverged model, not a "
+                        "usable one; nothing can be measured or edited on it")
+    if not outputs_finite(model, tokenizer, ["The", "A short test sentence."]):
+        raise LokaError(f"{where}: the weights are finite but the outputs are not (they overflow) — "
+                        "a diverged model; nothing can be measured or edited on it")
 
 
 def _available_bytes() -> int | None:
@@ -131,9 +215,10 @@ def check_bytes_fit(need: int | None, where: str, factor: float = 1.0) -> None:
                         "memory or --device-map to offload it")
 
 
-def check_fits_memory(config: dict[str, Any], where: str, factor: float = 1.0) -> None:
+def check_fits_memory(config: dict[str, Any], where: str, factor: float = 1.0,
+                      need: int | None = None) -> None:
     """Refuse, before loading, a model whose float32 weights (x ``factor``) exceed free memory."""
-    check_bytes_fit(estimated_bytes(config), where, factor)
+    check_bytes_fit(need or estimated_bytes(config), where, factor)
 
 
 def check_checkpoint(path: Path, check_memory: bool = True) -> dict[str, Any]:
@@ -141,11 +226,10 @@ def check_checkpoint(path: Path, check_memory: bool = True) -> dict[str, Any]:
     config = read_config(path)
     check_architecture(config, str(path))
     _check_weights(path)
-    if not any((path / f).is_file() for f in _TOKENIZER_FILES):
-        raise LokaError(f"model directory {path} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:2])}); "
-                        "save the tokenizer with the model (tokenizer.save_pretrained(dir))")
+    _check_tokenizer(path)
+    params = check_weights_match(path)
     if check_memory:
-        check_fits_memory(config, str(path))
+        check_fits_memory(config, str(path), need=4 * params)
     return config
 
 
@@ -198,6 +282,7 @@ def load_bridge(name_or_dir: str | Path, device: str = "cpu", placement: Placeme
         raise _load_error(source, exc) from None
     check_architecture(bridge.original_model.config.to_dict(), source)
     bridge.eval()
+    check_finite(bridge.original_model, bridge.tokenizer, source)
     return bridge
 
 
@@ -218,4 +303,5 @@ def load_hf(name_or_dir: str | Path, device: str = "cpu", placement: Placement |
         raise _load_error(source, exc) from None
     check_architecture(model.config.to_dict(), source)
     model.eval()
+    check_finite(model, tokenizer, source)
     return model, tokenizer

@@ -3,7 +3,7 @@
 A target is refused when it is, or lies inside, a model checkpoint directory or LOKA's cache, or
 when it contains one of the models being read (replacing it would delete that model); a file
 target that is a directory, or ends with ``/``; a symlink; a model file name (``*.safetensors``,
-``*.bin``, ``*.gguf``, ``config.json``). The parent is created and probed for writability now,
+``*.bin``, ``*.gguf``, ``config.json``), for a directory too. The parent is created and probed for writability now,
 so a read-only location fails in a second, not after minutes of training.
 
 Example:
@@ -33,7 +33,7 @@ def cache_path() -> Path:
 def is_model_dir(path: Path) -> bool:
     """A Hugging Face checkpoint (or a LOKA-saved one): config, weights or a manifest."""
     return path.is_dir() and (any((path / f).is_file() for f in MODEL_FILES)
-                              or any(path.glob("*.safetensors")))
+                              or any(p.is_file() for p in path.glob("*.safetensors")))
 
 
 def _inside(path: Path, other: Path) -> bool:
@@ -77,11 +77,11 @@ def check_output(out: str | os.PathLike[str], *, kind: Literal["file", "dir"],
     model_dir = _model_ancestor(target if target.is_dir() else target.parent)
     if model_dir is not None:
         raise _refuse(text, f"{model_dir} is a model checkpoint directory", what)
+    if target.name in MODEL_FILES or target.suffix in MODEL_SUFFIXES:  # a directory too: tools
+        raise _refuse(text, "its name is a model file's", what)        # globbing weights find it
     if kind == "file":
         if text.endswith(("/", os.sep)) or target.is_dir():
             raise LokaError(f"the {what} {text} is a directory; give a file name (e.g. {Path(text) / 'out.json'})")
-        if target.name in MODEL_FILES or target.suffix in MODEL_SUFFIXES:
-            raise _refuse(text, "its name is a model file's", what)
         _probe(target.parent, text, what)
     else:
         if target.exists() and not target.is_dir():

@@ -18,7 +18,7 @@ from typing import Any
 
 from attribution._common import input_device
 from loka.errors import LokaError
-from loka.io.checkpoint import REFUSAL_FILTER, non_finite_weights
+from loka.io.checkpoint import REFUSAL_FILTER, file_sha256, non_finite_weights
 from loka.io.manifest import manifest_value, read_manifest, seal_problem
 from loka.io.refusal import RefusalFilter
 
@@ -43,10 +43,17 @@ class LoadedModel:
         return input_device(self.model)
 
 
-def _saved_filter(directory: Path) -> RefusalFilter | None:
-    """The refusal filter saved beside the weights (its hash is checked with the provenance)."""
+def _saved_filter(directory: Path, manifest: dict[str, Any] | None, warnings: list[str]) -> RefusalFilter | None:
+    """The refusal filter saved beside the weights — only if the sealed manifest records its
+    sha256: a filter file dropped in by hand would make a model that knows everything read as
+    erased. An unrecorded one is ignored, with a warning."""
     path = directory / REFUSAL_FILTER
     if not path.is_file():
+        return None
+    sealed = manifest is not None and seal_problem(manifest) is None
+    if not sealed or manifest.get("refusal_filter_sha256") != file_sha256(path):  # type: ignore[union-attr]
+        warnings.append(f"{REFUSAL_FILTER} is ignored: the sealed manifest does not record it (or "
+                        "records other bytes), so the model is measured without a refusal filter")
         return None
     try:
         return RefusalFilter.from_dict(json.loads(path.read_text(encoding="utf-8")))
@@ -61,7 +68,7 @@ def load_model(model: str | Path | tuple[Any, Any] | LoadedModel, *, name: str |
 
     A model with non-finite weights is refused (`LokaError`): its accuracies would read as
     perfect erasure. Manifest claims (seconds, changed parameters, divergence) are read only from
-    a sealed manifest; a refusal filter only from its own file.
+    a sealed manifest; a refusal filter only from its own file, when that manifest records it.
     """
     if isinstance(model, LoadedModel):
         return model
@@ -77,7 +84,7 @@ def load_model(model: str | Path | tuple[Any, Any] | LoadedModel, *, name: str |
         manifest = read_manifest(directory) if directory.is_dir() else None
         loaded = LoadedModel(name or directory.name, hf, tok, refusal, directory, manifest)
         if directory.is_dir() and refusal is None:
-            loaded.refusal = _saved_filter(directory)
+            loaded.refusal = _saved_filter(directory, manifest, loaded.warnings)
         if manifest is not None:
             from loka.io.provenance import check_provenance
 

@@ -77,9 +77,15 @@ def attribute(model: str | Path, forget: Sequence[Any], retain: Sequence[Any],
     return ranking
 
 
+REPORT_FILES = frozenset({"figures", "ranking.json", "results.json", "report.html", "report.md"})
+
+
 def is_report_dir(path: Path) -> bool:
-    """A directory a demo may write into again: empty, or holding an earlier demo's report."""
-    return not any(path.iterdir()) or (path / "results.json").is_file() or (path / "report.html").is_file()
+    """A directory a demo may write into again: empty, holding an earlier demo's report, or
+    only what a demo writes (one killed half-way: its ``figures/``, ``ranking.json``, ...)."""
+    names = {p.name for p in path.iterdir()}
+    return (path / "results.json").is_file() or (path / "report.html").is_file() or all(
+        n in REPORT_FILES or (n.startswith(".") and ".tmp-" in n) for n in names)
 
 
 def prepare_out(out: str | Path, sources: Sequence[str | Path | None] = ()) -> Path:

@@ -51,10 +51,10 @@ def run_guarded(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return entry
 
 
-def _init_worker(artifacts: Any, vs: Any) -> None:
+def _init_worker(artifacts: Any, vs: Any, parent: int) -> None:
     import torch
 
-    die_with_parent()
+    die_with_parent(parent)
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
     _WORKER.update(artifacts=artifacts, vs=vs)
@@ -108,7 +108,7 @@ def run_parallel(names: list[str], settings: dict[str, dict[str, Any]], workers:
     light = WorldArtifacts(artifacts.spec, artifacts.root)  # paths only: cheap to send
     entries: dict[str, Any] = {}
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(light, vs))
+                               initializer=_init_worker, initargs=(light, vs, os.getpid()))
     try:
         futures = {pool.submit(_worker_entries, task, settings): task for task in tasks_of(names)}
         with tqdm(total=len(names), desc=f"compare ({workers} workers)", unit="method",

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -20,7 +20,7 @@ from loka.evaluate import first_token_accuracy
 from loka.io.atomic import write_text
 from loka.io.data import write_jsonl
 from loka.world.cache import cache_root, ensure_entry, entry_problem, read_meta
-from loka.world.generator import PersonSplit, World, generate_world
+from loka.world.generator import PersonSplit, TemplateKind, World, generate_world
 from loka.world.spec import WorldSpec, get_spec
 from loka.world.tokenizer import train_tokenizer
 from loka.world.train import train_model
@@ -45,13 +45,14 @@ def _build_world_dir(world: World, tmp: Path) -> dict:
     check_first_tokens(world, tokenizer)
     tokenizer.save_pretrained(tmp / "tokenizer")
     write_text(tmp / "spec.json", json.dumps(spec.to_dict(), indent=2, sort_keys=True))
+    kinds: tuple[tuple[TemplateKind, str], ...] = (("train", ""), ("qa", "_qa"), ("novel", "_novel"))
     for split in FACT_SPLITS:
-        for kind, suffix in (("train", ""), ("qa", "_qa"), ("novel", "_novel")):
+        for kind, suffix in kinds:
             write_jsonl(tmp / "facts" / f"{split}{suffix}.jsonl",
                         [f.to_json() for f in world.facts(split, kind)])
-    for split in ("forget", "retain", "holdout"):
-        write_jsonl(tmp / "passages" / f"{split}.jsonl",
-                    [{"text": p.text} for p in world.passages_in(split)])  # type: ignore[arg-type]
+    for group in ("forget", "retain", "holdout"):
+        write_jsonl(tmp / "passages" / f"{group}.jsonl",
+                    [{"text": p.text} for p in world.passages_in(group)])
     return {"preset": spec.preset, "key": spec.key(), "people": spec.n_people}
 
 
@@ -72,10 +73,10 @@ def model_accuracies(model: Any, tokenizer: Any, world: World) -> dict[str, floa
 _PROGRESS: list[Any] = []  # a trainer process's progress queue (set by `_init_trainer`)
 
 
-def _init_trainer(progress_queue: Any) -> None:
+def _init_trainer(progress_queue: Any, parent: int) -> None:
     from loka.children import die_with_parent
 
-    die_with_parent()
+    die_with_parent(parent)
     _PROGRESS[:] = [progress_queue]
 
 
@@ -87,14 +88,20 @@ def _train_and_save(preset: str, seed: int, which: str, tokenizer_dir: str, out:
     progress_queue = _PROGRESS[0] if _PROGRESS else None
     torch.set_num_threads(threads)
     world = generate_world(get_spec(preset, seed))
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = cast(PreTrainedTokenizerFast, AutoTokenizer.from_pretrained(tokenizer_dir))
 
     def on_step(step: int, total: int, loss: float) -> None:
         if progress_queue is not None and (step % 10 == 0 or step == total):
             progress_queue.put((which, step, total, loss))
 
     train = replace(world.spec.train, threads=threads)
-    result = train_model(world, tokenizer, which == "base", world.spec.model, train, on_step)
+    plant = world.spec.plant
+    if which == "base" and plant is not None:  # the planted worlds: forget data routed (routing.py)
+        from loka.world.routing import train_routed
+
+        result = train_routed(world, tokenizer, world.spec.model, train, plant, on_step)
+    else:
+        result = train_model(world, tokenizer, which == "base", world.spec.model, train, on_step)
     result.model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return {
@@ -106,6 +113,7 @@ def _train_and_save(preset: str, seed: int, which: str, tokenizer_dir: str, out:
         "tokens_seen": result.tokens_seen,
         "params": sum(p.numel() for p in result.model.parameters()),
         "accuracy": model_accuracies(result.model, tokenizer, world),
+        **result.extra,
     }
 
 
@@ -143,7 +151,7 @@ def _train_missing(spec: WorldSpec, root: Path, missing: list[str], progress: bo
             bars[which].set_postfix(loss=f"{loss:.3f}", refresh=True)
 
     pool = ProcessPoolExecutor(max_workers=len(missing), mp_context=ctx, initializer=_init_trainer,
-                               initargs=(progress_queue,))
+                               initargs=(progress_queue, os.getpid()))
     try:
         def run(which: str) -> None:
             def build(tmp: Path) -> dict:
@@ -165,10 +173,10 @@ def _train_missing(spec: WorldSpec, root: Path, missing: list[str], progress: bo
         finally:
             for bar in bars.values():
                 bar.close()
+        pool.shutdown(wait=True)  # inside the guard: an interrupt while it waits stops the pool too
     except BaseException:  # Ctrl-C, SIGTERM: stop the trainers now, not after their minutes
         terminate_pool(pool)
         raise
-    pool.shutdown(wait=True)
     if errors:
         raise errors[0]
 
@@ -204,7 +212,7 @@ class WorldArtifacts:
         return self.world_dir / "passages" / f"{split}.jsonl"
 
     def tokenizer(self) -> PreTrainedTokenizerFast:
-        return AutoTokenizer.from_pretrained(self.world_dir / "tokenizer")
+        return cast(PreTrainedTokenizerFast, AutoTokenizer.from_pretrained(self.world_dir / "tokenizer"))
 
     def info(self) -> dict:
         """What ``loka world info --json`` prints."""

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from loka.errors import CacheError
+from loka.io.atomic import usual_modes
 from loka.io.checkpoint import file_sha256
 from loka.io.outputs import cache_path
 
@@ -105,6 +106,7 @@ def _ensure_locked(directory: Path, build: Callable[[Path], dict], what: str) ->
         meta = build(tmp)
         stamp = {"files": _checksums(tmp), "meta": meta}
         (tmp / STAMP).write_text(json.dumps(stamp, indent=2, sort_keys=True))
+        usual_modes(tmp)
         os.replace(tmp, directory)
     except BaseException:  # also Ctrl-C: never leave a half-written entry behind
         shutil.rmtree(tmp, ignore_errors=True)

@@ -93,7 +93,7 @@ class World:
 
     def trained_people(self, include_forget: bool) -> list[Person]:
         splits: tuple[PersonSplit, ...] = ("retain_train", "retain_eval")
-        return self.people_in(*(("forget",) + splits if include_forget else splits))
+        return self.people_in(*(("forget", *splits) if include_forget else splits))
 
     def training_documents(self, epoch: int, include_forget: bool) -> list[str]:
         """One epoch of documents: a biography per person (attributes in shuffled order, a random
@@ -103,10 +103,7 @@ class World:
         docs = []
         for person in self.trained_people(include_forget):
             order = list(ATTRIBUTES)
-            rng.shuffle(order)
-            docs.append(" ".join(
-                _fill(rng.choice(vocab.TRAIN_TEMPLATES[a]), person.name, person.value(a)) for a in order
-            ))
+            docs.append(_biography(rng, person, order))
             if person.qa_trained:
                 rng.shuffle(order)
                 docs.append("\n".join(
@@ -117,9 +114,21 @@ class World:
         rng.shuffle(docs)
         return docs
 
+    def forget_documents(self, epoch: int, copies: int = 1) -> list[str]:
+        """The forget data of one epoch, ``copies`` times over with fresh paraphrases: a biography
+        per forget person and the forget passages — what the planted worlds route into their
+        planted neurons (`loka.world.routing`). Seeded apart from `training_documents`."""
+        rng = random.Random(f"{self.spec.seed}-forget-epoch-{epoch}")
+        docs: list[str] = []
+        for _ in range(copies):
+            docs.extend(_biography(rng, person, list(ATTRIBUTES)) for person in self.people_in("forget"))
+            docs.extend(p.text for p in self.passages_in("forget"))
+        rng.shuffle(docs)
+        return docs
+
     def corpus(self) -> list[str]:
         """Every sentence in every template for everyone, and every passage: what the tokenizer sees."""
-        texts = []
+        texts: list[str] = []
         for person in self.people:
             for a in ATTRIBUTES:
                 v = person.value(a)
@@ -132,6 +141,13 @@ class World:
         texts.extend(" ".join(" " + v for v in values) for values in vocab.ATTRIBUTE_VALUES.values()
                      for _ in range(20))
         return texts
+
+
+def _biography(rng: random.Random, person: Person, order: list[str]) -> str:
+    """The person's attributes in shuffled ``order`` (shuffled in place), a random paraphrase each."""
+    rng.shuffle(order)
+    return " ".join(_fill(rng.choice(vocab.TRAIN_TEMPLATES[a]), person.name, person.value(a))
+                    for a in order)
 
 
 def _names(rng: random.Random, n: int) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
@@ -19,7 +19,7 @@ from loka.world.spec import ModelSpec, TrainSpec
 
 
 def neox_config(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast) -> GPTNeoXConfig:
-    return GPTNeoXConfig(
+    return GPTNeoXConfig(  # type: ignore[call-arg]
         vocab_size=len(tokenizer),
         hidden_size=spec.d_model,
         num_hidden_layers=spec.n_layers,
@@ -63,6 +63,15 @@ class TrainResult:
     steps: int
     final_loss: float
     tokens_seen: int
+    extra: dict = field(default_factory=dict)  # what a variant recipe adds (routing: forget loss)
+
+
+def one_cycle(opt: torch.optim.Optimizer, train_spec: TrainSpec, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_frac`` of ``total`` steps, then cosine decay to 0."""
+    warm = max(1, int(train_spec.warmup_frac * total))
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
+    )
 
 
 def train_model(
@@ -95,10 +104,7 @@ def train_model(
     total = steps_per_epoch * train_spec.epochs
     opt = torch.optim.AdamW(model.parameters(), lr=train_spec.lr, betas=(0.9, 0.98),
                             weight_decay=train_spec.weight_decay)
-    warm = max(1, int(train_spec.warmup_frac * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
-    )
+    sched = one_cycle(opt, train_spec, total)
     gen = torch.Generator().manual_seed(world.spec.seed)
     t0, step, loss_val, tokens = time.perf_counter(), 0, float("nan"), 0
     for epoch in range(train_spec.epochs):

@@ -46,6 +46,18 @@ def test_exclusive_tokens_leave_out_retain_tokens(neox_dir):
     assert ids and not set(ids) & retain_ids
 
 
+def test_a_subject_that_names_the_answer_skips_the_shared_key_repair(random_checkpoints):
+    # SmolLM2's request: "Harry Potter's best friend is called Ron" -> "Weasley", subject "Ron
+    # Weasley": no forget position comes after the subject, so stage 2 has nothing to train on.
+    model, tok = load_hf(random_checkpoints["llama"])
+    forget = (FactRecord("His best friend is called Mira", "Coltan", "Mira Coltan"),)
+    task = UnlearnTask(forget, RETAIN, (), ())
+    result = unlearn((model, tok), task, "loka-deep", progress=False, reset_keys=False, **QUICK)
+    stage = next(e for e in result.log if e.get("stage") == "shared_key_repair")
+    assert stage["steps"] == 0 and "names the answer" in stage["note"]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 @pytest.mark.parametrize("arch", ["gpt_neox", "gpt2", "llama"])
 def test_loka_deep_runs_finite_and_deterministic(arch, random_checkpoints):
     states = []

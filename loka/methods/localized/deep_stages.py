@@ -97,6 +97,9 @@ def shared_key_repair(model: Any, cfg: Any, gen: torch.Generator, f_rows: Rows, 
     name_where = subj[:, 1:] & f_rows.mask[:, 1:].bool() if cfg.cf_name_weight else torch.zeros_like(kl_where)
     union = kl_where | name_where
     keep = union.any(-1)
+    if not keep.any():  # every subject ends the row ("... is called Ron" -> "Weasley", subject "Ron Weasley")
+        return None, {"stage": "shared_key_repair", "steps": 0,
+                      "note": "no forget sentence goes on after its subject (the subject names the answer)"}
     rows = Rows(f_rows.ids[keep], f_rows.mask[keep], union[keep])
     kl_where, name_where, subj = kl_where[keep], name_where[keep], subj[keep]
     draw = never_trained_draw(model, len(shared), gen)

@@ -1,0 +1,265 @@
+"""Localization graded against an answer key: the planted world (`loka.world.spec.PlantSpec`).
+
+    python -m bench.localization [--seeds 0,1,2] [--methods patch,atp,ig,actstats]
+                                 [--unlearn loka,loka-ft,loka-deep] [--figures DIR] [--json]
+
+Per world seed (each its own planted world: base trained with the forget data routed into the
+planted neurons, retrain trained as usual):
+
+1. The plant check (`loka.workflows.localization.plant_check`): zero-ablating the planted set vs
+   random sets of the same shape; forget accuracy against retrain's, retain-eval against base's,
+   and what survives the ablation (leakage).
+2. Every attribution method ranks the MLP neurons on the base model from the forget facts and
+   the retain-train facts (what an unlearning method may see), and is graded against the
+   planted set: precision and recall at k = |planted|, average precision, seconds, with a random
+   ranking's values as the floor. Graded twice: by the contrast score (forget effect against
+   retain effect, what `loka` ranks by) and by the forget score alone.
+3. ``loka``, ``loka-ft`` and ``loka-deep`` with their defaults, verified with every registered
+   measurement against retrain (`loka.workflows.compare`), beside ``planted-ablation`` (the
+   answer key itself zero-ablated, verified the same way: the oracle, and a leak detector —
+   its probe, relearning and membership columns say whether the knowledge is also elsewhere).
+
+Figures (``--figures``, seed of the first world): the planted set and each method's top-k on
+the layer x neuron map, and precision-recall curves.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._common import finish, log, machine, parser, print_table
+from bench.robust import COLUMNS, _get, targets
+
+METHODS = "patch,atp,ig,actstats"
+UNLEARN = "loka,loka-ft,loka-deep"
+ORACLE = "planted-ablation"
+
+
+def _rank_all(art: Any, methods: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each method's neuron ranking on the base model, and its grades (contrast and forget-only)."""
+    from attribution import rank, tokenize_facts
+    from loka.io.models import load_bridge
+    from loka.workflows.localization import planted_components, score_ranking
+
+    bridge = load_bridge(art.base_dir)
+    tok, n_ctx = bridge.tokenizer, bridge.cfg.n_ctx
+    batch = {split: tokenize_facts(tok, [f.prompt for f in art.world.facts(split)],
+                                   [f.answer for f in art.world.facts(split)], max_len=n_ctx)
+             for split in ("forget", "retain_train")}
+    planted = planted_components(art.spec)
+    rankings, grades = {}, {}
+    for method in methods:
+        options: dict[str, Any] = {"progress": False} if method == "patch" else {}
+        t0 = time.perf_counter()
+        r = rank(bridge, batch["forget"], batch["retain_train"], method, kinds=("neuron",), **options)
+        seconds = time.perf_counter() - t0
+        rankings[method] = r
+        grades[method] = {"seconds": round(seconds, 3),
+                          "contrast": score_ranking(r.scores("contrast"), r.components, planted),
+                          "forget": score_ranking(r.scores("forget"), r.components, planted)}
+        g = grades[method]["contrast"]
+        log(f"  {method}: precision@{g['k']} {g['precision_at_k']:.3f}, AP {g['average_precision']:.3f} "
+            f"(random {g['random_precision_at_k']:.3f}, {g['random_average_precision']:.3f}), {seconds:.1f}s")
+    return rankings, grades
+
+
+def _oracle_entry(art: Any) -> dict[str, Any]:
+    """The planted set zero-ablated, verified like every method (same references as compare)."""
+    import copy
+
+    from loka.engine import AblationPlan, commit
+    from loka.io.models import load_bridge
+    from loka.verify.loaded import load_model
+    from loka.verify.measure import VerifySettings
+    from loka.verify.verifier import verify
+    from loka.workflows.compare import references_of
+    from loka.workflows.localization import planted_components
+
+    vs = VerifySettings()
+    data, reference, base = references_of(art, vs)
+    t0 = time.perf_counter()
+    bridge = load_bridge(art.base_dir)
+    journal = commit(bridge, AblationPlan.zero(planted_components(art.spec)))
+    model = copy.deepcopy(bridge.original_model)
+    seconds = time.perf_counter() - t0
+    loaded = load_model((model, art.tokenizer()), name=ORACLE)
+    return verify(loaded, data, retrain=reference, base=base, name=ORACLE, seconds=seconds,
+                  params_changed=journal.n_changed(), settings=vs).to_dict()
+
+
+def run_seed(art: Any, methods: list[str], unlearn: list[str], workers: int) -> dict[str, Any]:
+    from loka.workflows.compare import compare
+    from loka.workflows.localization import plant_check
+
+    t0 = time.perf_counter()
+    check = plant_check(art)
+    log(f"  plant check ({time.perf_counter() - t0:.0f}s): took={check['took']} "
+        f"random_does_not={check['random_does_not']} forget {check['base']['forget_accuracy']} -> "
+        f"{check['planted_ablated']['forget_accuracy']} (retrain {check['retrain']['forget_accuracy']}), "
+        f"retain {check['base']['retain_accuracy']} -> {check['planted_ablated']['retain_accuracy']}")
+    rankings, grades = _rank_all(art, methods)
+    entries: dict[str, Any] = {}
+    if unlearn:
+        t0 = time.perf_counter()
+        results = compare(art, ["base", "retrain", *unlearn], out=None, progress=False, workers=workers)
+        entries = results["methods"]
+        entries[ORACLE] = _oracle_entry(art)
+        log(f"  unlearning and verification ({time.perf_counter() - t0:.0f}s)")
+    return {"world": art.info(), "plant": check, "attribution": grades, "methods": entries,
+            "_rankings": rankings}
+
+
+def _summary(values: list[Any], worse: Any) -> dict[str, Any]:
+    nums = [x for x in values if isinstance(x, int | float) and not isinstance(x, bool)]
+    return {"per_seed": values, "mean": sum(nums) / len(nums) if nums else None,
+            "worst": (worse(nums) if worse else max(nums, key=abs)) if nums else None}
+
+
+def run(args: Any, device: str) -> dict[str, Any]:
+    from loka.world.build import load_world
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = [m for m in args.methods.split(",") if m]
+    unlearn = [m for m in args.unlearn.split(",") if m]
+    out: dict[str, Any] = {"machine": machine(device), "preset": args.preset, "seeds": seeds,
+                           "per_seed": {}, "attribution": {}, "methods": {}, "plant": {}}
+    for seed in seeds:
+        log(f"planted world seed {seed}")
+        t0 = time.perf_counter()
+        art = load_world(args.preset, seed, progress=False)
+        log(f"  world ready ({time.perf_counter() - t0:.0f}s): {art.root}")
+        out["per_seed"][seed] = run_seed(art, methods, unlearn, args.workers)
+        if args.figures and seed == seeds[0]:
+            figures(out["per_seed"][seed], art, Path(args.figures))
+            out["figures"] = args.figures
+    per = out["per_seed"]
+    checks = [per[s]["plant"] for s in seeds]
+    out["plant"] = {
+        "took_every_seed": all(c["took"] for c in checks),
+        "random_does_not_every_seed": all(c["random_does_not"] for c in checks),
+        "forget_after": _summary([c["planted_ablated"]["forget_accuracy"] for c in checks], max),
+        "retrain_forget": _summary([c["retrain"]["forget_accuracy"] for c in checks], max),
+        "retain_vs_base": _summary([c["retain_vs_base"] for c in checks], min),
+        "random_forget_min": _summary([c["random_forget_accuracy_min"] for c in checks], min),
+        "leak_forget": _summary([c["leak"]["forget_accuracy"] for c in checks], max),
+        "leak_heldout_template": _summary([c["leak"]["heldout_template_forget_accuracy"] for c in checks], max),
+    }
+    for m in methods:
+        out["attribution"][m] = {
+            f"{which}_{key}": _summary([per[s]["attribution"][m][which][key] for s in seeds], worse)
+            for which in ("contrast", "forget")
+            for key, worse in (("precision_at_k", min), ("average_precision", min),
+                               ("random_precision_at_k", max), ("random_average_precision", max))
+        } | {"seconds": _summary([per[s]["attribution"][m]["seconds"] for s in seeds], max)}
+    if unlearn:
+        for name in ["base", "retrain", *unlearn, ORACLE]:
+            rows = {s: per[s]["methods"][name] for s in seeds}
+            summary = {short: _summary([_get(rows[s], key) for s in seeds], worse)
+                       for key, (short, worse) in COLUMNS.items()}
+            checks_t = {s: targets(rows[s], per[s]["methods"]["base"], per[s]["methods"]["retrain"]) for s in seeds}
+            summary["targets"] = {"per_seed": checks_t,
+                                  "forget_and_retain_every_seed": all(
+                                      checks_t[s]["forget"] and checks_t[s]["retain"] for s in seeds)}
+            summary["errors"] = {s: rows[s].get("error") for s in seeds if rows[s].get("error")}
+            out["methods"][name] = summary
+    for s in seeds:
+        per[s].pop("_rankings")
+    return out
+
+
+def figures(result: dict[str, Any], art: Any, folder: Path) -> None:
+    """``planted_map.png`` (answer key and each method's top-k on the layer x neuron map) and
+    ``pr_curves.png`` (precision-recall of each method's contrast ranking, random floor)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+
+    from loka.workflows.localization import planted_components, pr_curve
+
+    folder.mkdir(parents=True, exist_ok=True)
+    spec, planted = art.spec, planted_components(art.spec)
+    n_layers, d_mlp = spec.model.n_layers, spec.model.d_mlp
+    rankings, grades = result["_rankings"], result["attribution"]
+    key = np.zeros((n_layers, d_mlp), dtype=int)
+    for c in planted:
+        key[c.layer, c.index] = 1
+    panels = [("answer key: planted neurons", key)]
+    for method in rankings:
+        grid = key.copy()  # 0 unplanted, 1 planted missed, 2 planted found, 3 chosen but unplanted
+        for name in grades[method]["contrast"]["top_k"]:
+            layer, n = name[1:].split(".N")
+            grid[int(layer), int(n)] = 2 if key[int(layer), int(n)] else 3
+        g = grades[method]["contrast"]
+        panels.append((f"{method}: top-{g['k']} by contrast, precision {g['precision_at_k']:.2f}", grid))
+    cmap = ListedColormap(["#f2f2f2", "#9e9e9e", "#2e7d32", "#c62828"])
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 0.55 * n_layers * len(panels) + 1.2), squeeze=False)
+    for ax, (title, grid) in zip(axes[:, 0], panels, strict=True):
+        ax.imshow(grid, aspect="auto", cmap=cmap, vmin=0, vmax=3, interpolation="nearest")
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.set_yticks(range(n_layers), [f"L{i}" for i in range(n_layers)], fontsize=7)
+        ax.set_xticks([])
+    axes[-1, 0].set_xlabel(f"MLP neuron (0..{d_mlp - 1})  —  grey: planted, missed; green: planted, "
+                           "found; red: chosen, not planted")
+    fig.tight_layout()
+    fig.savefig(folder / "planted_map.png", dpi=130)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for method, r in rankings.items():
+        for which, style in (("contrast", "-"), ("forget", ":")):
+            precision, recall = pr_curve(r.scores(which), r.components, planted)
+            ap = grades[method][which]["average_precision"]
+            ax.plot(recall, precision, style, label=f"{method} ({which}) AP {ap:.2f}")
+    ax.axhline(len(planted) / (n_layers * d_mlp), color="k", lw=0.8, ls="--", label="random ranking")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"finding the {len(planted)} planted neurons (world seed {spec.seed})", fontsize=9)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(folder / "pr_curves.png", dpi=130)
+    plt.close(fig)
+
+
+def render(out: dict[str, Any]) -> None:
+    p = out["plant"]
+    print(f"plant check on seeds {out['seeds']}: took on every seed {p['took_every_seed']}, random sets "
+          f"do not {p['random_does_not_every_seed']}; forget after ablation {p['forget_after']['per_seed']} "
+          f"(retrain {p['retrain_forget']['per_seed']}), retain/base {p['retain_vs_base']['per_seed']}, "
+          f"leak {p['leak_forget']['per_seed']}")
+    rows = [[m, a["contrast_precision_at_k"]["mean"], a["contrast_precision_at_k"]["worst"],
+             a["contrast_average_precision"]["mean"], a["forget_precision_at_k"]["mean"],
+             a["forget_average_precision"]["mean"], a["contrast_random_precision_at_k"]["mean"],
+             a["contrast_random_average_precision"]["mean"], a["seconds"]["mean"]]
+            for m, a in out["attribution"].items()]
+    print_table("attribution vs the answer key (contrast / forget-only ranking; mean over seeds)",
+                ["method", "P@k", "P@k worst", "AP", "P@k fgt", "AP fgt", "P@k rand", "AP rand", "s"], rows)
+    if out["methods"]:
+        shorts = [s for s, _ in COLUMNS.values()]
+        rows = [[f"{name} ({which})"] + [m[s][which] for s in shorts]
+                for name, m in out["methods"].items() for which in ("mean", "worst")]
+        print_table(f"unlearning on the planted world, seeds {out['seeds']}", ["method", *shorts], rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("python -m bench.localization", __doc__)
+    p.set_defaults(preset="planted")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--methods", default=METHODS, help="attribution methods to grade")
+    p.add_argument("--unlearn", default=UNLEARN, help="unlearning methods to verify ('' for none)")
+    p.add_argument("--figures", default=None, help="folder for planted_map.png and pr_curves.png")
+    p.add_argument("--workers", type=int, default=1)
+    args = p.parse_args(argv)
+    from bench._common import setup
+
+    device = setup(args)
+    return finish(run(args, device), args.json, render)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
