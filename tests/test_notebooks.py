@@ -1,5 +1,6 @@
-"""Every notebook runs top to bottom on the tiny world (nbclient), and is committed with the
-outputs of such a run (``make notebooks``), so its figures and tables show where it is browsed."""
+"""Every notebook runs top to bottom (nbclient) and is committed with the outputs of such a run
+(``make notebooks``), so its figures and tables show where it is browsed: 01-03 on the tiny world
+in the default suite, 04 on SmolLM2-135M (minutes) with ``make test-slow``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
 
 def test_the_notebooks_are_there():
-    assert {"01", "02", "03"} <= {p.name[:2] for p in NOTEBOOKS}
+    assert {"01", "02", "03", "04"} <= {p.name[:2] for p in NOTEBOOKS}
+
+
+def _marked(path: Path):
+    return pytest.param(path, marks=pytest.mark.slow) if path.name.startswith("04") else path
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -25,7 +30,7 @@ def test_notebook_is_committed_with_the_outputs_of_a_clean_run(path):
     assert not [o for c in code for o in c.outputs if o.output_type == "error"], f"{path.name}: an error output"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [_marked(p) for p in NOTEBOOKS], ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, tiny_world, tmp_path, monkeypatch, request):
     """The tiny world is built first (fixture), so each notebook only reads the cache; the
     comparison notebook reads the session's tiny demo instead of running the methods again."""

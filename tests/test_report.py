@@ -48,3 +48,29 @@ def test_missing_references_are_said_plainly(tmp_path):
 
 def test_inline_marks_are_escaped_first():
     assert inline("**a** `<b>`") == "<b>a</b> <code>&lt;b&gt;</code>"
+
+
+def test_a_damaged_model_is_said_with_its_numbers_everywhere(tmp_path):
+    """Whatever its forget columns say, a damaged model gets "model damaged" with both ratios in
+    the caveats, the demo's terminal summary and the report, never a clean verdict."""
+    import io
+
+    from rich.console import Console
+
+    from loka.report.terminal import print_summary
+    from loka.verify.measurements.damage import damage_of
+
+    results = fake_results()
+    results["methods"]["loka-ft"]["damage"] = damage_of(0.3, 0.9, 40.0, 10.0)  # 0.33 of base, 4x
+    results["methods"]["output_suppression"]["damage"] = damage_of(0.9, 0.9, 10.0, 10.0)
+    notes = caveats(results)
+    assert any(n.startswith("model damaged: retain-eval accuracy 0.33 of the base model's, "
+                            "perplexity 4.0x") for n in notes["loka-ft"])
+    assert not any("model damaged" in n for n in notes["output_suppression"])
+    out = io.StringIO()
+    paths = write_report(results, tmp_path)
+    print_summary(results, paths["html"], 1.0, console=Console(file=out, width=200))
+    line = [ln for ln in out.getvalue().splitlines() if ln.startswith("! loka-ft")]
+    assert line and "model damaged" in line[0]
+    html = paths["html"].read_text()
+    assert "model damaged: retain-eval accuracy 0.33" in html

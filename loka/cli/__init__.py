@@ -18,7 +18,7 @@ from loka.errors import LokaError
 
 # Each module exposes ``register(subparsers)`` and sets ``func`` on its parsers.
 _COMMAND_MODULES = ("loka.cli.world", "loka.cli.verify", "loka.cli.demo", "loka.cli.attribute", "loka.cli.unlearn",
-                    "loka.cli.sequential")
+                    "loka.cli.sequential", "loka.cli.models")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,9 +69,10 @@ def _data(args: argparse.Namespace) -> tuple[Any, Any, Any, str]:
 
     found = _manifest_data(args.model)
     forget, retain = args.forget, args.retain
-    if forget is None and retain is None and args.preset is None and found["world"] is None \
-            and len(found["files"]) >= 2:
-        forget, retain = found["files"][:2]  # the files the model was unlearned with
+    if args.preset is None and found["world"] is None and len(found["files"]) >= 2:
+        # The files the model was unlearned with (`loka unlearn --forget F --retain R` records
+        # them); what the user names wins, e.g. only --holdout added for membership inference.
+        forget, retain = forget or found["files"][0], retain or found["files"][1]
     if forget is not None or retain is not None or args.holdout is not None:
         if forget is None or retain is None:
             raise LokaError("verifying on your data needs both --forget and --retain (and --holdout for MIA)")
@@ -105,9 +106,11 @@ def _verify(args: argparse.Namespace) -> int:
         if problems:
             raise LokaError(f"provenance (--strict): {problems[0]}"
                             + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
-    data, base, retrain, _ = _data(args)
+    data, base, retrain, what = _data(args)
     report = verify(args.model, data, base=base, retrain=retrain, placement=placement, settings=settings)
     out = report.to_dict()
+    if what == "your data":  # which files (perhaps found in the manifest) and which base
+        out["user_data"] = dict(data.info["user_data"], base=None if base is None else str(base))
     if args.json:
         print(json.dumps(out, indent=2, allow_nan=False))
         return 0
@@ -115,6 +118,14 @@ def _verify(args: argparse.Namespace) -> int:
 
     info = data.info() if hasattr(data, "info") and callable(data.info) else dict(data.info)
     print_results({"world": info, "methods": {report.model: out}})
+    from loka.report.verdicts import method_caveats
+
+    for _, note in method_caveats(out, None):  # e.g. "model damaged: retain-eval accuracy 0.41 ..."
+        print(f"! {note}")
+    if "user_data" in out:
+        u = out["user_data"]
+        print(f"verified against forget {u['forget']}, retain {u['retain']}, holdout {u['holdout']}, "
+              f"base {u['base']}")
     for w in out["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     return 0

@@ -205,14 +205,20 @@ def _available_bytes() -> int | None:
     return None
 
 
-def check_fits_memory(config: dict[str, Any], where: str, factor: float = 1.0,
-                      need: int | None = None) -> None:
-    """Refuse, before loading, a model whose float32 weights (x ``factor``) exceed free memory."""
-    need, free = need or estimated_bytes(config), _available_bytes()
+def check_bytes_fit(need: int | None, where: str, factor: float = 1.0) -> None:
+    """Refuse, before loading, a model whose float32 weights (``need`` bytes, x ``factor``)
+    exceed free memory."""
+    free = _available_bytes()
     if need is not None and free is not None and need * factor > free:
         raise LokaError(f"{where}: the model needs ~{need * factor / 2**30:.1f} GiB as float32 but "
                         f"only {free / 2**30:.1f} GiB of memory is free; use a machine with more "
                         "memory or --device-map to offload it")
+
+
+def check_fits_memory(config: dict[str, Any], where: str, factor: float = 1.0,
+                      need: int | None = None) -> None:
+    """Refuse, before loading, a model whose float32 weights (x ``factor``) exceed free memory."""
+    check_bytes_fit(need or estimated_bytes(config), where, factor)
 
 
 def check_checkpoint(path: Path, check_memory: bool = True) -> dict[str, Any]:

@@ -41,6 +41,7 @@ class LoopSettings:
     max_grad_norm: float | None = None
     target: float | None = None  # stop once forget first-token accuracy is at or below it
     eval_every: int = 1
+    retain_floor: float | None = None  # stop, restoring the weights before the step, below it
     snapshot_every: int = 1
 
 
@@ -63,7 +64,7 @@ class Outcome:
     params_changed: int = 0
     seconds: float = 0.0
     diverged_step: int | None = None
-    stopped: str = "steps"  # "target" | "steps" | "callback" | "diverged"
+    stopped: str = "steps"  # "target" | "steps" | "callback" | "diverged" | "retain budget"
     final_forget_accuracy: float | None = None
     log: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -90,13 +91,18 @@ def optimise(model: Any, loss_fn: Callable[[int], StepLoss], cfg: LoopSettings, 
              params: Sequence[tuple[str, nn.Parameter]] | None = None,
              param_mask: Mapping[str, Tensor] | None = None,
              forget_accuracy: Callable[[], float] | None = None,
+             retain_accuracy: Callable[[], float] | None = None,
              on_step: Callable[[int, dict[str, float]], bool | None] | None = None,
              limits: Mapping[str, float] | None = None,
              progress: bool = True, desc: str = "unlearning") -> Outcome:
     """Run up to ``total_steps`` AdamW steps of ``loss_fn`` on ``params`` (default: all trainable).
 
     ``limits`` bound logged parts (e.g. ``{"forget_nll": 50}``); exceeding one counts as
-    divergence. Returns the `Outcome`; the model is left in eval mode.
+    divergence. ``retain_accuracy`` with ``cfg.retain_floor``: checked every ``eval_every``
+    steps; below the floor the weights from before that step are restored and the run stops
+    (the method's retain budget: on a pretrained model a learning rate that suits one model
+    wrecks another, and the budget stops it at the last step that kept what it must keep).
+    Returns the `Outcome`; the model is left in eval mode.
     """
     from tqdm.auto import tqdm
 
@@ -112,8 +118,8 @@ def optimise(model: Any, loss_fn: Callable[[int], StepLoss], cfg: LoopSettings, 
     try:
         with torch.enable_grad():
             scored = _run(model, loss_fn, cfg, total_steps, named, frozen, optimizer, guard, out,
-                          bar, forget_accuracy, on_step)
-        if not guard.diverged:
+                          bar, forget_accuracy, on_step, retain_accuracy)
+        if not guard.diverged and out.stopped != "retain budget":
             if scored:  # stopped before an update: the weights are the ones just measured
                 guard.check_params(out.steps)
             else:
@@ -133,7 +139,7 @@ def optimise(model: Any, loss_fn: Callable[[int], StepLoss], cfg: LoopSettings, 
 
 
 def _run(model, loss_fn, cfg, total_steps, named, frozen, optimizer, guard, out, bar,
-         forget_accuracy, on_step) -> bool:
+         forget_accuracy, on_step, retain_accuracy=None) -> bool:
     """The steps; True when it stopped on a step's own measurement, before that step's update."""
     for step in range(1, total_steps + 1):
         result = loss_fn(step)
@@ -147,7 +153,16 @@ def _run(model, loss_fn, cfg, total_steps, named, frozen, optimizer, guard, out,
         if not _update(step, result, cfg, named, frozen, optimizer, guard, out, bar):
             return False
         entry = out.log[-1]
-        if forget_accuracy is not None and cfg.target is not None and step % cfg.eval_every == 0:
+        if retain_accuracy is not None and cfg.retain_floor is not None and step % cfg.eval_every == 0:
+            entry["retain_accuracy"] = _evaluate(model, retain_accuracy, out)
+            if entry["retain_accuracy"] < cfg.retain_floor:
+                guard.snapshot.restore()  # the weights before this step (or the last snapshot)
+                out.stopped = "retain budget"
+                out.steps = guard.snapshot_step
+                out.notes.append(f"stopped at the retain budget: step {step} took retain accuracy to "
+                                 f"{entry['retain_accuracy']:.3f} < {cfg.retain_floor:.3f}; kept the "
+                                 f"weights after step {guard.snapshot_step}")
+                return False
             entry["forget_accuracy"] = _evaluate(model, forget_accuracy, out)
             if entry["forget_accuracy"] <= cfg.target:
                 out.stopped = "target"

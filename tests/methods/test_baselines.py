@@ -74,7 +74,9 @@ def test_each_method_lowers_forget_accuracy(method, tiny_world, task, base_forge
     assert not result.diverged and all_finite(result.model) and result.params_changed > 0
     no_nan_anywhere(result)
     if method != "retrain":
-        assert result.steps > 0 and result.backward_passes == result.steps
+        # a run stopped at its retain budget ran one more update than the steps it kept
+        budget = any(n.startswith("stopped at the retain budget") for n in result.notes)
+        assert result.steps > 0 and result.backward_passes == result.steps + budget
         assert {"step", "loss", "forget_loss"} <= set(result.log[0])
 
 
@@ -95,7 +97,7 @@ def test_output_suppression_refuses_and_leaves_weights_bit_identical(tiny_world,
 
 def test_guard_trips_on_exploding_ascent_and_restores_finite_weights(tiny_world, task):
     result = unlearn(tiny_world.base_dir, task, method="gradient_ascent", progress=False,
-                     alpha=1.0, lr=1e2, steps=30)
+                     alpha=1.0, lr=1e2, steps=30, retain_budget=None)  # the guard, not the budget
     assert result.diverged and result.diverged_step is not None and result.diverged_step <= 30
     assert all_finite(result.model)
     assert any("diverged at step" in n for n in result.notes)
@@ -224,3 +226,14 @@ def test_counter_facts_swap_in_another_value_of_the_same_attribute(task):
 def test_npo_loss_at_the_reference_is_2_log2_over_beta():
     logp = torch.tensor([-3.0, -1.0])
     assert torch.allclose(npo_loss(logp, logp.clone(), beta=0.5), torch.tensor(4 * math.log(2)))
+
+
+def test_the_retain_budget_keeps_the_last_step_within_it(tiny_world, task):
+    """A learning rate far too high for the model: the budget stops the run and keeps the
+    weights from before the step that broke it, so retain accuracy stays above the floor."""
+    model, tok = fresh(tiny_world)
+    start = first_token_accuracy(model, tok, task.retain)
+    result = unlearn((model, tok), task, method="gradient_ascent", progress=False, alpha=0.5,
+                     lr=3e-2, steps=20, forget_target=None, retain_budget=0.9)
+    assert any(n.startswith("stopped at the retain budget") for n in result.notes) and not result.diverged
+    assert first_token_accuracy(model, tok, task.retain) >= 0.9 * start

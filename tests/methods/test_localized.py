@@ -111,3 +111,46 @@ def test_bad_settings_are_refused_before_any_edit(method, settings, neox_dir):
         unlearn((model, tok), UnlearnTask(tuple(FORGET), tuple(RETAIN)), method, progress=False,
                 **settings)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("arch", ["gpt_neox", "gpt2", "llama"])
+def test_slice_deltas_compute_what_merged_weights_compute(arch, random_checkpoints):
+    """The hooks add exactly the owned entries' deltas: attached == merged, mask-sized."""
+    from loka.methods.localized.params import SliceDeltas
+
+    model, tok = load_hf(random_checkpoints[arch])
+    n_layers = model.config.num_hidden_layers
+    components = [Component(0, "neuron", 3), Component(n_layers - 1, "neuron", 5),
+                  Component(0, "head", 1), Component(n_layers - 1, "head", 0)]
+    deltas = SliceDeltas.of(model, components)
+    assert deltas.n_trainable == ParamMask.of(model, components).n_trainable
+    torch.manual_seed(1)
+    for _, d in deltas.named():
+        d.data.normal_(0, 0.5)
+    tokens = torch.tensor([tok("Mira Coltan was born in Velmora")["input_ids"]])
+    before = deltas.owned_values(model)
+    with torch.no_grad():
+        plain = _logits(model, tokens)
+        with deltas.attached(model):
+            hooked = _logits(model, tokens)
+        assert torch.equal(_logits(model, tokens), plain)  # hooks removed on exit
+        deltas.merge(model)
+        merged = _logits(model, tokens)
+    assert (hooked - plain).abs().max() > 1e-3  # the deltas matter ...
+    assert torch.allclose(hooked, merged, atol=1e-4, rtol=1e-4)  # ... and merging keeps them
+    assert 0 < deltas.n_changed(model, before) <= deltas.n_trainable
+    assert all(float(d.detach().abs().max()) == 0 for _, d in deltas.named())
+
+
+def test_loka_ft_ranks_on_a_bridge_that_shares_the_weights(random_checkpoints):
+    """The shared-weight analysis bridge costs no second model and leaves the model as it was."""
+    model, tok = load_hf(random_checkpoints["llama"])
+    before = _state(model)
+    bridge = analysis_bridge(model, tok, share_weights=True)
+    hf = dict(bridge.original_model.named_parameters(remove_duplicate=False))
+    ours = dict(model.named_parameters())
+    assert any(p is ours["model.layers.0.mlp.up_proj.weight"] for p in hf.values())
+    tokens = torch.tensor([tok("Mira Coltan was born in")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(bridge(tokens), _logits(model, tokens), atol=1e-5)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

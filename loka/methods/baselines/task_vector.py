@@ -5,7 +5,8 @@
 
 The fine-tuning runs in place on the caller's copy with a CPU copy of the base weights kept aside,
 so no second model is held. With ``forget_target`` set, ``scale`` is the largest scale tried: the
-result uses the smallest of ``scale * k / 8`` (k = 1..8) that reaches the target.
+result uses the smallest of ``scale * k / 8`` (k = 1..8) that reaches the target — and never one
+past the retain budget (`TrainConfig`): the largest scale that keeps it, 0 (the base) if none.
 
 >>> result = unlearn(base_dir, task, method="task_vector", scale=2.0, epochs=10)   # doctest: +SKIP
 """
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 
 from loka.evaluate import FirstTokenEval
-from loka.methods.baselines.common import MethodData, TrainConfig, result_from
+from loka.methods.baselines.common import MethodData, TrainConfig, result_from, retain_floor
 from loka.methods.batches import item_nll
 from loka.methods.config import knob
 from loka.methods.guard import ParamSnapshot
@@ -50,6 +51,7 @@ def task_vector(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, s
     data = MethodData.build(model, tokenizer, task, cfg, seed=seed, need_retain=False, method="task_vector")
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     base = ParamSnapshot(named)
+    floor, keep = retain_floor(model, tokenizer, task, cfg)
 
     def loss_fn(step: int) -> StepLoss:
         nll = item_nll(model, data.next_forget()).mean()
@@ -64,10 +66,17 @@ def task_vector(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, s
     if cfg.forget_target is not None and task.forget:
         check = FirstTokenEval(tokenizer, task.forget)
         for k in range(1, 9):
-            negate(named, base, finetuned, scale * k / 8)
+            negate(named, base, finetuned, cfg.scale * k / 8)
             outcome.forward_passes += 1
+            if keep is not None and floor is not None:
+                outcome.forward_passes += 1
+                if keep() < floor:
+                    scale = cfg.scale * (k - 1) / 8
+                    outcome.notes.append(f"scale {cfg.scale * k / 8:g} broke the retain budget "
+                                         f"(retain accuracy < {floor:.3f})")
+                    break
             if check(model) <= cfg.forget_target:
-                scale = scale * k / 8
+                scale = cfg.scale * k / 8
                 break
     negate(named, base, finetuned, scale)
     outcome.params_changed = base.changed()

@@ -91,11 +91,17 @@ def fact_batches(tokenizer: Any, task: UnlearnTask, max_len: int | None = None, 
     return forget_batch, retain_batch
 
 
-def analysis_bridge(hf_model: Any, tokenizer: Any) -> Any:
-    """A TransformerBridge over a deep copy of ``hf_model`` (which is left untouched)."""
+def analysis_bridge(hf_model: Any, tokenizer: Any, *, share_weights: bool = False) -> Any:
+    """A TransformerBridge over a deep copy of ``hf_model`` (which is left untouched).
+
+    ``share_weights``: the copy's modules are new but its parameters and buffers are
+    ``hf_model``'s own tensors — no second model in memory. Only for analysis that never writes a
+    weight through the bridge (ranking): an edit would land in ``hf_model`` too.
+    """
     from transformer_lens.model_bridge import TransformerBridge
 
-    twin = copy.deepcopy(hf_model)
+    shared = {id(t): t for t in (*hf_model.parameters(), *hf_model.buffers())} if share_weights else {}
+    twin = copy.deepcopy(hf_model, memo=shared)
     source = getattr(hf_model, "name_or_path", "") or hf_model.config.model_type
     device = next(hf_model.parameters()).device
     bridge = TransformerBridge.boot_transformers(str(source), hf_model=twin, tokenizer=tokenizer,

@@ -2,11 +2,14 @@
 
 1. Rank every neuron and head once (attribution patching by default) on the forget vs retain
    facts, on a bridge over a copy of the model.
-2. Take the top ``k`` by contrast (of ``kinds``) and build a `ParamMask` of their own slices:
-   a neuron's input row, input-bias entry and output column; a head's value rows and output
-   columns. Every other weight gets a zero gradient and stays bit-identical.
+2. Take the top ``k`` by contrast (of ``kinds``) and give each of their own slices a trainable
+   zero delta (`SliceDeltas`): a neuron's input row, input-bias entry and output column; a head's
+   value rows and output columns. The model's weights are frozen; every other weight stays
+   bit-identical, and Adam keeps state for the owned entries only (memory grows with ``k``, not
+   with the model: on SmolLM2-135M, see BENCHMARKS.md).
 3. Minimise ``unlikelihood(forget first answer token) + retain_weight * NLL(retain answers)``
-   with Adam (see `objective.optimise_localized`) until forget first-token accuracy <= ``forget_target``.
+   with Adam (see `objective.optimise_localized`) until forget first-token accuracy <= ``forget_target``;
+   then add the deltas into the weights.
 
 The design note's prototype finding is the reason for this method: ablation alone leaves most
 of the knowledge in place (it is distributed and redundant), but moving only the attributed
@@ -33,7 +36,7 @@ from typing import Any
 from loka.methods.config import knob
 from loka.methods.localized.common import analysis_bridge, fact_batches, rank_on
 from loka.methods.localized.objective import LoopConfig, optimise_localized
-from loka.methods.localized.params import ParamMask
+from loka.methods.localized.params import SliceDeltas
 from loka.methods.registry import register
 from loka.methods.task import UnlearnResult, UnlearnTask
 
@@ -54,35 +57,35 @@ def loka_ft(hf_model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, se
     t0 = time.perf_counter()
     kinds = cfg.kind_tuple()
     forget, retain = fact_batches(tokenizer, task, seed=seed)
-    ranking = rank_on(analysis_bridge(hf_model, tokenizer), forget, retain, cfg, ablation=cfg.ablation,
-                      sample=cfg.rank_sample)
+    # Ranking only reads the model: the bridge may share its weights (no second copy in memory).
+    ranking = rank_on(analysis_bridge(hf_model, tokenizer, share_weights=True), forget, retain, cfg,
+                      ablation=cfg.ablation, sample=cfg.rank_sample)
     components = ranking.top(cfg.k, kinds)
-    mask = ParamMask.of(hf_model, components)
+    deltas = SliceDeltas.of(hf_model, components)
     flags = {name: p.requires_grad for name, p in hf_model.named_parameters()}
-    for p in hf_model.parameters():
-        p.requires_grad_(False)
-    for p in mask.trainable():
-        p.requires_grad_(True)
-    before = mask.snapshot()
+    hf_model.requires_grad_(False)
+    before = deltas.owned_values(hf_model)
     try:
-        outcome = optimise_localized(hf_model, list(mask.params.items()), forget, retain, cfg,
-                                     param_mask=mask.masks, progress=progress)
+        with deltas.attached(hf_model):
+            outcome = optimise_localized(hf_model, deltas.named(), forget, retain, cfg, progress=progress)
+        deltas.merge(hf_model)  # the guard left the deltas at the last good step
     finally:
         for name, p in hf_model.named_parameters():
             p.requires_grad_(flags[name])
             p.grad = None
     n_kind = {kind: sum(c.kind == kind for c in components) for kind in kinds}
     details = {"components": [str(c) for c in components], "n_components": n_kind,
-               "n_trainable": mask.n_trainable, "n_params": mask.n_total}
+               "n_trainable": deltas.n_trainable, "n_params": deltas.n_total}
     return UnlearnResult(
         method="loka-ft", model=hf_model, tokenizer=tokenizer, settings=cfg.to_dict(),
-        details=details, seconds=time.perf_counter() - t0, params_changed=mask.n_changed(before),
+        details=details, seconds=time.perf_counter() - t0,
+        params_changed=deltas.n_changed(hf_model, before),
         steps=outcome.steps,
         forward_passes=outcome.forward_passes + ranking.forward_passes,
         backward_passes=outcome.backward_passes + ranking.backward_passes,
         diverged=outcome.diverged, diverged_step=outcome.diverged_step,
         log=outcome.log, ranking=ranking.summary() | {"seconds": round(ranking.seconds, 3)},
         notes=[f"stopped: {outcome.stopped} at forget accuracy {outcome.final_forget_accuracy:.3f} "
-               f"(target {cfg.forget_target}); {mask.n_trainable} of {mask.n_total} weights trainable",
+               f"(target {cfg.forget_target}); {deltas.n_trainable} of {deltas.n_total} weights trainable",
                *outcome.notes],
     )
