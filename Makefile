@@ -48,6 +48,7 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check loka attribution tests bench
+	$(BIN)/python -m mypy
 
 notebooks: $(STAMP)
 	$(BIN)/python scripts/run_notebooks.py

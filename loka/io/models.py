@@ -280,7 +280,8 @@ def load_bridge(name_or_dir: str | Path, device: str = "cpu", placement: Placeme
         bridge = TransformerBridge.boot_transformers(source, **where)
     except (OSError, ValueError, ConnectionError) as exc:
         raise _load_error(source, exc) from None
-    check_architecture(bridge.original_model.config.to_dict(), source)
+    original: Any = bridge.original_model
+    check_architecture(original.config.to_dict(), source)
     bridge.eval()
     check_finite(bridge.original_model, bridge.tokenizer, source)
     return bridge
@@ -296,8 +297,8 @@ def load_hf(name_or_dir: str | Path, device: str = "cpu", placement: Placement |
         if placement is not None and placement.dispatched:
             model = AutoModelForCausalLM.from_pretrained(source, **placement.hf_kwargs())
         else:
-            model = AutoModelForCausalLM.from_pretrained(source).to(
-                resolve_device(placement.device if placement else device))
+            target = resolve_device(placement.device if placement else device)
+            model = AutoModelForCausalLM.from_pretrained(source).to(target)  # type: ignore[arg-type]
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, ConnectionError) as exc:
         raise _load_error(source, exc) from None

@@ -71,7 +71,8 @@ def attribute(model: str | Path, forget: Sequence[Any], retain: Sequence[Any],
     # Attribution patching keeps every hooked activation and the graph of a whole minibatch:
     # 64 facts suit the world's 4 layers, not a 30-layer Llama (6.8 GB peak on SmolLM2-135M).
     per_token = int(bridge.cfg.n_layers) * int(getattr(bridge.cfg, "d_mlp", None) or 4 * bridge.cfg.d_model)
-    ranking = rank(bridge, *batches, method="atp", batch_size=max(8, min(64, 500_000 // per_token)))
+    forget_batch, retain_batch = batches
+    ranking = rank(bridge, forget_batch, retain_batch, method="atp", batch_size=max(8, min(64, 500_000 // per_token)))
     del bridge
     gc.collect()
     return ranking
@@ -119,8 +120,8 @@ def run_demo(preset: str | None = "default", out: str | Path = "loka-demo",
 
     settings = check_settings(names or (user_methods() if user else registered(compare_only=True)),
                               settings or {})
-    common = {"settings": settings, "verify_settings": verify_settings, "progress": progress}
-    if user:
+    common: dict[str, Any] = {"settings": settings, "verify_settings": verify_settings, "progress": progress}
+    if model is not None:
         data, task = user_data(model, forget, retain, holdout)  # type: ignore[arg-type]
         path = prepare_out(out, sources=[model])
         _say(progress, f"[1/4] read your data: {len(task.forget)} forget facts; model {model}")
