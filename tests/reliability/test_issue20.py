@@ -96,7 +96,13 @@ def test_task_vector_scale_1e300_is_diverged_and_refuses_to_save(tiny_world, tmp
     from loka.methods import task_from_world, unlearn
 
     task = task_from_world(tiny_world)
-    result = unlearn(tiny_world.base_dir, task, method="task_vector", progress=False, scale=1e300, steps=3)
+    # With the retain budget (the default) the scale that breaks retain is never applied.
+    kept = unlearn(tiny_world.base_dir, task, method="task_vector", progress=False, scale=1e300, steps=3)
+    assert not kept.diverged and all(torch.isfinite(p).all() for p in kept.model.parameters())
+    assert any("retain budget" in note for note in kept.notes)
+    # Without it, the case: all weights non-finite -> diverged, never saved.
+    result = unlearn(tiny_world.base_dir, task, method="task_vector", progress=False, scale=1e300, steps=3,
+                     retain_budget=None)
     assert result.diverged and result.non_finite
     with pytest.raises(CheckpointWriteError, match="not saved"):
         result.save(tmp_path / "tv", source=tiny_world.base_dir)
