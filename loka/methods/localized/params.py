@@ -51,22 +51,14 @@ class ParamMask:
         """Masks over ``model``'s own parameters for ``components`` (any supported architecture)."""
         if not components:
             raise ValueError("a parameter mask needs at least one component")
-        adapter = adapter_for(model)
-        every = hf_parameters(model)
+        params: dict[str, nn.Parameter] = {}
         masks: dict[str, Tensor] = {}
-        for c in components:
-            owned = adapter.params(c)
-            for s in (owned.write, *owned.reads):
-                if s.bridge_copy or s.param not in every:
-                    if s.required and not s.bridge_copy:
-                        raise ValueError(f"{c}: the model has no parameter {s.param}")
-                    continue
-                param = every[s.param]
-                mask = masks.setdefault(s.param, torch.zeros(param.shape, dtype=torch.bool,
-                                                             device=param.device))
-                s.of(mask).fill_(True)
+        for s, param in _owned_slices(model, components):
+            params[s.param] = param
+            mask = masks.setdefault(s.param, torch.zeros(param.shape, dtype=torch.bool, device=param.device))
+            s.of(mask).fill_(True)
         total = sum(p.numel() for p in model.parameters())  # tied weights counted once
-        return cls({k: every[k] for k in masks}, masks, total)
+        return cls(params, masks, total)
 
     @property
     def n_trainable(self) -> int:
