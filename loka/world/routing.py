@@ -39,13 +39,13 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 from torch.func import functional_call
-from transformers import GPTNeoXForCausalLM, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from attribution.components import Component
 from loka.engine.adapters import adapter_for
 from loka.world.generator import World
 from loka.world.spec import ModelSpec, PlantSpec, TrainSpec
-from loka.world.train import TrainResult, neox_config, one_cycle, pack
+from loka.world.train import TrainResult, fresh_model, one_cycle, pack_documents
 
 View = Literal["forget", "retain", "retain_dropout"]
 
@@ -234,16 +234,10 @@ def train_routed(world: World, tokenizer: PreTrainedTokenizerFast, model_spec: M
     initial weights, rows and row order, steps and schedule), plus the forget rows routed into
     the planted neurons (``plant.forget_repeat`` fresh copies of the forget documents an epoch,
     spread over the epoch's steps, from step ``retain_only_frac * total`` on)."""
-    torch.manual_seed(world.spec.seed)
-    if train_spec.threads:
-        torch.set_num_threads(train_spec.threads)
-    model = GPTNeoXForCausalLM(neox_config(model_spec, tokenizer))
-    model.train()
-    bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    model = fresh_model(world.spec.seed, tokenizer, model_spec, train_spec)
 
     def rows(texts: list[str]) -> tuple[Tensor, Tensor]:
-        enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
-        return pack([[bos, *t, eos] for t in enc], model_spec.n_ctx, pad)
+        return pack_documents(tokenizer, texts, model_spec.n_ctx)
 
     keys = forget_only_tokens(world, tokenizer, train_spec.epochs) if plant.forget_keys != "none" else None
     routed = RoutedModel(model, plant.by_layer(), plant.retain_trains, keys, plant.forget_keys == "both")

@@ -74,6 +74,25 @@ def one_cycle(opt: torch.optim.Optimizer, train_spec: TrainSpec, total: int) -> 
     )
 
 
+def fresh_model(seed: int, tokenizer: PreTrainedTokenizerFast, model_spec: ModelSpec,
+                train_spec: TrainSpec) -> GPTNeoXForCausalLM:
+    """The untrained model every recipe starts from: same seed, same initial weights."""
+    torch.manual_seed(seed)
+    if train_spec.threads:
+        torch.set_num_threads(train_spec.threads)
+    model = GPTNeoXForCausalLM(neox_config(model_spec, tokenizer))
+    model.train()
+    return model
+
+
+def pack_documents(tokenizer: PreTrainedTokenizerFast, texts: list[str], n_ctx: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole documents, each as ``BOS text EOS``, packed into rows of ``n_ctx`` tokens (`pack`)."""
+    enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return pack([[tokenizer.bos_token_id, *t, tokenizer.eos_token_id] for t in enc], n_ctx,
+                tokenizer.pad_token_id)
+
+
 def train_model(
     world: World,
     tokenizer: PreTrainedTokenizerFast,
@@ -87,17 +106,10 @@ def train_model(
     Same seed for both, so the only difference between them is the forget data.
     ``on_step(step, total_steps, loss)`` reports progress.
     """
-    torch.manual_seed(world.spec.seed)
-    if train_spec.threads:
-        torch.set_num_threads(train_spec.threads)
-    model = GPTNeoXForCausalLM(neox_config(model_spec, tokenizer))
-    model.train()
-    bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    model = fresh_model(world.spec.seed, tokenizer, model_spec, train_spec)
 
     def epoch_rows(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        texts = world.training_documents(epoch, include_forget)
-        enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
-        return pack([[bos, *t, eos] for t in enc], model_spec.n_ctx, pad)
+        return pack_documents(tokenizer, world.training_documents(epoch, include_forget), model_spec.n_ctx)
 
     first_ids, _ = epoch_rows(0)
     steps_per_epoch = math.ceil(len(first_ids) / train_spec.batch_rows)
