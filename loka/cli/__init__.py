@@ -60,6 +60,11 @@ def _os_message(exc: OSError) -> str | None:
     return None
 
 
+def _interrupted() -> int:
+    print("loka: interrupted; nothing half-written was kept", file=sys.stderr)
+    return 130
+
+
 def run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run a subcommand, turning user-fixable failures into one line and exit code 2."""
     try:
@@ -68,8 +73,7 @@ def run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespa
         print(f"loka: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("loka: interrupted; nothing half-written was kept", file=sys.stderr)
-        return 130
+        return _interrupted()
     except Exception as exc:
         os_exc = as_os_error(exc)
         msg = _os_message(os_exc) if os_exc is not None else None
@@ -94,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             if code == 0:
                 signals.check()  # a signal whose exception a library swallowed: never exit 0 after it
             return code
-        except KeyboardInterrupt:
-            print("loka: interrupted; nothing half-written was kept", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt:  # during the imports, or a swallowed one re-raised by check()
+            return _interrupted()
+
 
 if __name__ == "__main__":
     sys.exit(main())
