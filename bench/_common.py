@@ -105,6 +105,11 @@ def peak_rss_mib() -> float:
     return kib / 1024
 
 
+def rss_mib() -> float:
+    """Current resident memory of this process in MiB (``VmRSS``; 0 where /proc is absent)."""
+    return (_status_kib("VmRSS") or 0) / 1024
+
+
 class PeakMemory:
     """Peak process RSS (MiB) and, on CUDA, peak allocated GPU memory (MiB) inside a block.
 

@@ -41,12 +41,16 @@ from bench._common import PeakMemory, Timer, finish, log, machine, parser, print
 
 REQUEST = "examples/smollm2"
 STAGES = ("attribution", "loka-ft", "loka-deep", "verify")
+EXTRA_STAGES = ("measurements",)  # run only when named: the verifier's per-measurement breakdown
 # What `make demo-real` runs (keep in step with the Makefile): the methods that fit its time on
 # two cores, and the verifier settings a 49k-token vocabulary and a 135M model need there.
 DEMO_METHODS = ("base", "loka-ft", "gradient_ascent", "grad_diff", "npo", "task_vector",
                 "counterexample", "output_suppression")
+# Two verifier threads (a 135M model's matrices use both cores; the default 1 is for the
+# world's small ones) and no benign relearning attack (8 fine-tuning steps on the retain facts:
+# 214 of 443 s and the 7.2 GB peak of one verification; `loka verify` runs it by default).
 DEMO_VERIFY = {"batch_size": 32, "n_perturbed": 2, "relearn_steps": 8, "relearn_eval_every": 4,
-               "benign_steps": 8}
+               "benign_steps": 8, "threads": 2, "skip": "benign_relearn"}
 
 
 def request() -> tuple[Any, Any, Any]:
@@ -188,6 +192,37 @@ def stage_verify(device: str, save: str | None) -> dict[str, Any]:
             "report": {k: report.get(k) for k in keep}}
 
 
+def stage_measurements(device: str, save: str | None) -> dict[str, Any]:
+    """Per verifier measurement on SmolLM2 with ``make demo-real``'s settings: seconds, peak RSS
+    and the resident set after it (`bench.verify.breakdown`). The model under test is the base
+    checkpoint loaded a second time (``save``: the loka-ft stage's edited one), the base model
+    beside it, as ``loka demo`` verifies a method's model: every measurement runs in full."""
+    from bench.verify import breakdown
+    from loka.verify.loaded import load_model
+    from loka.verify.measure import Measurements
+    from loka.verify.verifier import Context
+
+    data, _, model = request()
+    settings = demo_verify_settings()
+    with PeakMemory(device) as load_mem, Timer() as t_load:
+        me = Measurements(load_model(save or model, name="model", device=device), data, settings)
+        base = Measurements(load_model(model, name="base", device=device), data, settings)
+    with Timer() as t:
+        rows = breakdown(Context(me, None, base, data, settings, {}), device)
+    return {"model": str(save or model), "verify_settings": settings.to_dict(),
+            "load_seconds": t_load.seconds, "load_peak_rss_mib": load_mem.rss_mib,
+            "seconds": t.seconds, "peak_rss_mib": max(r["peak_rss_mib"] for r in rows.values()),
+            "measurements": rows, "values": _headline(me)}
+
+
+def _headline(me: Any) -> dict[str, Any]:
+    """A few of the measured numbers, to check a cheaper verifier measures the same."""
+    from loka.verify.measurements.accuracy import accuracy_table
+    from loka.verify.measurements.perplexity import perplexity_of
+
+    return {"accuracy": accuracy_table(me), "perplexity": perplexity_of(me)}
+
+
 TABLE_COLUMNS = (
     ("forget (trained)", ("forget", "train")), ("held-out question", ("forget", "heldout")),
     ("reverse query", ("forget", "reverse")), ("retain (unseen subjects)", ("retain_eval", "train")),
@@ -241,6 +276,8 @@ def run_stage(stage: str, args: Any, save: str | None) -> dict[str, Any]:
 def render(out: dict[str, Any]) -> None:
     rows = [(stage, r.get("seconds"), r.get("forward_equivalents"), r.get("peak_rss_mib"))
             for stage in STAGES if (r := out.get(stage)) is not None]
+    per = (out.get("measurements") or {}).get("measurements") or {}
+    rows += [(f"  verify: {name}", r["seconds"], None, r["peak_rss_mib"]) for name, r in per.items()]
     if rows:
         print_table("SmolLM2-135M (bench.real)", ("stage", "seconds", "forward-equivalents", "peak RSS MiB"), rows)
     cols = [f"{a}_{b}" for a, b in TABLE_SETS] + ["perplexity", "relearn_best"]
@@ -271,23 +308,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.stage_only:
         run: dict[str, Callable[[str, str | None], dict[str, Any]]] = {
-            "attribution": stage_attribution, "verify": stage_verify,
+            "attribution": stage_attribution, "verify": stage_verify, "measurements": stage_measurements,
             "loka-ft": partial(stage_method, "loka-ft"), "loka-deep": partial(stage_method, "loka-deep")}
         print(json.dumps(run[args.stage_only](device, args.save), default=float))
         return 0
     out: dict[str, Any] = {"machine": machine(device), "request": REQUEST}
     stages = [s.strip() for s in args.stages.split(",")]
-    unknown = sorted(set(stages) - set(STAGES))
+    unknown = sorted(set(stages) - set(STAGES) - set(EXTRA_STAGES))
     if unknown:
-        p.error(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
+        p.error(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES + EXTRA_STAGES)}")
     with tempfile.TemporaryDirectory(prefix="bench-real-") as tmp:
-        edited = str(Path(tmp) / "loka-ft") if "verify" in stages else None
+        edited = str(Path(tmp) / "loka-ft") if "verify" in stages or (
+            "measurements" in stages and "loka-ft" in stages) else None
         if edited and "loka-ft" not in stages:
             p.error("the verify stage verifies the loka-ft stage's checkpoint: run both")
         with Timer() as t:
             for stage in stages:
                 try:
-                    out[stage] = run_stage(stage, args, edited if stage in ("loka-ft", "verify") else None)
+                    out[stage] = run_stage(stage, args, edited if stage in ("loka-ft", "verify", "measurements") else None)
                 except subprocess.CalledProcessError as exc:  # one failed stage: say so, go on
                     out[stage] = {"error": f"exit status {exc.returncode} (its traceback is on stderr above)"}
                 log(f"stage {stage} done: {json.dumps(out[stage], default=float)}")  # kept if stopped later

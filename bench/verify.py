@@ -20,33 +20,55 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench._common import PeakMemory, Timer, finish, log, machine, parser, print_table, setup, sync
+from bench._common import (
+    PeakMemory,
+    Timer,
+    finish,
+    log,
+    machine,
+    parser,
+    print_table,
+    rss_mib,
+    setup,
+    sync,
+)
 
 
 def model_dir(art: Any, which: str) -> Path:
     return {"base": art.base_dir, "retrain": art.retrain_dir}.get(which) or Path(which).expanduser()
 
 
+def breakdown(ctx: Any, device: str) -> dict[str, Any]:
+    """Seconds and peak RSS of each registered measurement on ``ctx`` (a verifier `Context`), in
+    the order `verify` runs them; ``rss_after_mib`` is the resident set once it returned (what
+    the next measurement starts from)."""
+    from loka.verify.registry import measurements
+
+    rows: dict[str, Any] = {}
+    for m in measurements():
+        log(f"measurement {m.name}")
+        with PeakMemory(device) as mem, Timer() as t:
+            reason = ("skipped by the verify settings (skip)" if m.name in ctx.settings.skip
+                      else ctx.missing_need(m.needs))
+            out = {} if reason else dict(m.run(ctx))
+            sync(device)
+        out.pop("curves", None)
+        ctx.values.update(out)
+        rows[m.name] = {"seconds": t.seconds, "skipped": reason, **mem.to_dict(),
+                        "rss_after_mib": round(rss_mib(), 1)}
+        log(f"measurement {m.name}: {t.seconds:.1f} s, peak {mem.rss_mib:.0f} MiB")
+    return rows
+
+
 def per_measurement(path: Path, art: Any, data: Any, settings: Any, device: str) -> dict[str, Any]:
     from loka.verify.loaded import load_model
     from loka.verify.measure import Measurements
-    from loka.verify.registry import measurements
     from loka.verify.verifier import Context
 
     load = lambda p, name: Measurements(load_model(p, name=name, device=device), data, settings)  # noqa: E731
     ctx = Context(load(path, "model"), load(art.retrain_dir, "retrain"), load(art.base_dir, "base"),
                   data, settings, {})
-    rows: dict[str, Any] = {}
-    for m in measurements():
-        log(f"measurement {m.name}")
-        with PeakMemory(device) as mem, Timer() as t:
-            reason = ctx.missing_need(m.needs)
-            out = {} if reason else dict(m.run(ctx))
-            sync(device)
-        out.pop("curves", None)
-        ctx.values.update(out)
-        rows[m.name] = {"seconds": t.seconds, "skipped": reason, **mem.to_dict()}
-    return rows
+    return breakdown(ctx, device)
 
 
 def run(args: Any, device: str) -> dict[str, Any]:
