@@ -51,6 +51,10 @@ class VerifySettings:
     extraction_prefix_tokens: int = 8
     seed: int = 0
     threads: int | None = 1  # torch threads while verifying (None: leave as is); see `torch_threads`
+    # Measurements not run (by registry name): each of their report keys is null with the reason
+    # "skipped by the verify settings". For a run that cannot afford one (``make demo-real``
+    # skips the benign relearning attack: 8 fine-tuning steps on SmolLM2, half its verify time).
+    skip: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         bad = [b for b in self.quant_bits if b not in (4, 8)]
@@ -71,6 +75,14 @@ class VerifySettings:
                 raise LokaError(f"verify setting {name} must be a finite number > 0, got {value!r}")
         if not 0 < self.min_k <= 1:
             raise LokaError(f"verify setting min_k must lie in (0, 1], got {self.min_k!r}")
+        if self.skip:
+            from loka.verify.registry import measurements
+
+            known = [m.name for m in measurements()]
+            unknown = [n for n in self.skip if n not in known]
+            if unknown:
+                raise LokaError(f"verify setting skip names unknown measurement(s) {', '.join(unknown)}; "
+                                f"known: {', '.join(known)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

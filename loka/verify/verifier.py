@@ -104,7 +104,7 @@ def run_measurements(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     """Every registered measurement in order: ``(values, curves)``."""
     curves: dict[str, Any] = {}
     for m in measurements():
-        reason = ctx.missing_need(m.needs)
+        reason = "skipped by the verify settings (skip)" if m.name in ctx.settings.skip else ctx.missing_need(m.needs)
         if reason is not None:
             ctx.values.update({k: Missing(f"{m.name}: {reason}") for k in m.keys})
             continue

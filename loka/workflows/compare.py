@@ -46,11 +46,14 @@ def _same_weights(model: Any, other: Any) -> bool:
 def measure_result(result: Any, data: VerifyData, reference: Measurements | None,
                    base: Measurements, vs: VerifySettings) -> dict[str, Any]:
     """The verification entry of one method's result, reusing the measurements of identical
-    weights: the ``base`` model's (a method that changes no weight) and the retrain
-    ``reference``'s."""
+    weights: the ``base`` model's (a method that changes no weight, or one whose run left every
+    weight as it was — on SmolLM2 task_vector and counterexample stop at their retain budget
+    before their first step) and the retrain ``reference``'s. Every measurement is a
+    deterministic function of the weights (and the model's own refusal filter, applied anyway),
+    so the shared numbers are the ones a second verification would compute."""
     loaded = load_model((result.model, result.tokenizer), name=result.method,
                         refusal_filter=result.refusal_filter)
-    if not get(result.method).changes_weights:
+    if not get(result.method).changes_weights or _same_weights(result.model, base.model.model):
         model: Any = base.with_weights_of(loaded)
     elif reference is not None and _same_weights(result.model, reference.model.model):
         model = reference.with_weights_of(loaded)

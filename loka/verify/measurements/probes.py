@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from attribution.components import resid_post_hook
 from attribution.data import tokenize_passages
+from loka.memory import release_freed_memory
 from loka.verify.data import VerifyData
 from loka.verify.missing import Missing
 from loka.verify.registry import Column, Measurement, register
@@ -120,20 +121,32 @@ def _labels(data: VerifyData, attribute: str) -> dict[str, str]:
             if f.attribute == attribute and f.subject}
 
 
-def _fit_eval(samples: ProbeSamples, labels: dict[str, str], train: set[str], tests: list[set[str]],
-              min_support: int, seed: int) -> tuple[list[list[float]], int, int] | None:
+def _split(subjects: Sequence[str], labels: dict[str, str], train: set[str], tests: list[set[str]],
+           min_support: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], int] | None:
+    """``(labels per row, train rows, test rows per test set, classes)``, or None when the
+    attribute has fewer than two classes or a test set no row: decided from the subjects alone,
+    before any activation is collected."""
     people = [s for s in train if s in labels]
     counts: dict[str, int] = {}
     for s in people:
         counts[labels[s]] = counts.get(labels[s], 0) + 1
     classes = {v for v, c in counts.items() if c >= min_support}
-    y = np.array([labels.get(s, "") for s in samples.subjects])
+    y = np.array([labels.get(s, "") for s in subjects])
     keep = np.isin(y, sorted(classes))
-    subj = np.array(samples.subjects)
+    subj = np.array(subjects)
     tr = keep & np.isin(subj, sorted(train))
     te = [keep & np.isin(subj, sorted(t)) for t in tests]
     if len(classes) < 2 or not all(m.any() for m in te):
         return None
+    return y, tr, te, len(classes)
+
+
+def _fit_eval(samples: ProbeSamples, labels: dict[str, str], train: set[str], tests: list[set[str]],
+              min_support: int, seed: int) -> tuple[list[list[float]], int, int] | None:
+    split = _split(samples.subjects, labels, train, tests, min_support)
+    if split is None:
+        return None
+    y, tr, te, n_classes = split
     curves: list[list[float]] = [[] for _ in tests]
     # One BLAS thread: these fits are small, and threads contending with torch's (or another
     # process's) made them 10-40x slower on two cores.
@@ -143,32 +156,40 @@ def _fit_eval(samples: ProbeSamples, labels: dict[str, str], train: set[str], te
             probe.fit(acts[tr], y[tr])
             for curve, m in zip(curves, te, strict=True):
                 curve.append(float(probe.score(acts[m], y[m])))
-    return curves, len(classes), int(te[0].sum())
+    return curves, n_classes, int(te[0].sum())
 
 
 def probe_curves(model: Any, tokenizer: Any, data: VerifyData, *,
                  attributes: Sequence[str] = ("birth_city", "occupation"), min_support: int = 2,
                  seed: int = 0) -> ProbeCurves | Missing:
-    """Fit and test the per-layer probes (see the module doc)."""
+    """Fit and test the per-layer probes (see the module doc). Whether any attribute can be
+    probed is decided from the data first: without one, no model copy is made and no
+    activation collected (on SmolLM2 that copy and its bridge cost seconds and memory)."""
     train = set(data.subjects(*TRAIN_SPLITS))
     forget, holdout = set(data.subjects(TEST_SPLIT)), set(data.subjects(CHANCE_SPLIT))
     if not (train and forget and holdout):
         return Missing("probes need subjects in retain, forget and holdout facts")
+    subjects = sorted(train | forget | holdout)
+    rows = [s for s in subjects for _ in subject_prefixes(data, s)]
+    probed = [a for a in attributes
+              if _split(rows, _labels(data, a), train, [forget, holdout], min_support) is not None]
+    if not probed:
+        return Missing(f"no attribute of {list(attributes)} has {min_support}+ retain people per "
+                       "value for at least two values, with forget and holdout people to test")
     bridge = bridge_of(model, tokenizer)
-    samples = collect(bridge, tokenizer, data, sorted(train | forget | holdout))
+    samples = collect(bridge, tokenizer, data, subjects)
+    del bridge  # a copy of the model: gone before the fits (and the next measurement)
+    release_freed_memory()
     if not np.isfinite(samples.acts).all():
         return Missing("non-finite activations; the model's outputs may have diverged")
     out: dict[str, Any] = {"forget": {}, "holdout": {}, "classes": {}, "n_test": {}}
-    for attribute in attributes:
+    for attribute in probed:
         fitted = _fit_eval(samples, _labels(data, attribute), train, [forget, holdout],
                            min_support, seed)
         if fitted is not None:
             (f_curve, h_curve), n_classes, n_test = fitted
             out["forget"][attribute], out["holdout"][attribute] = f_curve, h_curve
             out["classes"][attribute], out["n_test"][attribute] = n_classes, n_test
-    if not out["forget"]:
-        return Missing(f"no attribute of {list(attributes)} has {min_support}+ retain people per "
-                       "value for at least two values, with forget and holdout people to test")
     return ProbeCurves(**out)
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from loka.evaluate import FirstTokenEval
+from loka.memory import release_freed_memory
 from loka.verify.missing import Missing
 from loka.verify.registry import Column, Measurement, register
 
@@ -73,6 +74,8 @@ def quantization_of(me: Any) -> dict[str, dict[str, float]] | Missing:
             quantized = quantized_copy(model, bits, s.quant_group)
             acc = {name: check(quantized) for name, check in checks.items()}
             out[f"int{bits}"] = acc | {"recovery": acc["forget"] - before}
+            del quantized  # one copy at a time (each is the model's size)
+            release_freed_memory()
         return out
 
     return me.cached("quantization", measure)

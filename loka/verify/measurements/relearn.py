@@ -33,6 +33,7 @@ from attribution._common import input_device
 from attribution.data import tokenize_facts
 from loka.evaluate import FirstTokenEval, logits_of
 from loka.io.data import FactRecord
+from loka.memory import release_freed_memory
 from loka.verify.missing import Missing, numbers
 from loka.verify.registry import Column, Measurement, register
 
@@ -98,21 +99,28 @@ def finetune_attack(model: Any, tokenizer: Any, train: Sequence[Any], evaluate: 
     opt = torch.optim.AdamW(attacked.parameters(), lr=lr)
     curve: dict[str, list] = {"steps": []} | {name: [] for name in checks}
 
-    def measure(step: int) -> None:
+    def measure(step: int, model: Any) -> None:
         curve["steps"].append(step)
         for name, check in checks.items():
-            curve[name].append(check(attacked))
+            curve[name].append(check(model))
 
-    measure(0)
-    for step in range(1, steps + 1):
-        opt.zero_grad(set_to_none=True)
-        loss = _sentence_loss(attacked, batch)
-        if not torch.isfinite(loss):
-            break  # a diverged model relearns nothing more; the curve stops here
-        loss.backward()
-        opt.step()
-        if step % eval_every == 0 or step == steps:
-            measure(step)
+    measure(0, attacked)
+    loss = None
+    try:
+        for step in range(1, steps + 1):
+            opt.zero_grad(set_to_none=True)
+            loss = _sentence_loss(attacked, batch)
+            if not torch.isfinite(loss):
+                break  # a diverged model relearns nothing more; the curve stops here
+            loss.backward()
+            opt.step()
+            if step % eval_every == 0 or step == steps:
+                measure(step, attacked)
+    finally:
+        # The copy, its gradients and AdamW's two moments are 4x the model (2 GB on SmolLM2):
+        # drop them and hand the heap back before the next measurement runs.
+        del attacked, opt, loss
+        release_freed_memory()
     return curve
 
 
