@@ -1,6 +1,8 @@
 """LOKA on a real pretrained model: SmolLM2-135M and the shipped Harry Potter erasure request.
 
     python -m bench.real [--json] [--stages attribution,loka-ft,loka-deep,verify] [--threads 2]
+    python -m bench.real --stages npo,task_vector       # any method, as the loka-ft stage runs it
+    python -m bench.real --stages measurements         # the verifier, per measurement
     python -m bench.real --table loka-demo-real/results.json     # the README's table
 
 Each stage runs in its own fresh process (so its peak RSS is its own: the model load included,
@@ -21,6 +23,10 @@ request's training facts (forget + the retain facts a method sees), in that stag
   it (the manifest names the forget and retain files and the base model), with the verifier
   settings ``make demo-real`` uses: wall time, forward-equivalents, the child's peak RSS, and
   the report's headline numbers (damage included).
+- any other method's name (``npo``, ``task_vector``...): that method as the ``loka-ft`` stage
+  runs loka-ft (the numbers of methods ``make demo-real`` leaves out for time).
+- ``measurements`` (only when named): every verifier measurement on its own, seconds, peak RSS
+  and the resident set after it (`bench.verify.breakdown`), with ``DEMO_VERIFY``'s settings.
 - ``--table RESULTS``: the README's table from ``make demo-real``'s ``results.json`` (every
   method: forget accuracy on the trained templates, the held-out question form and the reverse
   queries; retain accuracy on the subjects no method saw; perplexity; relearning), as Markdown.
@@ -275,16 +281,15 @@ def run_stage(stage: str, args: Any, save: str | None) -> dict[str, Any]:
 
 def render(out: dict[str, Any]) -> None:
     rows = [(stage, r.get("seconds"), r.get("forward_equivalents"), r.get("peak_rss_mib"))
-            for stage in STAGES if (r := out.get(stage)) is not None]
+            for stage, r in out.items() if isinstance(r, dict) and ("seconds" in r or "error" in r)]
     per = (out.get("measurements") or {}).get("measurements") or {}
     rows += [(f"  verify: {name}", r["seconds"], None, r["peak_rss_mib"]) for name, r in per.items()]
     if rows:
         print_table("SmolLM2-135M (bench.real)", ("stage", "seconds", "forward-equivalents", "peak RSS MiB"), rows)
     cols = [f"{a}_{b}" for a, b in TABLE_SETS] + ["perplexity", "relearn_best"]
     table_rows: list[tuple[Any, ...]] = []
-    for name in ("loka-ft", "loka-deep"):
-        r = out.get(name)
-        if r is None:
+    for name, r in out.items():
+        if not isinstance(r, dict) or "after" not in r:
             continue
         if not table_rows:
             table_rows.append(("base", *(r["base"].get(c) for c in cols)))
@@ -308,15 +313,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.stage_only:
         run: dict[str, Callable[[str, str | None], dict[str, Any]]] = {
-            "attribution": stage_attribution, "verify": stage_verify, "measurements": stage_measurements,
-            "loka-ft": partial(stage_method, "loka-ft"), "loka-deep": partial(stage_method, "loka-deep")}
-        print(json.dumps(run[args.stage_only](device, args.save), default=float))
+            "attribution": stage_attribution, "verify": stage_verify, "measurements": stage_measurements}
+        stage = run.get(args.stage_only) or partial(stage_method, args.stage_only)
+        print(json.dumps(stage(device, args.save), default=float))
         return 0
     out: dict[str, Any] = {"machine": machine(device), "request": REQUEST}
     stages = [s.strip() for s in args.stages.split(",")]
-    unknown = sorted(set(stages) - set(STAGES) - set(EXTRA_STAGES))
+    from loka.methods import names as methods
+
+    unknown = sorted(set(stages) - set(STAGES) - set(EXTRA_STAGES) - set(methods()))
     if unknown:
-        p.error(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES + EXTRA_STAGES)}")
+        p.error(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES + EXTRA_STAGES)} "
+                "or any method's name")
     with tempfile.TemporaryDirectory(prefix="bench-real-") as tmp:
         edited = str(Path(tmp) / "loka-ft") if "verify" in stages or (
             "measurements" in stages and "loka-ft" in stages) else None
