@@ -108,3 +108,35 @@ def test_a_skipped_measurement_is_null_with_its_reason_and_the_rest_unchanged(re
         _without_timing({k: v for k, v in full.items() if k not in drop})
     with pytest.raises(LokaError, match="unknown measurement"):
         VerifySettings.from_settings({"skip": "benign_relearning"})
+
+
+def test_attack_copies_are_gone_before_the_heap_is_trimmed(request_data, monkeypatch):
+    """The relearning attack's copy (with its AdamW state) and each quantized copy are freed, and
+    the freed heap handed back, before the next measurement: one copy alive at a time."""
+    import copy
+    import weakref
+    from dataclasses import replace
+
+    from loka.verify.measurements import quantization, relearn
+
+    ckpt, data = request_data
+    copies: list[weakref.ref] = []
+    alive_at_copy: list[int] = []
+    alive_at_trim: list[int] = []
+
+    def tracked_deepcopy(obj):
+        alive_at_copy.append(sum(r() is not None for r in copies))
+        twin = copy.deepcopy(obj)
+        copies.append(weakref.ref(twin))
+        return twin
+
+    for module in (relearn, quantization):
+        monkeypatch.setattr(module, "copy", SimpleNamespace(deepcopy=tracked_deepcopy))
+        monkeypatch.setattr(module, "release_freed_memory",
+                            lambda: alive_at_trim.append(sum(r() is not None for r in copies)))
+    me = Measurements(load_model(ckpt, name="m"), data, replace(QUICK, quant_bits=(8, 4)))
+    relearn.relearn_of(me)
+    assert alive_at_trim == [0]  # the attacked copy and its optimizer are gone when trimmed
+    quantization.quantization_of(me)
+    assert alive_at_copy[1:] == [0, 0]  # int8's copy is gone before int4's is made
+    assert alive_at_trim[1:] == [0, 0]
