@@ -140,32 +140,3 @@ def test_attack_copies_are_gone_before_the_heap_is_trimmed(request_data, monkeyp
     quantization.quantization_of(me)
     assert alive_at_copy[1:] == [0, 0]  # int8's copy is gone before int4's is made
     assert alive_at_trim[1:] == [0, 0]
-
-
-def test_a_large_attack_recomputes_activations_and_trains_the_same_weights(random_checkpoints, monkeypatch):
-    """Above the graph budget the attack trains with activation checkpointing: the attacked copy
-    ends with exactly the weights of a full-graph run, and checkpointing is off again after."""
-    import copy
-
-    from loka.verify.measurements import relearn
-
-    model, tok = load_hf(random_checkpoints["llama"])
-    facts = [{"prompt": f"The friend is {a}", "answer": b} for a, b in FORGET + RETAIN]
-    runs: dict[str, tuple[dict, list]] = {}
-    real_loss = relearn._sentence_loss
-    for budget in (2**40, 0):
-        kept: list = []
-        recomputing: list[bool] = []
-        monkeypatch.setattr(relearn, "GRAPH_BUDGET", budget)
-        monkeypatch.setattr(relearn, "copy", SimpleNamespace(
-            deepcopy=lambda m, kept=kept: kept.append(copy.deepcopy(m)) or kept[-1]))
-        monkeypatch.setattr(relearn, "_sentence_loss", lambda m, b, seen=recomputing: seen.append(
-            any(getattr(x, "gradient_checkpointing", False) for x in m.modules())) or real_loss(m, b))
-        curve = relearn.finetune_attack(model, tok, facts, {"test": facts}, steps=3, lr=1e-2, eval_every=1)
-        runs[str(budget)] = ({k: v.clone() for k, v in kept[0].state_dict().items()}, curve)
-        assert recomputing == [budget == 0] * 3
-        assert not any(getattr(x, "gradient_checkpointing", False) for x in kept[0].modules())
-    (full, full_curve), (recomputed, curve) = runs.values()
-    assert curve == full_curve
-    assert not torch.equal(full["model.embed_tokens.weight"], model.state_dict()["model.embed_tokens.weight"])
-    assert all(torch.equal(full[k], recomputed[k]) for k in full)

@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import random
 from collections.abc import Mapping, Sequence
@@ -83,29 +82,6 @@ def _sentence_loss(model: Any, batch: Any) -> torch.Tensor:
                                              targets.flatten(), ignore_index=-100)
 
 
-GRAPH_BUDGET = 2**30  # bytes: a training graph estimated larger than this recomputes activations
-
-
-def _recomputed_if_large(model: Any, tokens: int) -> contextlib.AbstractContextManager[None]:
-    """Activation checkpointing while the attack trains, when its graph would be large.
-
-    The graph keeps about 16 bytes per token, layer and unit of ``d_model + d_mlp``; above
-    `GRAPH_BUDGET` (the benign attack's 57 retain facts on SmolLM2-135M: 1.4 GB) each layer's
-    input alone is kept and the layer recomputed in the backward pass — the same operations on
-    the same values, so the same gradients and the same curve, for about one more forward pass
-    per step. The worlds' attacks stay far below it.
-    """
-    from loka.methods.localized.common import activations_recomputed
-
-    cfg = getattr(model, "config", None)
-    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None) or 0
-    width = (getattr(cfg, "hidden_size", 0) or 0) + (getattr(cfg, "intermediate_size", None)
-                                                       or 4 * (getattr(cfg, "hidden_size", 0) or 0))
-    if tokens * layers * width * 16 <= GRAPH_BUDGET:
-        return contextlib.nullcontext()
-    return activations_recomputed(model)
-
-
 def finetune_attack(model: Any, tokenizer: Any, train: Sequence[Any], evaluate: Mapping[str, Sequence[Any]],
                     *, steps: int, lr: float, eval_every: int, seed: int = 0) -> dict[str, list]:
     """Fine-tune a *copy* of ``model`` (all parameters, AdamW, whole-sentence loss, full batch)
@@ -131,16 +107,15 @@ def finetune_attack(model: Any, tokenizer: Any, train: Sequence[Any], evaluate: 
     measure(0, attacked)
     loss = None
     try:
-        with _recomputed_if_large(attacked, batch.attention_mask.numel()):
-            for step in range(1, steps + 1):
-                opt.zero_grad(set_to_none=True)
-                loss = _sentence_loss(attacked, batch)
-                if not torch.isfinite(loss):
-                    break  # a diverged model relearns nothing more; the curve stops here
-                loss.backward()
-                opt.step()
-                if step % eval_every == 0 or step == steps:
-                    measure(step, attacked)
+        for step in range(1, steps + 1):
+            opt.zero_grad(set_to_none=True)
+            loss = _sentence_loss(attacked, batch)
+            if not torch.isfinite(loss):
+                break  # a diverged model relearns nothing more; the curve stops here
+            loss.backward()
+            opt.step()
+            if step % eval_every == 0 or step == steps:
+                measure(step, attacked)
     finally:
         # The copy, its gradients and AdamW's two moments are 4x the model (2 GB on SmolLM2):
         # drop them and hand the heap back before the next measurement runs.
