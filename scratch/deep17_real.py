@@ -1,11 +1,12 @@
 """Sweep harness for loka-deep's lookup fallback on SmolLM2 (issue 17, branch deep17).
 
-    python scratch/deep17_real.py '{"lookup_layer": 8}' '{"lookup_layer": 6}' [--relearn] [--ft]
+    python scratch/deep17_real.py '{"lookup_layer": 8}' '{"method": "loka-ft"}' [--base] [--full]
 
 One process, the model loaded once; each variant runs on a fresh copy. Prints per variant one JSON
 line: the method's notes, every fact set's first-token accuracy (forget train/heldout/reverse;
 retain the method sees; retain-eval train/heldout split into neighbours and general knowledge),
-perplexity and (--relearn) the relearning attack's best recall.
+perplexity and (--full) the relearning attack's best recall and the LOSS MIA AUC (forget vs
+holdout facts), with the verifier's own measurements and `make demo-real`'s settings.
 """
 import copy
 import json
@@ -59,7 +60,9 @@ def table(model, tok, data, task, relearn=False):
     me = Measurements(load_model((model, tok), name="m"), data, demo_verify_settings())
     row["ppl"] = round(float(perplexity_of(me)), 2)
     if relearn:
+        from loka.verify.measurements.mia import mia_of
         row["relearn"] = relearn_of(me).best
+        row["mia_auc_loss"] = round(float(mia_of(me).auc["loss"]), 4)
     row["lost"] = {k: v for k, v in lost.items() if v and not k.startswith("forget")}
     return row
 
@@ -70,15 +73,16 @@ def main():
     hf, tok = load_hf(model)
     t = time.time()
     if "--base" in sys.argv:
-        print(json.dumps({"variant": "base", **table(hf, tok, data, task)}), flush=True)
+        print(json.dumps({"variant": "base", **table(hf, tok, data, task, relearn="--full" in sys.argv)}), flush=True)
     for a in args:
         m = copy.deepcopy(hf)
         t = time.time()
-        res = unlearn((m, tok), task, "loka-deep", progress=False, **json.loads(a))
+        settings = json.loads(a)
+        res = unlearn((m, tok), task, settings.pop("method", "loka-deep"), progress=False, **settings)
         sec = time.time() - t
         log = [e for e in res.log if e.get("stage") == "lookup_misdirection"]
         print(json.dumps({"variant": a, "s": round(sec, 1), "changed": res.params_changed, "stage": log,
-                          **table(m, tok, data, task, relearn="--relearn" in sys.argv)}), flush=True)
+                          **table(m, tok, data, task, relearn="--full" in sys.argv)}), flush=True)
         del m
 
 

@@ -16,13 +16,16 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    the retain facts; the ``k`` neurons with the largest ``forget - retain_weight x retain``
    (means) are the lookup slices (their input rows and output columns, `SliceDeltas`).
 2. **What** (representation misdirection): only those slices train, on
-   ``mean_subject ||h_layer - c u||^2 + retain_weight x mean_retain ||h_layer - h_layer^base||^2``
+   ``mean_subject ||h_layer - c u||^2 + retain_weight x mean_keep ||h_layer - h_layer^base||^2``
    (each over the base model's mean square norm at those positions), ``u`` a seeded random unit
-   vector and ``c = scale x`` the base subject states' mean norm. The forward stops at block
-   ``layer``: nothing above it is computed or changed.
-3. **When to stop**: after every step, first-token accuracy on the forget facts and on
-   the retain facts the method sees; it stops once forget <= ``target``, and restores the last checked weights whose retain accuracy was >= ``retain_budget`` x the
-   base's (the method's own retain budget; it never sees held-out forms or unseen subjects).
+   vector and ``c = scale x`` the base subject states' mean norm; "keep" is every position of the
+   retain facts and (``keep_context``) the forget sentences' own words before the subject, so the
+   edit changes how the name is read, not how the sentence around it is. The forward stops at
+   block ``layer``: nothing above it is computed or changed.
+3. **When to stop**: after every step, first-token accuracy on the forget facts and on the
+   retain facts the method sees; it stops once forget <= ``target``, and a step that takes
+   retain accuracy below ``retain_budget`` x the base's is undone and ends the stage (the
+   method's own retain budget; it never sees held-out forms or unseen subjects).
 
 Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
 the headmaster of" -> "Hogwarts") share no wording with the trained sentences, only the
@@ -141,8 +144,13 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
         d_mlp = f_score.shape[1]
         components = [Component(int(i) // d_mlp, "neuron", int(i) % d_mlp) for i in top.tolist()]
         deltas = SliceDeltas.of(model, components)
+        # The forget sentences' own context (the template before the subject) is kept too: the
+        # edit may change how the name is read, not how the sentence around it is.
+        f_ctx = f_rows.mask.bool() & ~f_subj if cfg.lookup_keep_context else torch.zeros_like(f_subj)
+        f_ctx[:, 0] = False  # BOS: no weight below the steered block changes its state anyway
         with torch.no_grad():
-            f_base = hidden_at(model, f_rows, layer)[f_subj].float()
+            f_all = hidden_at(model, f_rows, layer).float()
+            f_base, f_ctx_base = f_all[f_subj], f_all[f_ctx]
             r_where = r_rows.mask.bool()
             r_base = hidden_at(model, r_rows, layer)[r_where].float()
         f_ms, r_ms = f_base.pow(2).sum(-1).mean(), r_base.pow(2).sum(-1).mean()
@@ -154,13 +162,15 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
         floor = cfg.lookup_retain_budget * base_retain
 
         def loss_fn(step: int) -> StepLoss:
-            f_h = hidden_at(model, f_rows, layer)[f_subj].float()
-            misdirect = (f_h - steer).pow(2).sum(-1).mean() / f_ms
+            f_all = hidden_at(model, f_rows, layer).float()
+            misdirect = (f_all[f_subj] - steer).pow(2).sum(-1).mean() / f_ms
             pick = torch.randperm(len(r_rows), generator=gen)[: cfg.retain_batch]
             batch = r_rows.take(pick)
             r_h = hidden_at(model, batch, layer)[batch.mask.bool()].float()
             ref = r_base[_flat_index(r_where, pick, batch.mask.shape[1])]
             keep = (r_h - ref).pow(2).sum(-1).mean() / r_ms
+            if f_ctx.any():
+                keep = keep + (f_all[f_ctx] - f_ctx_base).pow(2).sum(-1).mean() / r_ms
             return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
                             {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())}, 2)
 
