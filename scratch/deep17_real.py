@@ -39,6 +39,14 @@ def acc(model, tok, facts):
     return round(float(hits.float().mean()), 4), [f.subject for f, h in zip(facts, hits.tolist()) if not h]
 
 
+def answer_logp(model, tok, facts):
+    """Mean log-prob of the first answer token (a continuous score on the facts a method sees)."""
+    b = tokenize_facts(tok, [f.prompt for f in facts], [f.answer for f in facts])
+    with torch.no_grad():
+        logp = logits_at(model, b, prompt_ends(b)).float().log_softmax(-1)
+    return round(float(logp.gather(-1, b.answer_ids[:, :1]).mean()), 4)
+
+
 def table(model, tok, data, task, relearn=False):
     from loka.verify.loaded import load_model
     from loka.verify.measure import Measurements
@@ -49,6 +57,8 @@ def table(model, tok, data, task, relearn=False):
     for key, facts in (("forget_train", f[("forget", "train")]), ("forget_heldout", f[("forget", "heldout")]),
                        ("forget_reverse", f[("forget", "reverse")]), ("retain_seen", task.retain)):
         row[key], lost[key] = acc(model, tok, list(facts))
+    row["forget_train_logp"] = answer_logp(model, tok, list(f[("forget", "train")]))
+    row["retain_seen_logp"] = answer_logp(model, tok, list(task.retain))
     ev = list(f[("retain_eval", "train")]) + list(f.get(("retain_eval", "heldout"), ()))
     groups = {"eval_neigh_train": [x for x in f[("retain_eval", "train")] if x.subject not in GENERAL | HOMONYM],
               "eval_neigh_q": list(f.get(("retain_eval", "heldout"), ())),
