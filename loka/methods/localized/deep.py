@@ -5,6 +5,9 @@ Three stages, each optional (settings):
 1. **Key reset** (``reset_keys``, `deep_keys`): the embedding rows of the tokens only the forget
    subjects' names use are redrawn like never-trained tokens — the retrain value of parameters
    only the forget data trained. The name then reaches the network like one it never saw.
+1b. **Fact-lookup misdirection** (``lookup``, `deep_lookup`): when the key reset cannot apply (a
+   pretrained model: no never-trained rows), the attributed lookup MLPs' slices at the subject
+   tokens are trained to misdirect the subjects' states (RMU), retain states and budget kept.
 2. **Shared-key repair** (``cf_steps``, `deep_stages`): name tokens retain people share cannot be
    reset; their own input rows are trained so the model reads the forget sentences as it reads
    a stranger's (KL to itself with never-trained draws in their place), retain facts kept.
