@@ -1,6 +1,7 @@
 """Every notebook runs top to bottom (nbclient) and is committed with the outputs of such a run
 (``make notebooks``), so its figures and tables show where it is browsed: 01-03 on the tiny world
-in the default suite, 04 on SmolLM2-135M (minutes) with ``make test-slow``."""
+in the default suite; 04 on SmolLM2-135M (minutes) and 05 on the planted world (a build of about
+75 s when it is not cached, then about two minutes) with ``make test-slow``."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
 
 def test_the_notebooks_are_there():
-    assert {"01", "02", "03", "04"} <= {p.name[:2] for p in NOTEBOOKS}
+    assert {"01", "02", "03", "04", "05"} <= {p.name[:2] for p in NOTEBOOKS}
 
 
 def _marked(path: Path):
-    return pytest.param(path, marks=pytest.mark.slow) if path.name.startswith("04") else path
+    return pytest.param(path, marks=pytest.mark.slow) if path.name.startswith(("04", "05")) else path
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -98,8 +98,17 @@ def signal_run(argv: list[str], env: dict[str, str], cwd: Path, delay: float, si
 
 
 def temporary_exists(directory: Path, name: str) -> Callable[[], bool]:
-    """Whether a writer's temporary sibling of ``directory/name`` exists (its save has begun)."""
-    return lambda: any(p.name.startswith(f".{name}.tmp-") for p in directory.iterdir())
+    """Whether a *new* temporary sibling of ``directory/name`` exists (this run's save has begun).
+
+    Made before the run starts: a leftover of an earlier kill -9 is there from the first moment
+    (the writer removes it only when it gets to its own save), and would let the signal land on
+    the run's imports instead of its save.
+    """
+    def temporaries() -> set[str]:
+        return {p.name for p in directory.iterdir() if p.name.startswith(f".{name}.tmp-")} if directory.exists() else set()
+
+    before = temporaries()
+    return lambda: bool(temporaries() - before)
 
 
 def _missed(sent: bool, sig: int, what: str) -> list[str]:

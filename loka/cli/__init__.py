@@ -9,11 +9,10 @@ import argparse
 import errno
 import os
 import re
-import signal
 import sys
-import threading
 from collections.abc import Callable
 
+from loka import signals
 from loka.errors import LokaError
 
 # Each module exposes ``register(subparsers)`` and sets ``func`` on its parsers.
@@ -61,6 +60,11 @@ def _os_message(exc: OSError) -> str | None:
     return None
 
 
+def _interrupted() -> int:
+    print("loka: interrupted; nothing half-written was kept", file=sys.stderr)
+    return 130
+
+
 def run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run a subcommand, turning user-fixable failures into one line and exit code 2."""
     try:
@@ -69,8 +73,7 @@ def run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespa
         print(f"loka: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("loka: interrupted; nothing half-written was kept", file=sys.stderr)
-        return 130
+        return _interrupted()
     except Exception as exc:
         os_exc = as_os_error(exc)
         msg = _os_message(os_exc) if os_exc is not None else None
@@ -80,22 +83,23 @@ def run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespa
         return 2
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM unwinds like Ctrl-C, so every temporary file and child process is cleaned up."""
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
-    try:
-        parser = build_parser()  # reads the method registry (and $LOKA_PLUGINS) for --help
-    except LokaError as exc:
-        print(f"loka: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    args = parser.parse_args(argv)
-    return run(args.func, args)
+    # Installed before the subcommands' imports (seconds of torch), so a signal then is clean too.
+    with signals.installed():
+        try:
+            try:
+                parser = build_parser()  # reads the method registry (and $LOKA_PLUGINS) for --help
+            except LokaError as exc:
+                print(f"loka: error: {_one_line(exc)}", file=sys.stderr)
+                return 2
+            args = parser.parse_args(argv)
+            code = run(args.func, args)
+            if code == 0:
+                signals.check()  # a signal whose exception a library swallowed: never exit 0 after it
+            return code
+        except KeyboardInterrupt:  # during the imports, or a swallowed one re-raised by check()
+            return _interrupted()
 
 
 if __name__ == "__main__":

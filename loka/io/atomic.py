@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from loka import signals
 from loka.io.stale import recover, temp_prefix
 
 
@@ -114,6 +115,7 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         usual_modes(tmp)
+        signals.check()  # an interrupt something swallowed: the output must not become final
         _move_into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

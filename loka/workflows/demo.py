@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from attribution import Ranking, rank, tokenize_facts
 from loka.errors import LokaError
 from loka.io.atomic import write_text
 from loka.io.outputs import check_output
+from loka.memory import release_freed_memory
+from loka.methods.localized.common import gradient_batch_size
 from loka.methods.registry import parse_methods
 from loka.verify.measure import VerifySettings
 
@@ -70,11 +71,10 @@ def attribute(model: str | Path, forget: Sequence[Any], retain: Sequence[Any],
         raise LokaError(f"cannot tokenise the facts for attribution: {exc}") from None
     # Attribution patching keeps every hooked activation and the graph of a whole minibatch:
     # 64 facts suit the world's 4 layers, not a 30-layer Llama (6.8 GB peak on SmolLM2-135M).
-    per_token = int(bridge.cfg.n_layers) * int(getattr(bridge.cfg, "d_mlp", None) or 4 * bridge.cfg.d_model)
     forget_batch, retain_batch = batches
-    ranking = rank(bridge, forget_batch, retain_batch, method="atp", batch_size=max(8, min(64, 500_000 // per_token)))
+    ranking = rank(bridge, forget_batch, retain_batch, method="atp", batch_size=gradient_batch_size(bridge.cfg, most=64))
     del bridge
-    gc.collect()
+    release_freed_memory()
     return ranking
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from loka.errors import LokaError
 from loka.io.atomic import write_json
 from loka.io.data import FactRecord, load_facts
+from loka.memory import release_freed_memory
 from loka.methods import names
 from loka.verify.data import VerifyData
 from loka.verify.loaded import load_model
@@ -98,6 +99,7 @@ def compare_user(model: str | Path, data: VerifyData, task: Any, methods: Sequen
         bar.set_postfix_str(name)
         entries[name] = run_guarded(partial(method_entry, model, task, name, settings.get(name, {}),
                                             data, None, base, vs, progress=progress, placement=placement))
+        release_freed_memory()  # the method's model and graphs: hand their heap pages back
     results = {"world": dict(data.info), "methods": entries, "verify_settings": vs.to_dict(),
                "compare_seconds": round(time.perf_counter() - t0, 2), "machine": machine()}
     if out is not None:

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from loka import signals
 from loka.evaluate import first_token_accuracy
 from loka.io.atomic import write_text
 from loka.io.data import write_jsonl
@@ -167,6 +168,7 @@ def _train_missing(spec: WorldSpec, root: Path, missing: list[str], progress: bo
             for t in workers:
                 t.start()
             while any(t.is_alive() for t in workers):
+                signals.check()  # a Ctrl-C / SIGTERM something swallowed stops the trainers too
                 drain()
                 time.sleep(0.2)
             drain()

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from loka import signals
 from loka.errors import CacheError
 from loka.io.atomic import usual_modes
 from loka.io.checkpoint import file_sha256
@@ -107,6 +108,7 @@ def _ensure_locked(directory: Path, build: Callable[[Path], dict], what: str) ->
         stamp = {"files": _checksums(tmp), "meta": meta}
         (tmp / STAMP).write_text(json.dumps(stamp, indent=2, sort_keys=True))
         usual_modes(tmp)
+        signals.check()  # an interrupt something swallowed: the entry must not become final
         os.replace(tmp, directory)
     except BaseException:  # also Ctrl-C: never leave a half-written entry behind
         shutil.rmtree(tmp, ignore_errors=True)

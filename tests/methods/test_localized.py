@@ -154,3 +154,32 @@ def test_loka_ft_ranks_on_a_bridge_that_shares_the_weights(random_checkpoints):
     with torch.no_grad():
         assert torch.allclose(bridge(tokens), _logits(model, tokens), atol=1e-5)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_loka_ft_trains_with_activations_recomputed_and_the_same_weights(random_checkpoints, monkeypatch):
+    """loka-ft's training keeps each layer's input only (activation checkpointing: on SmolLM2-135M
+    its graph was ~2 MB per token) and recomputes the rest: the same weights as a full graph."""
+    import contextlib
+
+    import loka.methods.localized.finetune as finetune
+
+    task = UnlearnTask(tuple(FORGET), tuple(RETAIN))
+    settings = {"k": 6, "steps": 3, "lr": 1e-2, "forget_target": None, "progress": False}
+    seen: list[bool] = []
+    optimise = finetune.optimise_localized
+
+    def spy(model, *args, **kwargs):
+        seen.append(model.is_activation_checkpointing)
+        return optimise(model, *args, **kwargs)
+
+    monkeypatch.setattr(finetune, "optimise_localized", spy)
+    model, tok = load_hf(random_checkpoints["llama"])
+    unlearn((model, tok), task, "loka-ft", **settings)
+    assert seen == [True] and not model.is_activation_checkpointing
+    monkeypatch.setattr(finetune, "activations_recomputed", lambda model: contextlib.nullcontext())
+    full, tok = load_hf(random_checkpoints["llama"])
+    unlearn((full, tok), task, "loka-ft", **settings)
+    assert seen == [True, False]
+    base = load_hf(random_checkpoints["llama"])[0].state_dict()
+    assert any(not torch.equal(v, base[k]) for k, v in full.state_dict().items())  # it trained
+    assert all(torch.equal(v, full.state_dict()[k]) for k, v in model.state_dict().items())

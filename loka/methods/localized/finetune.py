@@ -33,8 +33,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from loka.memory import release_freed_memory
 from loka.methods.config import knob
-from loka.methods.localized.common import analysis_bridge, fact_batches, rank_on
+from loka.methods.localized.common import (
+    activations_recomputed,
+    analysis_bridge,
+    fact_batches,
+    rank_on,
+)
 from loka.methods.localized.objective import LoopConfig, optimise_localized
 from loka.methods.localized.params import SliceDeltas
 from loka.methods.registry import register
@@ -60,13 +66,14 @@ def loka_ft(hf_model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, se
     # Ranking only reads the model: the bridge may share its weights (no second copy in memory).
     ranking = rank_on(analysis_bridge(hf_model, tokenizer, share_weights=True), forget, retain, cfg,
                       ablation=cfg.ablation, sample=cfg.rank_sample)
+    release_freed_memory()  # the bridge and attribution's graph are gone; their heap pages too
     components = ranking.top(cfg.k, kinds)
     deltas = SliceDeltas.of(hf_model, components)
     flags = {name: p.requires_grad for name, p in hf_model.named_parameters()}
     hf_model.requires_grad_(False)
     before = deltas.owned_values(hf_model)
     try:
-        with deltas.attached(hf_model):
+        with deltas.attached(hf_model), activations_recomputed(hf_model):
             outcome = optimise_localized(hf_model, deltas.named(), forget, retain, cfg, progress=progress)
         deltas.merge(hf_model)  # the guard left the deltas at the last good step
     finally:
