@@ -4,6 +4,8 @@ steered block, lowers the forget subject's answer probability and keeps the reta
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from attribution.data import tokenize_facts
@@ -63,3 +65,24 @@ def test_lookup_misdirection_edits_only_the_lookup_slices_and_forgets(random_che
     assert 0 < len(neurons) <= LOOKUP["lookup_k"]
     assert _answer_prob(model, tok, FORGET) < 0.5 * p_before
     assert first_token_accuracy(model, tok, RETAIN) == 1.0  # the retain budget (0.95 x base of 2 facts)
+
+
+
+def test_keep_subject_weighs_only_the_retain_subjects_tokens(random_checkpoints):
+    """``lookup_keep_subject`` adds a keep term at the retain facts' own subject tokens: it changes
+    the edit when those tokens are found, and nothing when no retain subject is spelled in its
+    fact (the all-positions keep is then the whole retain objective)."""
+    unnamed = tuple(FactRecord(f.prompt, f.answer, "Nobody Named") for f in RETAIN)
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        edited = {}
+        for name, retain in (("named", RETAIN), ("unnamed", unnamed)):
+            for weight in (0.0, 5.0):
+                m = copy.deepcopy(model)
+                unlearn((m, tok), UnlearnTask(FORGET, retain, (), ()), "loka-deep", progress=False,
+                        **(LOOKUP | {"lookup_steps": 4, "lookup_keep_subject": weight}))
+                edited[name, weight] = m.state_dict()
+    differs = lambda a, b: any(not torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    assert differs(edited["named", 0.0], dict(model.state_dict()))
+    assert differs(edited["named", 0.0], edited["named", 5.0])
+    assert not differs(edited["unnamed", 0.0], edited["unnamed", 5.0])

@@ -19,8 +19,10 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    ``mean_subject ||h_layer - c u||^2 + retain_weight x mean_keep ||h_layer - h_layer^base||^2``
    (each over the base model's mean square norm at those positions), ``u`` a seeded random unit
    vector and ``c = scale x`` the base subject states' mean norm; "keep" is every position of the
-   retain facts and (``keep_context``) the forget sentences' own words before the subject, so the
-   edit changes how the name is read, not how the sentence around it is. The forward stops at
+   retain facts, plus (``keep_subject``, a weight) the mean over the retain facts' own subject
+   tokens alone (where their lookup is read), and (``keep_context``) the forget sentences' own
+   words before the subject, so the edit changes how the name is read, not how the sentence
+   around it is. The forward stops at
    block ``layer``: nothing above it is computed or changed.
 3. **When to stop**: after every step, first-token accuracy on the forget facts and on the
    retain facts the method sees; it stops once forget <= ``target``, and a step that takes
@@ -152,7 +154,12 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             f_all = hidden_at(model, f_rows, layer).float()
             f_base, f_ctx_base = f_all[f_subj], f_all[f_ctx]
             r_where = r_rows.mask.bool()
-            r_base = hidden_at(model, r_rows, layer)[r_where].float()
+            r_all = hidden_at(model, r_rows, layer).float()
+            r_base = r_all[r_where]
+            # the retain facts' own subject tokens (where their lookup is read), kept with extra weight
+            r_name = r_subj & r_where if cfg.lookup_keep_subject else torch.zeros_like(r_subj)
+            r_name_base = r_all[r_name]
+            del r_all
         f_ms, r_ms = f_base.pow(2).sum(-1).mean(), r_base.pow(2).sum(-1).mean()
         u = torch.randn(f_base.shape[-1], generator=gen)
         steer = (cfg.lookup_scale * f_base.norm(dim=-1).mean() * u / u.norm()).to(f_base.dtype)
@@ -166,9 +173,14 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             misdirect = (f_all[f_subj] - steer).pow(2).sum(-1).mean() / f_ms
             pick = torch.randperm(len(r_rows), generator=gen)[: cfg.retain_batch]
             batch = r_rows.take(pick)
-            r_h = hidden_at(model, batch, layer)[batch.mask.bool()].float()
-            ref = r_base[_flat_index(r_where, pick, batch.mask.shape[1])]
+            r_hidden, width = hidden_at(model, batch, layer), batch.mask.shape[1]
+            r_h = r_hidden[batch.mask.bool()].float()
+            ref = r_base[_flat_index(r_where, pick, width)]
             keep = (r_h - ref).pow(2).sum(-1).mean() / r_ms
+            if r_name[pick, :width].any():
+                name_ref = r_name_base[_flat_index(r_name, pick, width)]
+                name_h = r_hidden[r_name[pick, :width]].float()
+                keep = keep + cfg.lookup_keep_subject * (name_h - name_ref).pow(2).sum(-1).mean() / r_ms
             if f_ctx.any():
                 keep = keep + (f_all[f_ctx] - f_ctx_base).pow(2).sum(-1).mean() / r_ms
             return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
