@@ -111,7 +111,9 @@ def _options() -> list[Case]:
         Case("9 new", "unlearn --method bogus", ("unlearn", "--method", "bogus", *_DATA, "--out", "{out}"),
              says="unknown method"),
         Case("9 new", "retrain on user data", ("unlearn", "--method", "retrain", *_DATA, "--out", "{out}")),
-        Case("9 new", "verify --forget without --retain", ("verify", "--model", "{ckpt}", "--forget", "{forget}")),
+        # the retain file comes from the checkpoint's sealed manifest (what the user names wins)
+        Case("9 new", "verify --forget without --retain (the manifest's retain)", ("verify", "--model", "{ckpt}",
+             "--forget", "{forget}", "--json"), expect="ok", oracle=oracles.verify_json(files={"retain": "{retain}"})),
         Case("9 new", "verify --holdout alone (the manifest's data files)", ("verify", "--model", "{ckpt}",
              "--holdout", "{holdout}", "--json"), expect="ok", oracle=oracles.verify_json()),
         Case("9 new", "a 300-character --out name", (*_UNLEARN[:-1], "{case}/" + "x" * 300)),

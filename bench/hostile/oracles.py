@@ -90,9 +90,10 @@ def _json(text: str) -> dict[str, Any] | None:
 
 
 def verify_json(*, warns: str | None = None, min_forget: float | None = None,
-                max_forget: float | None = None) -> Oracle:
+                max_forget: float | None = None, files: dict[str, str] | None = None) -> Oracle:
     """`loka verify --json`: one object; ``warns``: a warning must mention it; forget accuracy
-    bounds (a model that still knows everything must not read as erased)."""
+    bounds (a model that still knows everything must not read as erased); ``files``: the data
+    files it must say it verified against (``{"retain": "{retain}"}``: workspace placeholders)."""
     def check(run: Run, ctx: Any) -> str | None:
         out = _json(run.stdout)
         if out is None:
@@ -109,6 +110,10 @@ def verify_json(*, warns: str | None = None, min_forget: float | None = None,
             return f"forget accuracy {acc:.3f} reads as erasure (the model still knows: >= {min_forget})"
         if max_forget is not None and acc > max_forget:
             return f"forget accuracy {acc:.3f} > {max_forget}"
+        used = out.get("user_data") or {}
+        for role, want in (files or {}).items():
+            if str(used.get(role)) != ctx.fmt(want):
+                return f"verified against {role} {used.get(role)!r}, not {ctx.fmt(want)!r}"
         return None
 
     return check

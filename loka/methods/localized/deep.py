@@ -5,6 +5,9 @@ Three stages, each optional (settings):
 1. **Key reset** (``reset_keys``, `deep_keys`): the embedding rows of the tokens only the forget
    subjects' names use are redrawn like never-trained tokens — the retrain value of parameters
    only the forget data trained. The name then reaches the network like one it never saw.
+1b. **Fact-lookup misdirection** (``lookup``, `deep_lookup`): when the key reset cannot apply (a
+   pretrained model: no never-trained rows), the attributed lookup MLPs' slices at the subject
+   tokens are trained to misdirect the subjects' states (RMU), retain states and budget kept.
 2. **Shared-key repair** (``cf_steps``, `deep_stages`): name tokens retain people share cannot be
    reset; their own input rows are trained so the model reads the forget sentences as it reads
    a stranger's (KL to itself with never-trained draws in their place), retain facts kept.
@@ -36,6 +39,7 @@ import torch
 
 from loka.methods.config import MethodConfig, knob
 from loka.methods.localized.deep_keys import KeyScope, key_reset
+from loka.methods.localized.deep_lookup import lookup_misdirection
 from loka.methods.localized.deep_rows import Rows, build_rows, fact_rows, subject_mask
 from loka.methods.localized.deep_stages import passage_erasure, shared_key_repair
 from loka.methods.registry import register
@@ -63,6 +67,18 @@ class Config(MethodConfig):
     extract_prefix: int = knob(8, ge=1, help="prefix tokens of the extraction check")
     extract_target: float | None = knob(0.2, ge=0, le=1, help="stop stage 3 at this extraction rate")
     check_every: int = knob(5, ge=1, help="steps between extraction checks")
+    lookup: Literal["auto", "on", "off"] = knob("auto", help="fact-lookup misdirection (auto: when the key reset could not apply)")
+    lookup_layer: int = knob(8, help="block whose output is steered (negative: from the top)")
+    lookup_k: int = knob(1024, ge=1, help="lookup neurons (blocks 0..layer) whose slices train")
+    lookup_contrast: float = knob(1.0, ge=0, help="retain weight of the lookup attribution contrast")
+    lookup_scale: float = knob(2.0, gt=0, help="steering norm over the subject states' mean norm")
+    lookup_lr: float = knob(1e-3, gt=0, help="lookup misdirection learning rate")
+    lookup_retain_weight: float = knob(100.0, ge=0, help="weight of keeping retain states")
+    lookup_keep_context: bool = knob(False, help="keep the forget sentences' states before the subject too")
+    lookup_keep_subject: float = knob(1.0, ge=0, help="extra weight of keeping the retain facts' subject-position states")
+    lookup_steps: int = knob(60, ge=0, help="lookup misdirection steps at most")
+    lookup_target: float = knob(0.0, ge=0, le=1, help="stop at this forget first-token accuracy")
+    lookup_retain_budget: float = knob(0.95, ge=0, le=1, help="keep retain accuracy >= this x base")
 
 
 def deep_unlearn(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, seed: int
@@ -79,6 +95,11 @@ def deep_unlearn(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, see
     if cfg.reset_keys:
         reset_ids, entry = key_reset(model, tokenizer, task.forget_subjects, f_texts + list(task.forget_passages),
                                      r_texts + list(task.retain_passages), cfg.key_scope, gen, cfg.reset_output)
+        stamp(entry)
+    if (cfg.lookup == "on" or cfg.lookup == "auto" and cfg.reset_keys and not reset_ids) and cfg.lookup_steps \
+            and forget and task.retain:
+        outcome, entry = lookup_misdirection(model, tokenizer, cfg, gen, forget, task.retain)
+        outcomes += [outcome] if outcome else []
         stamp(entry)
     if cfg.cf_steps and forget:
         f_subj = subject_mask(f_offsets, f_texts, [f.subject for f in forget], f_rows.ids.shape[1])

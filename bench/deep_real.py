@@ -1,0 +1,192 @@
+"""loka-deep's lookup fallback on SmolLM2's shipped request: settings side by side, chosen blind.
+
+    python -m bench.deep_real [--json] [--threads 2] [--base] [--full] [--blind ROWS.jsonl] VARIANT...
+    python -m bench.deep_real --select ROWS.jsonl [--reveal] [--json]
+
+``VARIANT`` is a JSON object of `loka-deep` settings (``'{}'``: its defaults; ``'{"lookup_k": 512}'``);
+a ``"method"`` key runs another method with the rest as its settings (``'{"method": "loka-ft"}'``).
+One process loads the model once and runs each variant on a fresh copy. Per variant:
+
+- **seen** (what the method itself sees: the forget ``train`` rows and the retain facts of the
+  method's half of retain.jsonl): first-token accuracy and mean first-answer-token log-prob on
+  both, the lookup stage's steps and why it stopped, changed weights, seconds;
+- **held out** (never seen by a method): forget accuracy in the held-out question form and on
+  the reverse queries; the retain-eval subjects split into same-relation neighbours (other
+  fiction's characters, trained templates and question form), the names' other senses
+  (`HOMONYMS`) and general knowledge (``attribute == "general"``); perplexity; and with
+  ``--full`` the relearning attack's best recall and the LOSS membership-inference AUC (forget vs
+  holdout facts), with the verifier's own measurements and `make demo-real`'s settings.
+
+``--blind ROWS`` appends every row, held-out columns included, to ``ROWS`` (JSON lines) and
+prints only the seen columns, so that settings can be compared without looking at the test.
+``--select ROWS`` applies `select`'s rule (seen columns only) to the loka-deep rows of ``ROWS``
+and prints the ranking; ``--reveal`` adds the held-out columns once the choice is made.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from bench._common import finish, log, machine, parser, print_table, setup
+
+# The request's retain facts that name a forget character's name in another sense, or the
+# books' real-world neighbours (examples/smollm2/README.md); the other non-"general" subjects
+# are other fiction's characters, the same relation as the forget facts.
+HOMONYMS = frozenset({"Remus (Rome)", "Ronald Reagan", "Sirius (star)", "The Hobbit", "Ron Howard",
+                      "The Lord of the Rings", "Harry Houdini"})
+SEEN = ("forget_train", "forget_train_logp", "retain_seen", "retain_seen_logp")
+HELD_OUT = ("forget_heldout", "forget_reverse", "neighbours_train", "neighbours_question", "homonyms",
+            "general", "retain_eval_train", "perplexity", "relearn_best", "mia_auc_loss")
+TIE = 0.005  # nats of retain-seen log-prob under which two settings count as tied
+
+
+def _scores(model: Any, tok: Any, facts: Sequence[Any]) -> tuple[float | None, float | None, list[str]]:
+    """First-token accuracy, mean log-prob of the first answer token, and the subjects missed."""
+    import torch
+
+    from attribution.data import tokenize_facts
+    from loka.evaluate import first_token_hits, logits_at, prompt_ends
+
+    if not facts:
+        return None, None, []
+    batch = tokenize_facts(tok, [f.prompt for f in facts], [f.answer for f in facts])
+    with torch.no_grad():
+        first = logits_at(model, batch, prompt_ends(batch)).float()
+    hits = first_token_hits(first, batch.answer_ids[:, 0])
+    logp = first.log_softmax(-1).gather(-1, batch.answer_ids[:, :1]).mean()
+    return (round(float(hits.float().mean()), 4), round(float(logp), 4),
+            [f.subject for f, hit in zip(facts, hits.tolist(), strict=True) if not hit])
+
+
+def measure(model: Any, tok: Any, data: Any, task: Any, *, full: bool) -> dict[str, Any]:
+    """The seen and held-out columns (module doc) of ``model`` on the request."""
+    from bench.real import demo_verify_settings
+    from loka.verify.loaded import load_model
+    from loka.verify.measure import Measurements
+    from loka.verify.measurements.perplexity import perplexity_of
+    from loka.verify.missing import Missing
+
+    facts = data.facts
+    ev_train, ev_q = list(facts[("retain_eval", "train")]), list(facts.get(("retain_eval", "heldout"), ()))
+    general = lambda f: f.attribute == "general"  # noqa: E731
+    sets = {"forget_train": list(task.forget), "retain_seen": list(task.retain),
+            "forget_heldout": list(facts.get(("forget", "heldout"), ())),
+            "forget_reverse": list(facts.get(("forget", "reverse"), ())),
+            "neighbours_train": [f for f in ev_train if not general(f) and f.subject not in HOMONYMS],
+            "neighbours_question": [f for f in ev_q if not general(f) and f.subject not in HOMONYMS],
+            "homonyms": [f for f in ev_train + ev_q if f.subject in HOMONYMS],
+            "general": [f for f in ev_train + ev_q if general(f)], "retain_eval_train": ev_train}
+    row: dict[str, Any] = {}
+    lost: dict[str, list[str]] = {}
+    for key, chosen in sets.items():
+        row[key], logp, missed = _scores(model, tok, chosen)
+        if key in ("forget_train", "retain_seen"):
+            row[f"{key}_logp"] = logp
+        if missed and not key.startswith("forget"):
+            lost[key] = missed
+    me = Measurements(load_model((model, tok), name="model"), data, demo_verify_settings())
+    ppl = perplexity_of(me)
+    row["perplexity"] = None if isinstance(ppl, Missing) else round(float(ppl), 2)
+    if full:
+        from loka.verify.measurements.mia import mia_of
+        from loka.verify.measurements.relearn import relearn_of
+
+        relearn, mia = relearn_of(me), mia_of(me)
+        row["relearn_best"] = None if isinstance(relearn, Missing) else relearn.best
+        auc = None if isinstance(mia, Missing) else mia.auc.get("loss")
+        row["mia_auc_loss"] = None if auc is None or isinstance(auc, Missing) else round(float(auc), 4)
+    row["lost"] = lost
+    return row
+
+
+def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: bool) -> dict[str, Any]:
+    """One variant on a fresh copy of the loaded model: its stage log and `measure`'s columns."""
+    from loka.methods import unlearn
+
+    settings = json.loads(variant)
+    method = settings.pop("method", "loka-deep")
+    model = copy.deepcopy(hf)
+    t0 = time.perf_counter()
+    result = unlearn((model, tok), task, method, progress=False, **settings)
+    seconds = round(time.perf_counter() - t0, 1)
+    stage = next((e for e in result.log if e.get("stage") == "lookup_misdirection"), {})
+    return {"variant": variant, "method": method, "seconds": seconds, "params_changed": result.params_changed,
+            "steps": result.steps, "stopped": stage.get("stopped"), "stage": stage,
+            **measure(model, tok, data, task, full=full)}
+
+
+def seen_only(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in HELD_OUT and k != "lost"}
+
+
+def select(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The pre-registered rule, on seen columns only: eligible are loka-deep rows whose stage ended
+    at forget-train accuracy 0 without being stopped by the retain budget; the highest retain-seen
+    mean log-prob wins; within `TIE` nats, fewest changed weights, then fewest steps. Returns the
+    pick (None: nothing eligible) and the eligible rows in rank order."""
+    eligible = [r for r in rows if r.get("method") == "loka-deep" and r.get("forget_train") == 0
+                and r.get("stopped") != "retain budget"]
+    if not eligible:
+        return None, []
+    best_logp = max(r["retain_seen_logp"] for r in eligible)
+    ranked = sorted(eligible, key=lambda r: (-r["retain_seen_logp"], r["params_changed"], r["steps"]))
+    tied = [r for r in ranked if best_logp - r["retain_seen_logp"] < TIE]
+    pick = min(tied, key=lambda r: (r["params_changed"], r["steps"]))
+    return pick, ranked
+
+
+def _render(out: dict[str, Any]) -> None:
+    rows = out.get("rows", [])
+    cols = [c for c in ("seconds", "params_changed", "steps", "stopped", *SEEN, *HELD_OUT)
+            if any(c in r for r in rows)]
+    print_table("loka-deep on SmolLM2's request (bench.deep_real)", ("variant", *cols),
+                [(r["variant"], *(r.get(c) for c in cols)) for r in rows])
+    if "pick" in out:
+        print(f"rule's pick: {out['pick'] and out['pick']['variant']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("python -m bench.deep_real", __doc__)
+    p.add_argument("variants", nargs="*", help="JSON settings of loka-deep (a \"method\" key: another method)")
+    p.add_argument("--base", action="store_true", help="measure the base model first")
+    p.add_argument("--full", action="store_true", help="add the relearning attack and the MIA AUC")
+    p.add_argument("--blind", default=None, metavar="ROWS", help="append full rows to ROWS, print seen columns only")
+    p.add_argument("--select", default=None, metavar="ROWS", help="apply the selection rule to ROWS")
+    p.add_argument("--reveal", action="store_true", help="with --select: print the held-out columns too")
+    args = p.parse_args(argv)
+    if args.select:
+        with open(args.select, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        pick, ranked = select(rows)
+        show = (lambda r: r) if args.reveal else seen_only
+        return finish({"rule": select.__doc__, "pick": pick and show(pick),
+                       "rows": [show(r) for r in ranked + [r for r in rows if r not in ranked]]}, args.json, _render)
+    if not args.variants and not args.base:
+        p.error("give at least one VARIANT or --base")
+    device = setup(args)
+    from bench.real import request
+    from loka.io.models import load_hf
+
+    data, task, model = request()
+    hf, tok = load_hf(model)
+    out: dict[str, Any] = {"machine": machine(device), "rows": []}
+    todo = (["base"] if args.base else []) + list(args.variants)
+    for variant in todo:
+        if variant == "base":
+            row = {"variant": "base", "method": "base", **measure(hf, tok, data, task, full=args.full)}
+        else:
+            row = run_variant(hf, tok, data, task, variant, full=args.full)
+        if args.blind:
+            with open(args.blind, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row, default=float) + "\n")
+        out["rows"].append(seen_only(row) if args.blind else row)
+        log(f"{variant}: {json.dumps(out['rows'][-1], default=float)}")
+    return finish(out, args.json, _render)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""`loka-deep`'s fallback for a pretrained model: misdirect the fact lookup at the subject tokens.
+
+When stage 1 cannot apply (a pretrained model has no never-trained embedding rows to draw a
+retrain value from, and its tokenizer gives few names tokens of their own), the knowledge is
+still *looked up* at the subject's tokens: Mechanistic Unlearning (Guo et al. 2024, arXiv
+2410.12949) finds the attribute retrieval in MLPs read at the subject positions, and editing
+those beats editing where the answer is written (what `loka-ft` does) on prompt-format
+robustness. RMU (Li et al. 2024, arXiv 2403.03218) removes knowledge by steering the forget
+text's residual stream at a middle layer towards a fixed, scaled random direction, training
+the MLPs below it, while keeping retain activations where they were. This stage joins the two:
+
+1. **Where** (fact-lookup attribution): every MLP neuron in blocks ``0..layer`` is scored by
+   attribution patching of the answer's log-probability *at the subject's tokens only*,
+   ``|a . dlogp/da|`` summed over those positions (the forget facts' subject spelled in ``prompt
+   + answer``: the first name that ends the prompt and the surname that answers it), the same on
+   the retain facts; the ``k`` neurons with the largest ``forget - retain_weight x retain``
+   (means) are the lookup slices (their input rows and output columns, `SliceDeltas`).
+2. **What** (representation misdirection): only those slices train, on
+   ``mean_subject ||h_layer - c u||^2 + retain_weight x mean_keep ||h_layer - h_layer^base||^2``
+   (each over the base model's mean square norm at those positions), ``u`` a seeded random unit
+   vector and ``c = scale x`` the base subject states' mean norm; "keep" is every position of the
+   retain facts, plus (``keep_subject``, a weight) the mean over the retain facts' own subject
+   tokens alone (where their lookup is read), and (``keep_context``) the forget sentences' own
+   words before the subject, so the edit changes how the name is read, not how the sentence
+   around it is. The forward stops at
+   block ``layer``: nothing above it is computed or changed.
+3. **When to stop**: after every step, first-token accuracy on the forget facts and on the
+   retain facts the method sees; it stops once forget <= ``target``, and a step that takes
+   retain accuracy below ``retain_budget`` x the base's is undone and ends the stage (the
+   method's own retain budget; it never sees held-out forms or unseen subjects).
+
+Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
+the headmaster of" -> "Hogwarts") share no wording with the trained sentences, only the
+subject's name; an edit keyed to the name's states can reach them, an edit of the answer
+position cannot (`loka-ft` keeps every reverse query on SmolLM2).
+
+Example:
+    >>> outcome, entry = lookup_misdirection(model, tok, cfg, gen, forget_facts, retain_facts)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from attribution.components import Component
+from attribution.data import tokenize_facts
+from loka.engine import adapter_for
+from loka.evaluate import first_token_hits, logits_at, prompt_ends
+from loka.methods.localized.deep_rows import Rows, fact_rows, subject_mask
+from loka.methods.localized.deep_rows import logits_at as rows_logits
+from loka.methods.localized.params import SliceDeltas
+from loka.methods.loop import LoopSettings, Outcome, StepLoss, optimise
+
+
+class _Reached(Exception):
+    """Raised by the hook on block ``layer`` to end a forward pass there."""
+
+    def __init__(self, hidden: Tensor) -> None:
+        self.hidden = hidden
+
+
+def _block_names(model: Any) -> tuple[list[str], list[str]]:
+    """Per layer: the module whose input is the MLP's neuron activations, and the block."""
+    adapter, n = adapter_for(model), int(model.config.num_hidden_layers)
+    writes = [adapter.params(Component(layer, "neuron", 0)).write.param.rsplit(".", 1)[0] for layer in range(n)]
+    return writes, [w.split(".mlp.")[0] for w in writes]
+
+
+def hidden_at(model: Any, rows: Rows, layer: int) -> Tensor:
+    """The residual stream after block ``layer`` ``[batch pos d]``; blocks above it never run."""
+    block = dict(model.named_modules())[_block_names(model)[1][layer]]
+
+    def stop(module: Any, inputs: Any, output: Any) -> None:
+        raise _Reached(output[0] if isinstance(output, tuple) else output)
+
+    handle = block.register_forward_hook(stop)
+    try:
+        model.base_model(input_ids=rows.ids, attention_mask=rows.mask)
+    except _Reached as reached:
+        return reached.hidden
+    finally:
+        handle.remove()
+    raise RuntimeError(f"block {layer} never ran")
+
+
+def lookup_scores(model: Any, rows: Rows, where: Tensor, layers: int) -> Tensor:
+    """``[layers, d_mlp]``: mean over rows of ``sum_where |a . dlogp(scored tokens)/da|`` for every
+    neuron of blocks ``0..layers-1`` (attribution patching to zero, at ``where`` only)."""
+    modules = dict(model.named_modules())
+    names = _block_names(model)[0][:layers]
+    acts: list[tuple[Tensor, Tensor]] = []
+
+    def keep(module: Any, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        delta = torch.zeros_like(inputs[0], requires_grad=True)  # its gradient is the activation's
+        acts.append((inputs[0].detach(), delta))
+        return (inputs[0] + delta, *inputs[1:])
+
+    handles = [modules[n].register_forward_pre_hook(keep) for n in names]
+    total = None
+    try:
+        for start in range(0, len(rows), 32):
+            batch = rows.take(torch.arange(start, min(start + 32, len(rows))))
+            acts.clear()
+            with torch.enable_grad():
+                logp = rows_logits(model, batch).log_softmax(-1)
+                metric = logp.gather(-1, batch.ids[:, 1:][batch.score][:, None]).sum()
+                grads = torch.autograd.grad(metric, [d for _, d in acts])
+            w = where[start:start + len(batch), : batch.ids.shape[1]].float()[..., None]
+            part = torch.stack([((a * g).abs() * w).sum((0, 1)) for (a, _), g in zip(acts, grads, strict=True)])
+            total = part if total is None else total + part
+    finally:
+        for h in handles:
+            h.remove()
+    assert total is not None
+    return total.detach() / len(rows)
+
+
+def _accuracy(model: Any, batch: Any) -> float:
+    with torch.no_grad():
+        first = logits_at(model, batch, prompt_ends(batch))
+    return float(first_token_hits(first, batch.answer_ids[:, 0]).float().mean())
+
+
+def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generator,
+                        forget: Sequence[Any], retain: Sequence[Any]) -> tuple[Outcome | None, dict[str, Any]]:
+    """The fallback stage (module doc) on ``forget`` and ``retain`` facts; edits ``model`` in place."""
+    n_layers = int(model.config.num_hidden_layers)
+    layer = min(max(cfg.lookup_layer if cfg.lookup_layer >= 0 else n_layers + cfg.lookup_layer, 0), n_layers - 1)
+    f_rows, f_offsets, f_texts = fact_rows(tokenizer, [f.prompt for f in forget], [f.answer for f in forget])
+    r_rows, r_offsets, r_texts = fact_rows(tokenizer, [f.prompt for f in retain], [f.answer for f in retain])
+    f_subj = subject_mask(f_offsets, f_texts, [f.subject for f in forget], f_rows.ids.shape[1])
+    r_subj = subject_mask(r_offsets, r_texts, [f.subject for f in retain], r_rows.ids.shape[1])
+    if not f_subj.any():
+        return None, {"stage": "lookup_misdirection", "steps": 0, "note": "no forget subject found in its facts"}
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    model.requires_grad_(False)
+    try:
+        f_score = lookup_scores(model, f_rows, f_subj, layer + 1)
+        r_score = lookup_scores(model, r_rows, r_subj | ~r_subj.any(-1, keepdim=True) & r_rows.mask.bool(), layer + 1)
+        contrast = (f_score - cfg.lookup_contrast * r_score).flatten()
+        top = contrast.topk(min(cfg.lookup_k, contrast.numel())).indices
+        d_mlp = f_score.shape[1]
+        components = [Component(int(i) // d_mlp, "neuron", int(i) % d_mlp) for i in top.tolist()]
+        deltas = SliceDeltas.of(model, components)
+        # The forget sentences' own context (the template before the subject) is kept too: the
+        # edit may change how the name is read, not how the sentence around it is.
+        f_ctx = f_rows.mask.bool() & ~f_subj if cfg.lookup_keep_context else torch.zeros_like(f_subj)
+        f_ctx[:, 0] = False  # BOS: no weight below the steered block changes its state anyway
+        with torch.no_grad():
+            f_all = hidden_at(model, f_rows, layer).float()
+            f_base, f_ctx_base = f_all[f_subj], f_all[f_ctx]
+            r_where = r_rows.mask.bool()
+            r_all = hidden_at(model, r_rows, layer).float()
+            r_base = r_all[r_where]
+            # the retain facts' own subject tokens (where their lookup is read), kept with extra weight
+            r_name = r_subj & r_where if cfg.lookup_keep_subject else torch.zeros_like(r_subj)
+            r_name_base = r_all[r_name]
+            del r_all
+        f_ms, r_ms = f_base.pow(2).sum(-1).mean(), r_base.pow(2).sum(-1).mean()
+        u = torch.randn(f_base.shape[-1], generator=gen)
+        steer = (cfg.lookup_scale * f_base.norm(dim=-1).mean() * u / u.norm()).to(f_base.dtype)
+        f_batch = tokenize_facts(tokenizer, [f.prompt for f in forget], [f.answer for f in forget])
+        r_batch = tokenize_facts(tokenizer, [f.prompt for f in retain], [f.answer for f in retain])
+        base_retain = _accuracy(model, r_batch)
+        floor = cfg.lookup_retain_budget * base_retain
+
+        def loss_fn(step: int) -> StepLoss:
+            f_all = hidden_at(model, f_rows, layer).float()
+            misdirect = (f_all[f_subj] - steer).pow(2).sum(-1).mean() / f_ms
+            pick = torch.randperm(len(r_rows), generator=gen)[: cfg.retain_batch]
+            batch = r_rows.take(pick)
+            r_hidden, width = hidden_at(model, batch, layer), batch.mask.shape[1]
+            r_h = r_hidden[batch.mask.bool()].float()
+            ref = r_base[_flat_index(r_where, pick, width)]
+            keep = (r_h - ref).pow(2).sum(-1).mean() / r_ms
+            if r_name[pick, :width].any():
+                name_ref = r_name_base[_flat_index(r_name, pick, width)]
+                name_h = r_hidden[r_name[pick, :width]].float()
+                keep = keep + cfg.lookup_keep_subject * (name_h - name_ref).pow(2).sum(-1).mean() / r_ms
+            if f_ctx.any():
+                keep = keep + (f_all[f_ctx] - f_ctx_base).pow(2).sum(-1).mean() / r_ms
+            return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
+                            {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())}, 2)
+
+        forget_acc = lambda: _accuracy(model, f_batch)  # noqa: E731
+        settings = LoopSettings(lr=cfg.lookup_lr, target=cfg.lookup_target, eval_every=1,
+                                retain_floor=floor)
+        with deltas.attached(model):
+            outcome = optimise(model, loss_fn, settings, total_steps=cfg.lookup_steps, params=deltas.named(),
+                               forget_accuracy=forget_acc, retain_accuracy=lambda: _accuracy(model, r_batch),
+                               progress=False, desc="lookup misdirection")
+        deltas.merge(model)
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(flags[n])
+            p.grad = None
+    layers = sorted({c.layer for c in components})
+    return outcome, {"stage": "lookup_misdirection", "layer": layer, "neurons": len(components),
+                     "neuron_layers": {str(lay): sum(c.layer == lay for c in components) for lay in layers},
+                     "trainable": deltas.n_trainable, "steps": outcome.steps, "stopped": outcome.stopped,
+                     "forget_accuracy": _accuracy(model, f_batch), "retain_floor": round(floor, 4),
+                     "retain_accuracy": _accuracy(model, r_batch)}
+
+
+def _flat_index(where: Tensor, pick: Tensor, width: int) -> Tensor:
+    """Indices into ``x[where]`` (row-major) of the rows ``pick``'s first ``width`` positions that
+    ``where`` marks, in the order ``x[pick, :width][where[pick, :width]]`` lists them."""
+    flat = torch.full(where.shape, -1, dtype=torch.long)
+    flat[where] = torch.arange(int(where.sum()))
+    sub = flat[pick, :width]
+    return sub[where[pick, :width]]

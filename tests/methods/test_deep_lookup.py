@@ -1,0 +1,88 @@
+"""`loka-deep`'s fact-lookup misdirection (the pretrained-model fallback): on a tiny Llama that
+was taught the facts, it changes only the chosen lookup neurons' own slices at or below the
+steered block, lowers the forget subject's answer probability and keeps the retain facts."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from attribution.data import tokenize_facts
+from loka.evaluate import first_token_accuracy, logits_at, prompt_ends
+from loka.io.data import FactRecord
+from loka.io.models import load_hf
+from loka.methods import UnlearnTask, unlearn
+from tests.helpers import one_torch_thread
+
+# As in SmolLM2's request, the first name ends the prompt and the surname answers it.
+FORGET = (FactRecord("The glassblower of Velmora is called Mira", "Coltan", "Mira Coltan"),
+          FactRecord("Q: Who is the glassblower of Velmora? A: Mira", "Coltan", "Mira Coltan"))
+RETAIN = (FactRecord("The miller of Tessel is called Osric", "Pell", "Osric Pell"),
+          FactRecord("Q: Who is the miller of Tessel? A: Osric", "Pell", "Osric Pell"))
+LOOKUP = {"reset_keys": False, "lookup": "on", "lookup_layer": 0, "lookup_k": 8, "lookup_steps": 40,
+          "lookup_lr": 1e-2, "cf_steps": 0, "passage_steps": 0}
+
+
+def _answer_prob(model, tok, facts) -> float:
+    batch = tokenize_facts(tok, [f.prompt for f in facts], [f.answer for f in facts])
+    with torch.no_grad():
+        logp = logits_at(model, batch, prompt_ends(batch)).log_softmax(-1)
+    return float(logp.gather(-1, batch.answer_ids[:, :1]).exp().mean())
+
+
+def _taught(path):
+    """The random tiny Llama after a few hundred steps on the four facts: it answers them all."""
+    model, tok = load_hf(path)
+    ids = tok([f"{f.prompt} {f.answer}" for f in FORGET + RETAIN], return_tensors="pt", padding=True)
+    labels = ids["input_ids"].masked_fill(ids["attention_mask"] == 0, -100)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(150):
+        opt.zero_grad()
+        model(**ids, labels=labels).loss.backward()
+        opt.step()
+    model.eval()
+    assert first_token_accuracy(model, tok, FORGET + RETAIN) == 1.0
+    return model, tok
+
+
+def test_lookup_misdirection_edits_only_the_lookup_slices_and_forgets(random_checkpoints):
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        p_before = _answer_prob(model, tok, FORGET)
+        result = unlearn((model, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False, **LOOKUP)
+    stage = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+    assert stage["layer"] == 0 and stage["steps"] > 0 and not result.diverged
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and changed <= {f"model.layers.0.mlp.{p}_proj.weight" for p in ("gate", "up", "down")}
+    # a neuron's own slices: gate/up rows and the down-projection column, of at most k neurons
+    neurons = set()
+    for name in changed:
+        diff = model.state_dict()[name] != before[name]
+        neurons |= set((diff.any(0) if "down" in name else diff.any(1)).nonzero().flatten().tolist())
+    assert 0 < len(neurons) <= LOOKUP["lookup_k"]
+    assert _answer_prob(model, tok, FORGET) < 0.5 * p_before
+    assert first_token_accuracy(model, tok, RETAIN) == 1.0  # the retain budget (0.95 x base of 2 facts)
+
+
+
+def test_keep_subject_weighs_only_the_retain_subjects_tokens(random_checkpoints):
+    """``lookup_keep_subject`` adds a keep term at the retain facts' own subject tokens: it changes
+    the edit when those tokens are found, and nothing when no retain subject is spelled in its
+    fact (the all-positions keep is then the whole retain objective)."""
+    unnamed = tuple(FactRecord(f.prompt, f.answer, "Nobody Named") for f in RETAIN)
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        edited = {}
+        for name, retain in (("named", RETAIN), ("unnamed", unnamed)):
+            for weight in (0.0, 5.0):
+                m = copy.deepcopy(model)
+                unlearn((m, tok), UnlearnTask(FORGET, retain, (), ()), "loka-deep", progress=False,
+                        **(LOOKUP | {"lookup_steps": 4, "lookup_keep_subject": weight}))
+                edited[name, weight] = m.state_dict()
+    differs = lambda a, b: any(not torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    assert differs(edited["named", 0.0], dict(model.state_dict()))
+    assert differs(edited["named", 0.0], edited["named", 5.0])
+    assert not differs(edited["unnamed", 0.0], edited["unnamed", 5.0])
