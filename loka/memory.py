@@ -14,6 +14,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
 
 
 def release_freed_memory() -> None:
@@ -24,3 +27,44 @@ def release_freed_memory() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@contextlib.contextmanager
+def activations_recomputed(model: Any) -> Iterator[None]:
+    """Activation checkpointing on a HF ``model`` inside the block (where it supports it).
+
+    Training keeps each layer's input only and recomputes the layer in the backward pass: the
+    same operations on the same values, so the same gradients, for about one more forward pass
+    and a graph of layers x d_model per token instead of every intermediate (on SmolLM2-135M,
+    ~2 MB per token). Off again (if it was off) when the block ends.
+    """
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        yield
+        return
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    disable = getattr(model, "activation_checkpointing_disable", None)
+    was_on = any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+    if enable is None or disable is None:  # transformers < 5
+        enable = partial(model.gradient_checkpointing_enable, gradient_checkpointing_kwargs={"use_reentrant": False})
+        disable = model.gradient_checkpointing_disable
+    if not was_on:
+        enable()
+    try:
+        yield
+    finally:
+        if not was_on:
+            disable()
+
+
+#: Parameters above which a full-parameter method recomputes activations (a 135M Llama's graph
+#: through 30 layers and a 49k-token vocabulary is gigabytes; the worlds' 0.3-3M models stay as
+#: they are, bit for bit and at full speed).
+RECOMPUTE_ABOVE = 20_000_000
+
+
+def large_model_recomputed(model: Any, above: int | None = None) -> contextlib.AbstractContextManager[None]:
+    """`activations_recomputed` for a model of more than ``above`` parameters (default
+    `RECOMPUTE_ABOVE`, read at the call); otherwise nothing."""
+    if sum(p.numel() for p in model.parameters()) > (RECOMPUTE_ABOVE if above is None else above):
+        return activations_recomputed(model)
+    return contextlib.nullcontext()

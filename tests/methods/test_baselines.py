@@ -237,3 +237,41 @@ def test_the_retain_budget_keeps_the_last_step_within_it(tiny_world, task):
                      lr=3e-2, steps=20, forget_target=None, retain_budget=0.9)
     assert any(n.startswith("stopped at the retain budget") for n in result.notes) and not result.diverged
     assert first_token_accuracy(model, tok, task.retain) >= 0.9 * start
+
+
+@pytest.mark.parametrize("method", ["gradient_ascent", "task_vector"])
+def test_a_large_models_baseline_recomputes_activations_to_the_same_weights(method, random_checkpoints,
+                                                                              monkeypatch):
+    """Above `RECOMPUTE_ABOVE` parameters (a pretrained model: gradient_ascent's graph on SmolLM2
+    reached 8.1 GB) a full-parameter baseline keeps each layer's input only and runs the layer
+    again in the backward pass — counted here — and ends with bit-identical weights."""
+    import loka.memory
+
+    forget = (FactRecord("Mira Coltan was born in", "Velmora"), FactRecord("Oren Vask works as a", "tanner"))
+    retain = (FactRecord("The silver lantern drifted over the", "quiet harbour"),)
+    settings = {"epochs": 2, "lr": 1e-3, "forget_target": None, "retain_budget": None, "progress": False}
+
+    mlp = type(load_hf(random_checkpoints["llama"])[0].model.layers[0].mlp)
+    calls: list[int] = []
+    forward = mlp.forward
+
+    def counted(self, *args, **kwargs):  # module hooks do not see a recomputation: count forward
+        calls.append(1)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(mlp, "forward", counted)
+
+    def run(above: int) -> tuple[dict[str, torch.Tensor], int]:
+        monkeypatch.setattr(loka.memory, "RECOMPUTE_ABOVE", above)
+        model, tok = load_hf(random_checkpoints["llama"])
+        calls.clear()
+        unlearn((model, tok), UnlearnTask(forget, retain), method, **settings)
+        assert not model.is_activation_checkpointing  # off again afterwards
+        return model.state_dict(), len(calls)
+
+    recomputed, calls_recomputed = run(0)
+    full, calls_full = run(10**12)
+    assert calls_recomputed > calls_full  # the layer ran again during the backward passes
+    base = load_hf(random_checkpoints["llama"])[0].state_dict()
+    assert any(not torch.equal(v, base[k]) for k, v in full.items())  # it trained
+    assert all(torch.equal(v, full[k]) for k, v in recomputed.items())

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from loka.evaluate import FirstTokenEval
+from loka.memory import large_model_recomputed
 from loka.methods.baselines.common import MethodData, TrainConfig, result_from, retain_floor
 from loka.methods.batches import item_nll
 from loka.methods.config import knob
@@ -58,9 +59,10 @@ def task_vector(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, s
         return StepLoss(nll, {"forget_loss": float(nll.detach()), "forget_nll": float(nll.detach())})
 
     fine_tune = cfg.loop()
-    outcome = optimise(model, loss_fn, fine_tune, total_steps=cfg.total_steps(len(data.forget)),
-                       params=named, limits={"forget_nll": cfg.max_forget_nll}, progress=progress,
-                       desc="task_vector (fine-tune)")
+    with large_model_recomputed(model):
+        outcome = optimise(model, loss_fn, fine_tune, total_steps=cfg.total_steps(len(data.forget)),
+                           params=named, limits={"forget_nll": cfg.max_forget_nll}, progress=progress,
+                           desc="task_vector (fine-tune)")
     finetuned = {n: p.detach().to("cpu", copy=True) for n, p in named}
     scale = cfg.scale
     if cfg.forget_target is not None and task.forget:

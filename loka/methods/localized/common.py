@@ -15,12 +15,9 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -84,33 +81,6 @@ def gradient_batch_size(cfg: Any, *, most: int) -> int:
     """
     per_token = int(cfg.n_layers) * int(getattr(cfg, "d_mlp", None) or 4 * cfg.d_model)
     return max(8, min(most, 500_000 // per_token))
-
-
-@contextlib.contextmanager
-def activations_recomputed(model: Any) -> Iterator[None]:
-    """Activation checkpointing on a HF ``model`` inside the block (where it supports it).
-
-    Training keeps each layer's input only and recomputes the layer in the backward pass: the
-    same operations on the same values, so the same gradients, for about one more forward pass
-    and a graph of layers x d_model per token instead of every intermediate (on SmolLM2-135M,
-    ~2 MB per token). Off again (if it was off) when the block ends.
-    """
-    if not getattr(model, "supports_gradient_checkpointing", False):
-        yield
-        return
-    enable = getattr(model, "activation_checkpointing_enable", None)
-    disable = getattr(model, "activation_checkpointing_disable", None)
-    was_on = any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
-    if enable is None or disable is None:  # transformers < 5
-        enable = partial(model.gradient_checkpointing_enable, gradient_checkpointing_kwargs={"use_reentrant": False})
-        disable = model.gradient_checkpointing_disable
-    if not was_on:
-        enable()
-    try:
-        yield
-    finally:
-        if not was_on:
-            disable()
 
 
 def fact_batches(tokenizer: Any, task: UnlearnTask, max_len: int | None = None, seed: int = 0,

@@ -33,14 +33,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from loka.memory import release_freed_memory
+from loka.memory import activations_recomputed, release_freed_memory
 from loka.methods.config import knob
-from loka.methods.localized.common import (
-    activations_recomputed,
-    analysis_bridge,
-    fact_batches,
-    rank_on,
-)
+from loka.methods.localized.common import analysis_bridge, fact_batches, rank_on
 from loka.methods.localized.objective import LoopConfig, optimise_localized
 from loka.methods.localized.params import SliceDeltas
 from loka.methods.registry import register
