@@ -1,6 +1,6 @@
 """Localization graded against an answer key: the planted world (`loka.world.spec.PlantSpec`).
 
-    python -m bench.localization [--seeds 0,1,2] [--methods patch,atp,ig,actstats]
+    python -m bench.localization [--seeds 0,1,2] [--methods patch,atp,ig,actstats,lookup]
                                  [--unlearn loka,loka-ft,loka-deep] [--figures DIR] [--json]
 
 Per world seed (each its own planted world: base trained with the forget data routed into the
@@ -10,7 +10,9 @@ planted neurons, retrain trained as usual):
    random sets of the same shape; forget accuracy against retrain's, retain-eval against base's,
    and what survives the ablation (leakage).
 2. Every attribution method ranks the MLP neurons on the base model from the forget facts and
-   the retain-train facts (what an unlearning method may see), and is graded against the
+   the retain-train facts (what an unlearning method may see) — patch, atp, ig, actstats, and
+   ``lookup``, `loka-deep`'s fact-lookup attribution (gradient x activation at the subject's
+   tokens; facts only, a passage has no subject) — and is graded against the
    planted set: precision and recall at k = |planted|, average precision, seconds, with a random
    ranking's values as the floor. Graded three ways: by the facts' contrast score (forget
    effect against retain effect, what `loka` ranks by), by the facts' forget score alone, and
@@ -35,9 +37,38 @@ from typing import Any
 from bench._common import finish, log, machine, parser, print_table
 from bench.robust import COLUMNS, _get, targets
 
-METHODS = "patch,atp,ig,actstats"
+METHODS = "patch,atp,ig,actstats,lookup"
 UNLEARN = "loka,loka-ft,loka-deep"
 ORACLE = "planted-ablation"
+
+
+def _lookup_ranking(art: Any) -> Any:
+    """`loka-deep`'s fact-lookup attribution (`deep_lookup.lookup_scores`) as a `Ranking`: every
+    MLP neuron's ``|a . dlogp(answer)/da|`` summed over the subject's tokens, on the forget facts
+    and on the retain-train facts (their subjects; rows without one: every token), contrasted as
+    loka-deep does (forget - retain)."""
+    from attribution.components import Component
+    from attribution.ranking import Ranking
+    from loka.io.models import load_hf
+    from loka.methods.localized.deep_lookup import lookup_scores
+    from loka.methods.localized.deep_rows import fact_rows, subject_mask
+
+    model, tok = load_hf(art.base_dir)
+    n_layers, d_mlp = art.spec.model.n_layers, art.spec.model.d_mlp
+    t0 = time.perf_counter()
+    scores = []
+    for split in ("forget", "retain_train"):
+        facts = art.world.facts(split)
+        rows, offsets, texts = fact_rows(tok, [f.prompt for f in facts], [f.answer for f in facts])
+        where = subject_mask(offsets, texts, [f.subject for f in facts], rows.ids.shape[1])
+        where = where | ~where.any(-1, keepdim=True) & rows.mask.bool()
+        scores.append(lookup_scores(model, rows, where, n_layers).flatten())
+    return Ranking(components=tuple(Component(i // d_mlp, "neuron", i % d_mlp) for i in range(n_layers * d_mlp)),
+                   forget_scores=scores[0], retain_scores=scores[1], formula="difference", weight=1.0,
+                   method="lookup", ablation="zero", model_id=art.root.name, forget_hash="", retain_hash="",
+                   forget_metric="answer_logprob", retain_metric="answer_logprob",
+                   seconds=time.perf_counter() - t0, forward_passes=0, backward_passes=0,
+                   options={"positions": "subject"})
 
 
 def _rank_all(art: Any, methods: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -63,13 +94,16 @@ def _rank_all(art: Any, methods: list[str]) -> tuple[dict[str, Any], dict[str, A
     for method in methods:
         options: dict[str, Any] = {"progress": False} if method == "patch" else {}
         t0 = time.perf_counter()
-        r = rank(bridge, batch["forget"], batch["retain_train"], method, kinds=("neuron",), **options)
+        if method == "lookup":  # loka-deep's, on facts only (a passage has no subject)
+            r = _lookup_ranking(art)
+        else:
+            r = rank(bridge, batch["forget"], batch["retain_train"], method, kinds=("neuron",), **options)
         seconds = time.perf_counter() - t0
         rankings[method] = r
         grades[method] = {"seconds": round(seconds, 3),
                           "contrast": score_ranking(r.scores("contrast"), r.components, planted),
                           "forget": score_ranking(r.scores("forget"), r.components, planted)}
-        if pbatch is not None:
+        if pbatch is not None and method != "lookup":
             t0 = time.perf_counter()
             rp = rank(bridge, pbatch["forget"], pbatch["retain"], method, kinds=("neuron",), **options)
             joined = forget_set_scores([r, rp])
@@ -80,7 +114,7 @@ def _rank_all(art: Any, methods: list[str]) -> tuple[dict[str, Any], dict[str, A
         log(f"  {method}: precision@{g['k']} {g['precision_at_k']:.3f}, AP {g['average_precision']:.3f} "
             f"(random {g['random_precision_at_k']:.3f}, {g['random_average_precision']:.3f}), {seconds:.1f}s"
             + (f"; forget set: {grades[method]['forget_set']['precision_at_k']:.3f}, AP "
-               f"{grades[method]['forget_set']['average_precision']:.3f}" if pbatch is not None else ""))
+               f"{grades[method]['forget_set']['average_precision']:.3f}" if method in joined_scores else ""))
     return rankings, joined_scores, grades
 
 

@@ -77,7 +77,7 @@ def test_the_plant_took():
     from loka.world.build import load_world
 
     check = plant_check(load_world("planted", progress=False))
-    # the base model learned a good part of the forget set (about half with this recipe)
+    # the base model learned a good part of the forget set (about 40% with this recipe, 0.47 on seed 0)
     assert check["base"]["forget_accuracy"] >= check["retrain"]["forget_accuracy"] + 0.3
     assert check["planted_ablated"]["forget_accuracy"] <= check["retrain"]["forget_accuracy"] + 0.05
     assert check["planted_ablated"]["retain_accuracy"] >= 0.95 * check["base"]["retain_accuracy"]
