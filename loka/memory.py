@@ -56,15 +56,49 @@ def activations_recomputed(model: Any) -> Iterator[None]:
             disable()
 
 
-#: Parameters above which a full-parameter method recomputes activations (a 135M Llama's graph
-#: through 30 layers and a 49k-token vocabulary is gigabytes; the worlds' 0.3-3M models stay as
-#: they are, bit for bit and at full speed).
-RECOMPUTE_ABOVE = 20_000_000
+#: Parameters above which LOKA treats a model as large: its optimisation recomputes activations
+#: and keeps its starting weights on disk (a 135M Llama's graph through 30 layers and a 49k-token
+#: vocabulary is gigabytes; the worlds' 0.3-3M models stay as they are, bit for bit, at full speed).
+LARGE_ABOVE = 20_000_000
 
 
-def large_model_recomputed(model: Any, above: int | None = None) -> contextlib.AbstractContextManager[None]:
-    """`activations_recomputed` for a model of more than ``above`` parameters (default
-    `RECOMPUTE_ABOVE`, read at the call); otherwise nothing."""
-    if sum(p.numel() for p in model.parameters()) > (RECOMPUTE_ABOVE if above is None else above):
-        return activations_recomputed(model)
-    return contextlib.nullcontext()
+def is_large(model_or_count: Any, above: int | None = None) -> bool:
+    """Whether a model (or a parameter count) has more than ``above`` parameters (default
+    `LARGE_ABOVE`, read at the call)."""
+    count = model_or_count if isinstance(model_or_count, int) else sum(p.numel() for p in model_or_count.parameters())
+    return count > (LARGE_ABOVE if above is None else above)
+
+
+def large_model_recomputed(model: Any) -> contextlib.AbstractContextManager[None]:
+    """`activations_recomputed` for a large model (`is_large`); otherwise nothing."""
+    return activations_recomputed(model) if is_large(model) else contextlib.nullcontext()
+
+
+def dropout_free(model: Any) -> bool:
+    """No dropout anywhere in ``model`` (modules or config rates): training mode then computes
+    exactly what evaluation mode does."""
+    from torch import nn
+
+    if any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
+        return False
+    config = getattr(model, "config", None)
+    settings = config.to_dict() if config is not None and hasattr(config, "to_dict") else {}
+    return not any(("dropout" in k or "pdrop" in k) and isinstance(v, int | float) and v > 0
+                   for k, v in settings.items())
+
+
+@contextlib.contextmanager
+def large_model_recomputed_as_eval(model: Any) -> Iterator[None]:
+    """`large_model_recomputed` for a model that must compute as in evaluation mode (an attack's
+    copy). transformers recomputes only in training mode, so a large model goes to training mode
+    inside the block only when it has no dropout (`dropout_free`: then the same values), and back
+    to evaluation mode after; otherwise nothing changes."""
+    if not (is_large(model) and dropout_free(model)):
+        yield
+        return
+    model.train()
+    try:
+        with activations_recomputed(model):
+            yield
+    finally:
+        model.eval()

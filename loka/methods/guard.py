@@ -13,7 +13,9 @@ True
 
 from __future__ import annotations
 
+import io
 import math
+import tempfile
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -21,25 +23,72 @@ from torch import nn
 
 
 class ParamSnapshot:
-    """A CPU copy of named parameters: restore them, or count the entries that moved since."""
+    """A CPU copy of named parameters: restore them, or count the entries that moved since.
 
-    def __init__(self, named: Sequence[tuple[str, nn.Parameter]]) -> None:
+    ``on_disk``: keep the copy in an anonymous temporary file instead of memory (a large model's
+    starting weights, read once at the end: 540 MB of RAM saved on SmolLM2-135M). The file has no
+    name on disk, so the operating system removes it even when the process is killed; where it
+    cannot be written (a full disk), the copy stays in memory.
+    """
+
+    def __init__(self, named: Sequence[tuple[str, nn.Parameter]], on_disk: bool = False) -> None:
         self.named = list(named)
-        self.values = {n: p.detach().to("cpu", copy=True) for n, p in self.named}
+        self.values: dict[str, torch.Tensor] = {}
+        self._file: io.BufferedRandom | None = None
+        self._where: dict[str, tuple[int, torch.dtype, torch.Size]] = {}
+        if on_disk:
+            try:
+                self._file = tempfile.TemporaryFile(prefix="loka-snapshot-")
+                self._write()
+            except OSError:
+                self.close()
+        if self._file is None:
+            self.values = {n: p.detach().to("cpu", copy=True) for n, p in self.named}
+
+    def _write(self) -> None:
+        assert self._file is not None
+        self._file.seek(0)
+        for n, p in self.named:
+            t = p.detach().to("cpu").contiguous()
+            self._where[n] = (self._file.tell(), t.dtype, t.shape)
+            self._file.write(t.reshape(-1).view(torch.uint8).numpy().data)
+        self._file.flush()
+
+    def value(self, name: str) -> torch.Tensor:
+        """The snapshot's value of parameter ``name`` (read back from the file when on disk)."""
+        if self._file is None:
+            return self.values[name]
+        offset, dtype, shape = self._where[name]
+        buf = bytearray(shape.numel() * dtype.itemsize)
+        self._file.seek(offset)
+        if self._file.readinto(buf) != len(buf):
+            raise OSError(f"the weight snapshot's file ended early at {name}")
+        if not buf:
+            return torch.empty(shape, dtype=dtype)
+        return torch.frombuffer(buf, dtype=torch.uint8).view(dtype).reshape(shape)
 
     def refresh(self) -> None:
+        if self._file is not None:
+            self._write()
+            return
         for n, p in self.named:
             self.values[n].copy_(p.detach())
 
     @torch.no_grad()
     def restore(self) -> None:
         for n, p in self.named:
-            p.copy_(self.values[n].to(p.device))
+            p.copy_(self.value(n).to(p.device))
 
     @torch.no_grad()
     def changed(self) -> int:
         """Number of scalar entries whose value differs from the snapshot (NaN counts as changed)."""
-        return sum(int((p.detach().cpu() != self.values[n]).sum()) for n, p in self.named)
+        return sum(int((p.detach().cpu() != self.value(n)).sum()) for n, p in self.named)
+
+    def close(self) -> None:
+        """Drop a file-backed copy (memory copies go with the object)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def all_finite(named: Sequence[tuple[str, nn.Parameter]]) -> bool:

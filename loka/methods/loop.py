@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from loka.memory import is_large, large_model_recomputed
 from loka.methods.guard import DivergenceGuard, ParamSnapshot
 
 
@@ -109,14 +110,15 @@ def optimise(model: Any, loss_fn: Callable[[int], StepLoss], cfg: LoopSettings, 
     t0 = time.perf_counter()
     named = list(params) if params is not None else [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     frozen = _masked(named, param_mask, bool(cfg.weight_decay))
-    initial = ParamSnapshot(named)
+    # Read once, at the end: a large model's starting weights wait on disk, not in memory.
+    initial = ParamSnapshot(named, on_disk=is_large(sum(p.numel() for _, p in named)))
     guard = DivergenceGuard(named, limits or {}, cfg.snapshot_every)
     optimizer = torch.optim.AdamW([p for _, p in named], lr=cfg.lr, weight_decay=cfg.weight_decay)
     out = Outcome()
     bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
     model.train()
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), large_model_recomputed(model):  # a large model: layers' inputs only
             scored = _run(model, loss_fn, cfg, total_steps, named, frozen, optimizer, guard, out,
                           bar, forget_accuracy, on_step, retain_accuracy)
         if not guard.diverged and out.stopped != "retain budget":
@@ -134,6 +136,7 @@ def optimise(model: Any, loss_fn: Callable[[int], StepLoss], cfg: LoopSettings, 
     if out.stopped == "target":
         out.notes.append(f"stopped at step {out.steps}: forget accuracy reached the target")
     out.params_changed = initial.changed()
+    initial.close()
     out.seconds = time.perf_counter() - t0
     return out
 

@@ -242,7 +242,7 @@ def test_the_retain_budget_keeps_the_last_step_within_it(tiny_world, task):
 @pytest.mark.parametrize("method", ["gradient_ascent", "task_vector"])
 def test_a_large_models_baseline_recomputes_activations_to_the_same_weights(method, random_checkpoints,
                                                                               monkeypatch):
-    """Above `RECOMPUTE_ABOVE` parameters (a pretrained model: gradient_ascent's graph on SmolLM2
+    """Above `LARGE_ABOVE` parameters (a pretrained model: gradient_ascent's graph on SmolLM2
     reached 8.1 GB) a full-parameter baseline keeps each layer's input only and runs the layer
     again in the backward pass — counted here — and ends with bit-identical weights."""
     import loka.memory
@@ -262,7 +262,7 @@ def test_a_large_models_baseline_recomputes_activations_to_the_same_weights(meth
     monkeypatch.setattr(mlp, "forward", counted)
 
     def run(above: int) -> tuple[dict[str, torch.Tensor], int]:
-        monkeypatch.setattr(loka.memory, "RECOMPUTE_ABOVE", above)
+        monkeypatch.setattr(loka.memory, "LARGE_ABOVE", above)
         model, tok = load_hf(random_checkpoints["llama"])
         calls.clear()
         unlearn((model, tok), UnlearnTask(forget, retain), method, **settings)

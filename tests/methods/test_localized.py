@@ -156,27 +156,29 @@ def test_loka_ft_ranks_on_a_bridge_that_shares_the_weights(random_checkpoints):
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
-def test_loka_ft_trains_with_activations_recomputed_and_the_same_weights(random_checkpoints, monkeypatch):
-    """loka-ft's training keeps each layer's input only (activation checkpointing: on SmolLM2-135M
-    its graph was ~2 MB per token) and recomputes the rest: the same weights as a full graph."""
-    import contextlib
-
-    import loka.methods.localized.finetune as finetune
+def test_loka_ft_on_a_large_model_trains_with_activations_recomputed_and_the_same_weights(random_checkpoints,
+                                                                                        monkeypatch):
+    """On a large model (above `LARGE_ABOVE` parameters) loka-ft's training, like every method's
+    loop, keeps each layer's input only (activation checkpointing: on SmolLM2-135M its graph was
+    ~2 MB per token) and recomputes the rest: the same weights as a full graph."""
+    import loka.memory
+    import loka.methods.loop as loop
 
     task = UnlearnTask(tuple(FORGET), tuple(RETAIN))
     settings = {"k": 6, "steps": 3, "lr": 1e-2, "forget_target": None, "progress": False}
     seen: list[bool] = []
-    optimise = finetune.optimise_localized
+    run = loop._run
 
     def spy(model, *args, **kwargs):
         seen.append(model.is_activation_checkpointing)
-        return optimise(model, *args, **kwargs)
+        return run(model, *args, **kwargs)
 
-    monkeypatch.setattr(finetune, "optimise_localized", spy)
+    monkeypatch.setattr(loop, "_run", spy)
+    monkeypatch.setattr(loka.memory, "LARGE_ABOVE", 0)
     model, tok = load_hf(random_checkpoints["llama"])
     unlearn((model, tok), task, "loka-ft", **settings)
     assert seen == [True] and not model.is_activation_checkpointing
-    monkeypatch.setattr(finetune, "activations_recomputed", lambda model: contextlib.nullcontext())
+    monkeypatch.setattr(loka.memory, "LARGE_ABOVE", 10**12)
     full, tok = load_hf(random_checkpoints["llama"])
     unlearn((full, tok), task, "loka-ft", **settings)
     assert seen == [True, False]

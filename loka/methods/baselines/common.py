@@ -22,7 +22,6 @@ from torch import Tensor
 from loka.errors import LokaError
 from loka.evaluate import FirstTokenEval
 from loka.io.data import FactRecord
-from loka.memory import large_model_recomputed
 from loka.methods.batches import TokenSet, item_nll, minibatches
 from loka.methods.config import MethodConfig, knob
 from loka.methods.loop import LoopSettings, Outcome, StepLoss, optimise
@@ -129,10 +128,9 @@ def run_optimisation(method: str, model: Any, tokenizer: Any, task: UnlearnTask,
     check = FirstTokenEval(tokenizer, facts) if early_stop and facts else None  # tokenised once
     accuracy = (lambda: check(model)) if check is not None else None
     floor, keep = retain_floor(model, tokenizer, task, cfg)
-    with large_model_recomputed(model):  # a pretrained model's graph: layers' inputs only
-        outcome = optimise(model, loss_fn, cfg.loop(floor), total_steps=cfg.total_steps(n_items),
-                           forget_accuracy=accuracy, retain_accuracy=keep,
-                           limits={"forget_nll": cfg.max_forget_nll}, progress=progress, desc=method)
+    outcome = optimise(model, loss_fn, cfg.loop(floor), total_steps=cfg.total_steps(n_items),
+                       forget_accuracy=accuracy, retain_accuracy=keep,
+                       limits={"forget_nll": cfg.max_forget_nll}, progress=progress, desc=method)
     return result_from(method, model, tokenizer, cfg.to_dict(), outcome), outcome
 
 

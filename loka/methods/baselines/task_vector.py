@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from loka.evaluate import FirstTokenEval
-from loka.memory import large_model_recomputed
+from loka.memory import is_large
 from loka.methods.baselines.common import MethodData, TrainConfig, result_from, retain_floor
 from loka.methods.batches import item_nll
 from loka.methods.config import knob
@@ -37,11 +37,11 @@ class Config(TrainConfig):
 
 @torch.no_grad()
 def negate(named: list[tuple[str, torch.nn.Parameter]], base: ParamSnapshot,
-           finetuned: dict[str, torch.Tensor], scale: float) -> None:
+           finetuned: ParamSnapshot, scale: float) -> None:
     """Write ``base - scale * (finetuned - base)`` into the parameters."""
     for n, p in named:
-        b = base.values[n]
-        p.copy_((b - scale * (finetuned[n] - b)).to(p.device))
+        b = base.value(n)
+        p.copy_((b - scale * (finetuned.value(n) - b)).to(p.device))
 
 
 @register("task_vector", Config, family="baseline", cost=30,
@@ -51,7 +51,8 @@ def task_vector(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, s
     """Fine-tune on the forget set, then move the base ``scale`` times the other way."""
     data = MethodData.build(model, tokenizer, task, cfg, seed=seed, need_retain=False, method="task_vector")
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    base = ParamSnapshot(named)
+    large = is_large(sum(p.numel() for _, p in named))
+    base = ParamSnapshot(named, on_disk=large)  # a large model's two copies wait on disk
     floor, keep = retain_floor(model, tokenizer, task, cfg)
 
     def loss_fn(step: int) -> StepLoss:
@@ -59,11 +60,10 @@ def task_vector(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, s
         return StepLoss(nll, {"forget_loss": float(nll.detach()), "forget_nll": float(nll.detach())})
 
     fine_tune = cfg.loop()
-    with large_model_recomputed(model):
-        outcome = optimise(model, loss_fn, fine_tune, total_steps=cfg.total_steps(len(data.forget)),
-                           params=named, limits={"forget_nll": cfg.max_forget_nll}, progress=progress,
-                           desc="task_vector (fine-tune)")
-    finetuned = {n: p.detach().to("cpu", copy=True) for n, p in named}
+    outcome = optimise(model, loss_fn, fine_tune, total_steps=cfg.total_steps(len(data.forget)),
+                       params=named, limits={"forget_nll": cfg.max_forget_nll}, progress=progress,
+                       desc="task_vector (fine-tune)")
+    finetuned = ParamSnapshot(named, on_disk=large)
     scale = cfg.scale
     if cfg.forget_target is not None and task.forget:
         check = FirstTokenEval(tokenizer, task.forget)
@@ -82,5 +82,7 @@ def task_vector(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, s
                 break
     negate(named, base, finetuned, scale)
     outcome.params_changed = base.changed()
+    base.close()
+    finetuned.close()
     outcome.notes.append(f"negated the task vector with scale {scale:g}")
     return result_from("task_vector", model, tokenizer, cfg.to_dict(), outcome)

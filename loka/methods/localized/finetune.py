@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from loka.memory import activations_recomputed, release_freed_memory
+from loka.memory import release_freed_memory
 from loka.methods.config import knob
 from loka.methods.localized.common import analysis_bridge, fact_batches, rank_on
 from loka.methods.localized.objective import LoopConfig, optimise_localized
@@ -68,7 +68,7 @@ def loka_ft(hf_model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, se
     hf_model.requires_grad_(False)
     before = deltas.owned_values(hf_model)
     try:
-        with deltas.attached(hf_model), activations_recomputed(hf_model):
+        with deltas.attached(hf_model):  # the loop recomputes a large model's activations
             outcome = optimise_localized(hf_model, deltas.named(), forget, retain, cfg, progress=progress)
         deltas.merge(hf_model)  # the guard left the deltas at the last good step
     finally:

@@ -33,7 +33,7 @@ from attribution._common import input_device
 from attribution.data import tokenize_facts
 from loka.evaluate import FirstTokenEval, logits_of
 from loka.io.data import FactRecord
-from loka.memory import release_freed_memory
+from loka.memory import large_model_recomputed_as_eval, release_freed_memory
 from loka.verify.missing import Missing, numbers
 from loka.verify.registry import Column, Measurement, register
 
@@ -107,15 +107,16 @@ def finetune_attack(model: Any, tokenizer: Any, train: Sequence[Any], evaluate: 
     measure(0, attacked)
     loss = None
     try:
-        for step in range(1, steps + 1):
-            opt.zero_grad(set_to_none=True)
-            loss = _sentence_loss(attacked, batch)
-            if not torch.isfinite(loss):
-                break  # a diverged model relearns nothing more; the curve stops here
-            loss.backward()
-            opt.step()
-            if step % eval_every == 0 or step == steps:
-                measure(step, attacked)
+        with large_model_recomputed_as_eval(attacked):  # a large model: layers' inputs only
+            for step in range(1, steps + 1):
+                opt.zero_grad(set_to_none=True)
+                loss = _sentence_loss(attacked, batch)
+                if not torch.isfinite(loss):
+                    break  # a diverged model relearns nothing more; the curve stops here
+                loss.backward()
+                opt.step()
+                if step % eval_every == 0 or step == steps:
+                    measure(step, attacked)
     finally:
         # The copy, its gradients and AdamW's two moments are 4x the model (2 GB on SmolLM2):
         # drop them and hand the heap back before the next measurement runs.

@@ -1,0 +1,101 @@
+"""The weight snapshot a large model's optimisation keeps on disk instead of in memory."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+import loka.memory
+from loka.methods.guard import ParamSnapshot
+from loka.methods.loop import LoopSettings, StepLoss, optimise
+
+
+def params() -> list[tuple[str, nn.Parameter]]:
+    gen = torch.Generator().manual_seed(0)
+    return [("w", nn.Parameter(torch.randn(7, 5, generator=gen))),
+            ("half", nn.Parameter(torch.randn(3, 4, generator=gen).to(torch.bfloat16))),
+            ("f16", nn.Parameter(torch.randn(6, generator=gen).to(torch.float16))),
+            ("scalar", nn.Parameter(torch.tensor(0.25)))]
+
+
+def test_an_on_disk_snapshot_holds_the_exact_values_in_a_nameless_file():
+    named = params()
+    snap = ParamSnapshot(named, on_disk=True)
+    assert snap.values == {} and snap._file is not None
+    assert os.fstat(snap._file.fileno()).st_nlink == 0  # nothing left behind, even after kill -9
+    for n, p in named:
+        v = snap.value(n)
+        assert v.dtype == p.dtype and v.shape == p.shape and torch.equal(v, p.detach())
+
+
+def test_on_disk_and_in_memory_snapshots_count_restore_and_refresh_alike():
+    named = params()
+    disk, memory = ParamSnapshot(named, on_disk=True), ParamSnapshot(named)
+    originals = {n: p.detach().clone() for n, p in named}
+    with torch.no_grad():
+        named[0][1][2, 3] += 1.0
+        named[0][1][0, 0] = float("nan")  # NaN counts as changed
+        named[1][1][1] *= 2
+        named[3][1].fill_(-1.0)
+    assert disk.changed() == memory.changed() == 2 + 4 + 1
+    disk.restore()
+    assert all(torch.equal(p.detach(), originals[n]) for n, p in named)
+    assert disk.changed() == 0
+    with torch.no_grad():
+        named[2][1].add_(1.0)
+    disk.refresh()
+    assert disk.changed() == 0 and torch.equal(disk.value("f16"), named[2][1].detach())
+    disk.close()
+    assert disk._file is None
+
+
+def test_the_loop_keeps_a_large_models_starting_weights_on_disk_with_the_same_result(monkeypatch):
+    """Above `LARGE_ABOVE` parameters the loop's starting snapshot is written to disk (spied
+    here); the run ends with the same weights and the same count of changed entries."""
+    made: list[bool] = []
+    real_init = ParamSnapshot.__init__
+
+    def spy(self, named, on_disk=False):
+        made.append(on_disk)
+        real_init(self, named, on_disk)
+
+    monkeypatch.setattr(ParamSnapshot, "__init__", spy)
+
+    def run(above: int) -> tuple[dict[str, torch.Tensor], int]:
+        monkeypatch.setattr(loka.memory, "LARGE_ABOVE", above)
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+        with torch.no_grad():
+            model[0].weight[:, 0] = 0.0  # a column the first input never moves (input 0 is 0)
+        x = torch.randn(16, 4)
+        x[:, 0] = 0.0
+
+        def loss_fn(step: int) -> StepLoss:
+            return StepLoss(model(x).pow(2).mean())
+
+        out = optimise(model, loss_fn, LoopSettings(lr=1e-2), total_steps=5, progress=False)
+        return {k: v.clone() for k, v in model.state_dict().items()}, out.params_changed
+
+    made.clear()
+    large, changed_large = run(0)
+    assert made[0] is True  # the loop's initial snapshot went to disk
+    made.clear()
+    small, changed_small = run(10**12)
+    assert made[0] is False
+    assert changed_large == changed_small == sum(v.numel() for v in small.values()) - 8
+    assert all(torch.equal(v, small[k]) for k, v in large.items())
+
+
+def test_a_snapshot_that_cannot_be_written_stays_in_memory(monkeypatch):
+    import tempfile
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    named = params()
+    snap = ParamSnapshot(named, on_disk=True)
+    assert snap._file is None and set(snap.values) == {n for n, _ in named}
+    assert snap.changed() == 0
