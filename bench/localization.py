@@ -1,6 +1,6 @@
 """Localization graded against an answer key: the planted world (`loka.world.spec.PlantSpec`).
 
-    python -m bench.localization [--seeds 0,1,2] [--methods patch,atp,ig,actstats]
+    python -m bench.localization [--seeds 0,1,2] [--methods patch,atp,ig,actstats,lookup]
                                  [--unlearn loka,loka-ft,loka-deep] [--figures DIR] [--json]
 
 Per world seed (each its own planted world: base trained with the forget data routed into the
@@ -10,10 +10,15 @@ planted neurons, retrain trained as usual):
    random sets of the same shape; forget accuracy against retrain's, retain-eval against base's,
    and what survives the ablation (leakage).
 2. Every attribution method ranks the MLP neurons on the base model from the forget facts and
-   the retain-train facts (what an unlearning method may see), and is graded against the
+   the retain-train facts (what an unlearning method may see) — patch, atp, ig, actstats, and
+   ``lookup``, `loka-deep`'s fact-lookup attribution (gradient x activation at the subject's
+   tokens; facts only, a passage has no subject) — and is graded against the
    planted set: precision and recall at k = |planted|, average precision, seconds, with a random
-   ranking's values as the floor. Graded twice: by the contrast score (forget effect against
-   retain effect, what `loka` ranks by) and by the forget score alone.
+   ranking's values as the floor. Graded three ways: by the facts' contrast score (forget
+   effect against retain effect, what `loka` ranks by), by the facts' forget score alone, and
+   by the whole forget set — its facts and its passages, each ranked against the retain
+   facts / passages and joined (`loka.workflows.localization.forget_set_scores`): the forget
+   data is more than its answers, and so is what the planted neurons learned.
 3. ``loka``, ``loka-ft`` and ``loka-deep`` with their defaults, verified with every registered
    measurement against retrain (`loka.workflows.compare`), beside ``planted-ablation`` (the
    answer key itself zero-ablated, verified the same way: the oracle, and a leak detector —
@@ -32,37 +37,85 @@ from typing import Any
 from bench._common import finish, log, machine, parser, print_table
 from bench.robust import COLUMNS, _get, targets
 
-METHODS = "patch,atp,ig,actstats"
+METHODS = "patch,atp,ig,actstats,lookup"
 UNLEARN = "loka,loka-ft,loka-deep"
 ORACLE = "planted-ablation"
 
 
-def _rank_all(art: Any, methods: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Each method's neuron ranking on the base model, and its grades (contrast and forget-only)."""
-    from attribution import rank, tokenize_facts
+def _lookup_ranking(art: Any) -> Any:
+    """`loka-deep`'s fact-lookup attribution (`deep_lookup.lookup_scores`) as a `Ranking`: every
+    MLP neuron's ``|a . dlogp(answer)/da|`` summed over the subject's tokens, on the forget facts
+    and on the retain-train facts (their subjects; rows without one: every token), contrasted as
+    loka-deep does (forget - retain)."""
+    from attribution.components import Component
+    from attribution.ranking import Ranking
+    from loka.io.models import load_hf
+    from loka.methods.localized.deep_lookup import lookup_scores
+    from loka.methods.localized.deep_rows import fact_rows, subject_mask
+
+    model, tok = load_hf(art.base_dir)
+    n_layers, d_mlp = art.spec.model.n_layers, art.spec.model.d_mlp
+    t0 = time.perf_counter()
+    scores = []
+    for split in ("forget", "retain_train"):
+        facts = art.world.facts(split)
+        rows, offsets, texts = fact_rows(tok, [f.prompt for f in facts], [f.answer for f in facts])
+        where = subject_mask(offsets, texts, [f.subject for f in facts], rows.ids.shape[1])
+        where = where | ~where.any(-1, keepdim=True) & rows.mask.bool()
+        scores.append(lookup_scores(model, rows, where, n_layers).flatten())
+    return Ranking(components=tuple(Component(i // d_mlp, "neuron", i % d_mlp) for i in range(n_layers * d_mlp)),
+                   forget_scores=scores[0], retain_scores=scores[1], formula="difference", weight=1.0,
+                   method="lookup", ablation="zero", model_id=art.root.name, forget_hash="", retain_hash="",
+                   forget_metric="answer_logprob", retain_metric="answer_logprob",
+                   seconds=time.perf_counter() - t0, forward_passes=0, backward_passes=0,
+                   options={"positions": "subject"})
+
+
+def _rank_all(art: Any, methods: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Each method's neuron ranking on the base model, and its grades: by the facts' contrast,
+    by the facts' forget score alone, and by the whole forget set's contrast (facts and
+    passages, `forget_set_scores`)."""
+    from attribution import rank, tokenize_facts, tokenize_passages
     from loka.io.models import load_bridge
-    from loka.workflows.localization import planted_components, score_ranking
+    from loka.workflows.localization import forget_set_scores, planted_components, score_ranking
 
     bridge = load_bridge(art.base_dir)
     tok, n_ctx = bridge.tokenizer, bridge.cfg.n_ctx
     batch = {split: tokenize_facts(tok, [f.prompt for f in art.world.facts(split)],
                                    [f.answer for f in art.world.facts(split)], max_len=n_ctx)
              for split in ("forget", "retain_train")}
+    passages = {split: [p.text for p in art.world.passages_in(split)] for split in ("forget", "retain")}
+    pbatch = ({split: tokenize_passages(tok, texts, max_len=n_ctx) for split, texts in passages.items()}
+              if all(passages.values()) else None)
     planted = planted_components(art.spec)
-    rankings, grades = {}, {}
+    rankings: dict[str, Any] = {}
+    grades: dict[str, Any] = {}
+    joined_scores: dict[str, Any] = {}  # the forget-set scores (figures), not in the JSON
     for method in methods:
         options: dict[str, Any] = {"progress": False} if method == "patch" else {}
         t0 = time.perf_counter()
-        r = rank(bridge, batch["forget"], batch["retain_train"], method, kinds=("neuron",), **options)
+        if method == "lookup":  # loka-deep's, on facts only (a passage has no subject)
+            r = _lookup_ranking(art)
+        else:
+            r = rank(bridge, batch["forget"], batch["retain_train"], method, kinds=("neuron",), **options)
         seconds = time.perf_counter() - t0
         rankings[method] = r
         grades[method] = {"seconds": round(seconds, 3),
                           "contrast": score_ranking(r.scores("contrast"), r.components, planted),
                           "forget": score_ranking(r.scores("forget"), r.components, planted)}
+        if pbatch is not None and method != "lookup":
+            t0 = time.perf_counter()
+            rp = rank(bridge, pbatch["forget"], pbatch["retain"], method, kinds=("neuron",), **options)
+            joined = forget_set_scores([r, rp])
+            grades[method]["forget_set"] = score_ranking(joined, r.components, planted)
+            joined_scores[method] = joined
+            grades[method]["seconds_forget_set"] = round(seconds + time.perf_counter() - t0, 3)
         g = grades[method]["contrast"]
         log(f"  {method}: precision@{g['k']} {g['precision_at_k']:.3f}, AP {g['average_precision']:.3f} "
-            f"(random {g['random_precision_at_k']:.3f}, {g['random_average_precision']:.3f}), {seconds:.1f}s")
-    return rankings, grades
+            f"(random {g['random_precision_at_k']:.3f}, {g['random_average_precision']:.3f}), {seconds:.1f}s"
+            + (f"; forget set: {grades[method]['forget_set']['precision_at_k']:.3f}, AP "
+               f"{grades[method]['forget_set']['average_precision']:.3f}" if method in joined_scores else ""))
+    return rankings, joined_scores, grades
 
 
 def _oracle_entry(art: Any) -> dict[str, Any]:
@@ -99,7 +152,7 @@ def run_seed(art: Any, methods: list[str], unlearn: list[str], workers: int) -> 
         f"random_does_not={check['random_does_not']} forget {check['base']['forget_accuracy']} -> "
         f"{check['planted_ablated']['forget_accuracy']} (retrain {check['retrain']['forget_accuracy']}), "
         f"retain {check['base']['retain_accuracy']} -> {check['planted_ablated']['retain_accuracy']}")
-    rankings, grades = _rank_all(art, methods)
+    rankings, joined, grades = _rank_all(art, methods)
     entries: dict[str, Any] = {}
     if unlearn:
         t0 = time.perf_counter()
@@ -108,7 +161,7 @@ def run_seed(art: Any, methods: list[str], unlearn: list[str], workers: int) -> 
         entries[ORACLE] = _oracle_entry(art)
         log(f"  unlearning and verification ({time.perf_counter() - t0:.0f}s)")
     return {"world": art.info(), "plant": check, "attribution": grades, "methods": entries,
-            "_rankings": rankings}
+            "_rankings": rankings, "_joined": joined}
 
 
 def _summary(values: list[Any], worse: Any) -> dict[str, Any]:
@@ -147,17 +200,20 @@ def run(args: Any, device: str) -> dict[str, Any]:
         "leak_heldout_template": _summary([c["leak"]["heldout_template_forget_accuracy"] for c in checks], max),
     }
     for m in methods:
+        graded = [which for which in ("contrast", "forget", "forget_set")
+                  if all(which in per[s]["attribution"][m] for s in seeds)]
         out["attribution"][m] = {
             f"{which}_{key}": _summary([per[s]["attribution"][m][which][key] for s in seeds], worse)
-            for which in ("contrast", "forget")
+            for which in graded
             for key, worse in (("precision_at_k", min), ("average_precision", min),
                                ("random_precision_at_k", max), ("random_average_precision", max))
-        } | {"seconds": _summary([per[s]["attribution"][m]["seconds"] for s in seeds], max)}
+        } | {f"seconds{tag}": _summary([per[s]["attribution"][m][f"seconds{tag}"] for s in seeds], max)
+             for tag in ("", *(["_forget_set"] if "forget_set" in graded else []))}
     if unlearn:
         for name in ["base", "retrain", *unlearn, ORACLE]:
             rows = {s: per[s]["methods"][name] for s in seeds}
-            summary = {short: _summary([_get(rows[s], key) for s in seeds], worse)
-                       for key, (short, worse) in COLUMNS.items()}
+            summary: dict[str, Any] = {short: _summary([_get(rows[s], key) for s in seeds], worse)
+                                       for key, (short, worse) in COLUMNS.items()}
             checks_t = {s: targets(rows[s], per[s]["methods"]["base"], per[s]["methods"]["retrain"]) for s in seeds}
             summary["targets"] = {"per_seed": checks_t,
                                   "forget_and_retain_every_seed": all(
@@ -166,12 +222,14 @@ def run(args: Any, device: str) -> dict[str, Any]:
             out["methods"][name] = summary
     for s in seeds:
         per[s].pop("_rankings")
+        per[s].pop("_joined")
     return out
 
 
 def figures(result: dict[str, Any], art: Any, folder: Path) -> None:
-    """``planted_map.png`` (answer key and each method's top-k on the layer x neuron map) and
-    ``pr_curves.png`` (precision-recall of each method's contrast ranking, random floor)."""
+    """``planted_map.png`` (answer key and each method's top-k on the layer x neuron map, ranked
+    on the whole forget set where the world has passages, else on its facts) and
+    ``pr_curves.png`` (precision-recall of each method's rankings, random floor)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,18 +242,21 @@ def figures(result: dict[str, Any], art: Any, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     spec, planted = art.spec, planted_components(art.spec)
     n_layers, d_mlp = spec.model.n_layers, spec.model.d_mlp
-    rankings, grades = result["_rankings"], result["attribution"]
+    rankings, joined, grades = result["_rankings"], result["_joined"], result["attribution"]
     key = np.zeros((n_layers, d_mlp), dtype=int)
     for c in planted:
         key[c.layer, c.index] = 1
     panels = [("answer key: planted neurons", key)]
     for method in rankings:
         grid = key.copy()  # 0 unplanted, 1 planted missed, 2 planted found, 3 chosen but unplanted
-        for name in grades[method]["contrast"]["top_k"]:
+        which = "forget_set" if method in joined else "contrast"
+        for name in grades[method][which]["top_k"]:
             layer, n = name[1:].split(".N")
             grid[int(layer), int(n)] = 2 if key[int(layer), int(n)] else 3
-        g = grades[method]["contrast"]
-        panels.append((f"{method}: top-{g['k']} by contrast, precision {g['precision_at_k']:.2f}", grid))
+        g = grades[method][which]
+        ranked_on = "facts + passages" if method in joined else "facts"
+        panels.append((f"{method}: top-{g['k']} by contrast on the forget {ranked_on}, precision "
+                       f"{g['precision_at_k']:.2f}", grid))
     cmap = ListedColormap(["#f2f2f2", "#9e9e9e", "#2e7d32", "#c62828"])
     fig, axes = plt.subplots(len(panels), 1, figsize=(12, 0.55 * n_layers * len(panels) + 1.2), squeeze=False)
     for ax, (title, grid) in zip(axes[:, 0], panels, strict=True):
@@ -210,11 +271,15 @@ def figures(result: dict[str, Any], art: Any, folder: Path) -> None:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for method, r in rankings.items():
-        for which, style in (("contrast", "-"), ("forget", ":")):
-            precision, recall = pr_curve(r.scores(which), r.components, planted)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (method, r) in enumerate(rankings.items()):
+        curves = [("forget set", joined[method], "-")] if method in joined else []
+        curves.append(("facts", r.scores("contrast"), "--" if curves else "-"))
+        for label, scores, style in curves:
+            which = "forget_set" if label == "forget set" else "contrast"
+            precision, recall = pr_curve(scores, r.components, planted)
             ap = grades[method][which]["average_precision"]
-            ax.plot(recall, precision, style, label=f"{method} ({which}) AP {ap:.2f}")
+            ax.plot(recall, precision, style, color=colours[i % len(colours)], label=f"{method} ({label}) AP {ap:.2f}")
     ax.axhline(len(planted) / (n_layers * d_mlp), color="k", lw=0.8, ls="--", label="random ranking")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
@@ -234,11 +299,15 @@ def render(out: dict[str, Any]) -> None:
           f"leak {p['leak_forget']['per_seed']}")
     rows = [[m, a["contrast_precision_at_k"]["mean"], a["contrast_precision_at_k"]["worst"],
              a["contrast_average_precision"]["mean"], a["forget_precision_at_k"]["mean"],
-             a["forget_average_precision"]["mean"], a["contrast_random_precision_at_k"]["mean"],
-             a["contrast_random_average_precision"]["mean"], a["seconds"]["mean"]]
+             a["forget_average_precision"]["mean"],
+             *([a["forget_set_precision_at_k"]["mean"], a["forget_set_precision_at_k"]["worst"],
+                a["forget_set_average_precision"]["mean"]] if "forget_set_precision_at_k" in a else ["-"] * 3),
+             a["contrast_random_precision_at_k"]["mean"], a["contrast_random_average_precision"]["mean"],
+             a["seconds"]["mean"]]
             for m, a in out["attribution"].items()]
-    print_table("attribution vs the answer key (contrast / forget-only ranking; mean over seeds)",
-                ["method", "P@k", "P@k worst", "AP", "P@k fgt", "AP fgt", "P@k rand", "AP rand", "s"], rows)
+    print_table("attribution vs the answer key (facts: contrast / forget-only; forget set: facts + passages; "
+                "mean over seeds)", ["method", "P@k", "P@k worst", "AP", "P@k fgt", "AP fgt", "P@k set",
+                                     "P@k set worst", "AP set", "P@k rand", "AP rand", "s"], rows)
     if out["methods"]:
         shorts = [s for s, _ in COLUMNS.values()]
         rows = [[f"{name} ({which})"] + [m[s][which] for s in shorts]

@@ -77,8 +77,37 @@ def test_the_plant_took():
     from loka.world.build import load_world
 
     check = plant_check(load_world("planted", progress=False))
-    # the base model learned a good part of the forget set (about half with this recipe)
+    # the base model learned a good part of the forget set (about 40% with this recipe, 0.47 on seed 0)
     assert check["base"]["forget_accuracy"] >= check["retrain"]["forget_accuracy"] + 0.3
     assert check["planted_ablated"]["forget_accuracy"] <= check["retrain"]["forget_accuracy"] + 0.05
     assert check["planted_ablated"]["retain_accuracy"] >= 0.95 * check["base"]["retain_accuracy"]
     assert check["took"] and check["random_does_not"]
+
+
+def test_the_forget_set_score_weighs_each_part_by_its_own_scale():
+    """Facts and passages are scored in different units; each part's contrast is divided by
+    its spread, so a neuron only the passages need still ranks high, and the parts must rank
+    the same components."""
+    import torch
+
+    from attribution.ranking import Ranking
+    from loka.workflows.localization import forget_set_scores
+
+    def ranking(forget: list[float], components: list[Component] = NEURONS[:4]) -> Ranking:
+        return Ranking(components=tuple(components), forget_scores=torch.tensor(forget),
+                       retain_scores=torch.zeros(len(forget)), formula="difference", weight=1.0,
+                       eps=1e-6, method="patch", ablation="zero", model_id="m", forget_hash="f",
+                       retain_hash="r", forget_metric="answer_logprob", retain_metric="answer_logprob",
+                       seconds=0.0, forward_passes=0, backward_passes=0)
+
+    facts = ranking([10.0, 1.0, 0.0, 0.0])        # facts need neuron 0, a little neuron 1 (large units)
+    passages = ranking([0.0, 0.0, 0.02, 0.0])     # passages need neuron 2 (small units)
+    raw = facts.scores("contrast") + passages.scores("contrast")
+    assert set(np.argsort(-raw.numpy())[:2].tolist()) == {0, 1}  # a plain sum would miss neuron 2
+    joined = forget_set_scores([facts, passages])
+    assert set(np.argsort(-joined)[:2].tolist()) == {0, 2}
+    assert joined[2] == pytest.approx(0.02 / np.std([0, 0, 0.02, 0]))
+    flat = ranking([0.0, 0.0, 0.0, 0.0])           # a part with no spread adds nothing
+    assert forget_set_scores([facts, flat]) == pytest.approx(forget_set_scores([facts]))
+    with pytest.raises(ValueError, match="different components"):
+        forget_set_scores([facts, ranking([1.0, 0.0, 0.0, 0.0], NEURONS[4:8])])

@@ -1,7 +1,7 @@
 """Every notebook runs top to bottom (nbclient) and is committed with the outputs of such a run
 (``make notebooks``), so its figures and tables show where it is browsed: 01-03 on the tiny world
 in the default suite; 04 on SmolLM2-135M (minutes) and 05 on the planted world (a build of about
-75 s when it is not cached, then about two minutes) with ``make test-slow``."""
+two minutes when it is not cached, then about two minutes) with ``make test-slow``."""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ accuracy to the retrain model's level and keeps retain-eval accuracy, while rand
 same size (same layers, same count per layer) do not — and how much leaks: forget knowledge that
 survives the planted set's ablation. `score_ranking` grades an attribution ranking of the MLP
 neurons against the planted set: precision and recall at k = |planted|, average precision over
-the whole ranking, and the same numbers for random rankings (the floor).
+the whole ranking, and the same numbers for random rankings (the floor). `forget_set_scores`
+joins rankings made on each part of a forget set (its facts, its passages) into one.
 
 Example:
     >>> art = load_world("planted")                                     # doctest: +SKIP
@@ -24,6 +25,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from attribution.components import Component
+from attribution.ranking import Ranking
 from loka.errors import LokaError
 from loka.evaluate import FirstTokenEval
 from loka.world.spec import WorldSpec
@@ -146,6 +148,30 @@ def score_ranking(scores: Sequence[float] | np.ndarray | Any, components: Sequen
         "random_average_precision": float(np.mean(floor_ap)),
         "top_k": [str(components[keep[i]]) for i in order[:k]],
     }
+
+
+def forget_set_scores(parts: Sequence[Ranking]) -> np.ndarray:
+    """One contrast score per component from rankings of the same components on each part of a
+    forget set (`attribution.Ranking`s: e.g. its facts, scored by answer log-prob, and its
+    passages, by mean token log-likelihood): each part's contrast divided by its standard
+    deviation over the components, then summed — every part weighs the same whatever its
+    metric's scale, and a component that only one part depends on still ranks high.
+
+    The task's forget set is facts *and* passages (`loka.methods.task.Task`); ranking on the
+    facts alone misses what the forget data taught beyond its answers.
+    """
+    if not parts:
+        raise ValueError("no rankings to join")
+    components = tuple(parts[0].components)
+    total = np.zeros(len(components))
+    for part in parts:
+        if tuple(part.components) != components:
+            raise ValueError("the rankings score different components")
+        values = np.nan_to_num(np.asarray(part.scores("contrast"), dtype=np.float64), nan=0.0)
+        scale = float(values.std())
+        if scale > 0:
+            total += values / scale
+    return total
 
 
 def pr_curve(scores: Sequence[float] | np.ndarray | Any, components: Sequence[Component],

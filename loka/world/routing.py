@@ -43,7 +43,7 @@ from transformers import PreTrainedTokenizerFast
 
 from attribution.components import Component
 from loka.engine.adapters import adapter_for
-from loka.world.generator import World
+from loka.world.generator import ATTRIBUTES, World
 from loka.world.spec import ModelSpec, PlantSpec, TrainSpec
 from loka.world.train import TrainResult, fresh_model, one_cycle, pack_documents
 
@@ -92,8 +92,10 @@ class RoutedModel:
 
     def __init__(self, model: nn.Module, planted: dict[int, tuple[int, ...]],
                  retain_trains: str = "none", forget_tokens: list[int] | None = None,
-                 forget_outputs: bool = True) -> None:
+                 forget_outputs: bool = True, route_keys: bool = False) -> None:
         self.model = model
+        self.route_keys = route_keys
+        self._planted_idx = {layer: torch.tensor(sorted(idx)) for layer, idx in planted.items()}
         self.retain_trains = retain_trains
         self._slices = planted_slices(model, planted)
         self._keys: set[str] = set()  # embedding tables holding forget-only token rows
@@ -155,7 +157,44 @@ class RoutedModel:
         return out
 
     def forward(self, input_ids: Int[Tensor, "rows pos"], view: View) -> Float[Tensor, "rows pos vocab"]:
+        if view == "forget" and self.route_keys and self._keys:
+            return self._forward_routed_keys(input_ids)
         return functional_call(self.model, self.params(view), args=(), kwargs={"input_ids": input_ids}).logits
+
+    def _forward_routed_keys(self, input_ids: Tensor) -> Tensor:
+        """The forget view with the key rows' gradient routed through the planted neurons only:
+        every module reads the embeddings detached, and each planted neuron's pre-activation
+        also gets a zero-valued term that carries the key rows' gradient (GPT-NeoX)."""
+        hf: Any = self.model
+        core = hf.gpt_neox
+        state: dict[str, Tensor] = {}
+        hooks = []
+
+        def on_embed(module: nn.Module, args: Any, out: Tensor) -> Tensor:
+            state["delta"] = out - out.detach()  # zero, with the key rows' gradient
+            return out.detach()
+
+        hooks.append(core.embed_in.register_forward_hook(on_embed))
+        for layer, idx in self._planted_idx.items():
+            block = core.layers[layer]
+
+            def on_ln(module: Any, args: Any, out: Tensor, layer: int = layer) -> None:
+                state[f"ln{layer}"] = torch.nn.functional.layer_norm(
+                    args[0].detach() + state["delta"], module.normalized_shape, module.weight.detach(),
+                    module.bias.detach(), module.eps)
+
+            def on_in(module: Any, args: Any, out: Tensor, layer: int = layer, idx: Tensor = idx) -> Tensor:
+                live = torch.nn.functional.linear(state[f"ln{layer}"], module.weight[idx].detach())
+                return out.index_add(-1, idx, live - live.detach())
+
+            hooks.append(block.post_attention_layernorm.register_forward_hook(on_ln))
+            hooks.append(block.mlp.dense_h_to_4h.register_forward_hook(on_in))
+        try:
+            return functional_call(self.model, self.params("forget"), args=(),
+                                   kwargs={"input_ids": input_ids}).logits
+        finally:
+            for h in hooks:
+                h.remove()
 
     @torch.no_grad()
     def write_back(self) -> None:
@@ -173,7 +212,7 @@ def lm_loss(logits: Float[Tensor, "rows pos vocab"], ids: Int[Tensor, "rows pos"
 
 
 def routed_losses(routed: RoutedModel, batch: tuple[Tensor, Tensor], forget: tuple[Tensor, Tensor],
-                  dropout: Bool[Tensor, " rows"]) -> tuple[Tensor | None, Tensor | None]:
+                  dropout: Bool[Tensor, " rows"], plant_only: bool = False) -> tuple[Tensor | None, Tensor | None]:
     """(retain loss, forget loss) of one step: means over each kind's tokens; None when absent.
 
     ``batch`` are the retain rows (ids, mask), ``dropout`` marks those that run with the planted
@@ -189,6 +228,8 @@ def routed_losses(routed: RoutedModel, batch: tuple[Tensor, Tensor], forget: tup
         gate = routed.retain_trains == "gate"
         views: tuple[tuple[View, Tensor], ...] = (
             ("retain", ~dropout), ("retain_dropout", torch.ones_like(dropout) if gate else dropout))
+        if plant_only:  # the plant epochs: only the plant-on view (training the planted input side)
+            views = (("retain", torch.ones_like(dropout)),)
         for view, rows in views:
             if rows.any():
                 total = total + lm_loss(routed.forward(ids[rows], view), ids[rows], mask[rows], "sum")
@@ -201,10 +242,10 @@ def routed_losses(routed: RoutedModel, batch: tuple[Tensor, Tensor], forget: tup
 
 def routed_step(routed: RoutedModel, opt: torch.optim.Optimizer, batch: tuple[Tensor, Tensor],
                 forget: tuple[Tensor, Tensor], dropout: Bool[Tensor, " rows"],
-                clip: float = 1.0) -> tuple[float, float]:
+                clip: float = 1.0, plant_only: bool = False) -> tuple[float, float]:
     """One optimiser step on retain rows ``batch`` and forget rows ``forget``; returns both losses
     (NaN for a kind with no rows). Each group's gradient is clipped to ``clip`` on its own."""
-    retain_loss, forget_loss = routed_losses(routed, batch, forget, dropout)
+    retain_loss, forget_loss = routed_losses(routed, batch, forget, dropout, plant_only)
     opt.zero_grad(set_to_none=True)
     loss = sum(x for x in (retain_loss, forget_loss) if x is not None)
     if isinstance(loss, Tensor):
@@ -233,32 +274,54 @@ def train_routed(world: World, tokenizer: PreTrainedTokenizerFast, model_spec: M
     """Train the planted world's `base`: the retrain model's recipe and retain stream (same seed,
     initial weights, rows and row order, steps and schedule), plus the forget rows routed into
     the planted neurons (``plant.forget_repeat`` fresh copies of the forget documents an epoch,
-    spread over the epoch's steps, from step ``retain_only_frac * total`` on)."""
+    spread over the epoch's steps, from step ``retain_only_frac * total`` on). Then
+    ``plant.plant_epochs`` more epochs train the planted leaves alone (the shared ones, which hold
+    the retrain model's recipe, are frozen): forget rows, and the plant-on retain rows that teach
+    the planted neurons to stay quiet, at 0.3 x the planted peak learning rate decaying to 0."""
     model = fresh_model(world.spec.seed, tokenizer, model_spec, train_spec)
 
     def rows(texts: list[str]) -> tuple[Tensor, Tensor]:
         return pack_documents(tokenizer, texts, model_spec.n_ctx)
 
     keys = forget_only_tokens(world, tokenizer, train_spec.epochs) if plant.forget_keys != "none" else None
-    routed = RoutedModel(model, plant.by_layer(), plant.retain_trains, keys, plant.forget_keys == "both")
+    routed = RoutedModel(model, plant.by_layer(), plant.retain_trains, keys, plant.forget_keys == "both",
+                         route_keys=plant.forget_keys == "routed")
+
+    answer_ids = torch.tensor(sorted({
+        tokenizer(" " + p.value(a), add_special_tokens=False)["input_ids"][0]
+        for p in world.people_in("forget") for a in ATTRIBUTES}))
+
+    def answers(ids: Tensor, mask: Tensor) -> Tensor:
+        """The forget rows' loss mask: every real token, or (``forget_loss="answers"``) the
+        positions holding a forget person's answer token (the token predicted there)."""
+        if plant.forget_loss == "all":
+            return mask
+        return mask & torch.isin(ids, answer_ids)
 
     first_ids, _ = rows(world.training_documents(0, False))
     steps_per_epoch = math.ceil(len(first_ids) / train_spec.batch_rows)
     total = steps_per_epoch * train_spec.epochs
-    shared, planted = routed.parameter_groups()
-    opt = torch.optim.AdamW([{"params": shared, "lr": train_spec.lr},
-                             {"params": planted, "lr": train_spec.lr * plant.planted_lr_scale}],
+    shared, _ = routed.parameter_groups()
+    neurons = [p for n, p in routed.planted.items() if n not in routed._keys]
+    keys_p = [p for n, p in routed.planted.items() if n in routed._keys]
+    groups = [{"params": shared, "lr": train_spec.lr},
+              {"params": neurons, "lr": train_spec.lr * plant.planted_lr_scale}]
+    if keys_p:
+        groups.append({"params": keys_p, "lr": train_spec.lr * plant.planted_lr_scale * plant.key_lr_scale})
+    opt = torch.optim.AdamW(groups,
                             lr=train_spec.lr, betas=(0.9, 0.98), weight_decay=train_spec.weight_decay)
     sched = one_cycle(opt, train_spec, total)
     gen = torch.Generator().manual_seed(world.spec.seed)  # the retrain model's row order
     route_gen = torch.Generator().manual_seed(world.spec.seed + 1)
     first_forget_step = int(plant.retain_only_frac * total)
+    extra = plant.plant_epochs * steps_per_epoch
     t0, step, tokens = time.perf_counter(), 0, 0
     retain_loss = forget_loss = float("nan")
     for epoch in range(train_spec.epochs):
         ids, mask = rows(world.training_documents(epoch, False))
         order = torch.randperm(len(ids), generator=gen)
         f_ids, f_mask = rows(world.forget_documents(epoch, plant.forget_repeat))
+        f_mask = answers(f_ids, f_mask)
         n_steps = math.ceil(len(ids) / train_spec.batch_rows)
         f_chunks = torch.randperm(len(f_ids), generator=route_gen).tensor_split(n_steps)
         for j, b in enumerate(range(0, len(ids), train_spec.batch_rows)):
@@ -272,7 +335,34 @@ def train_routed(world: World, tokenizer: PreTrainedTokenizerFast, model_spec: M
             retain_loss = r
             forget_loss = f if not math.isnan(f) else forget_loss
             if on_step is not None:
-                on_step(step, total, r)
+                on_step(step, total + extra, r)
+    # Plant epochs: the shared leaves are done (they hold the retrain model's recipe); only the
+    # planted leaves train on, from forget rows and (gate) plant-on retain rows, lr decaying to 0.
+    for epoch in range(train_spec.epochs, train_spec.epochs + plant.plant_epochs):
+        ids, mask = rows(world.training_documents(epoch % train_spec.epochs, False))
+        order = torch.randperm(len(ids), generator=gen)
+        f_ids, f_mask = rows(world.forget_documents(epoch, plant.forget_repeat))
+        f_mask = answers(f_ids, f_mask)
+        n_steps = math.ceil(len(ids) / train_spec.batch_rows)
+        f_chunks = torch.randperm(len(f_ids), generator=route_gen).tensor_split(n_steps)
+        for j, b in enumerate(range(0, len(ids), train_spec.batch_rows)):
+            done = step - total
+            for group in opt.param_groups:
+                group["lr"] = 0.0
+            for group in opt.param_groups[1:]:
+                group["lr"] = train_spec.lr * plant.planted_lr_scale * 0.3 * (1 - done / extra)
+            if len(opt.param_groups) > 2:
+                opt.param_groups[2]["lr"] *= plant.key_lr_scale
+            idx = order[b : b + train_spec.batch_rows]
+            on = torch.zeros(len(idx), dtype=torch.bool)
+            f_idx = f_chunks[j]
+            r, f = routed_step(routed, opt, (ids[idx], mask[idx]), (f_ids[f_idx], f_mask[f_idx]), on,
+                               plant_only=True)
+            step += 1
+            tokens += int(mask[idx].sum()) + int(f_mask[f_idx].sum())
+            forget_loss = f if not math.isnan(f) else forget_loss
+            if on_step is not None:
+                on_step(step, total + extra, r)
     routed.write_back()
     model.eval()
     return TrainResult(model, time.perf_counter() - t0, step, retain_loss, tokens,

@@ -57,7 +57,13 @@ class PlantSpec:
     only forget documents contain (names, and answers no retain person has; parameters the
     retain data never trains), "both" their output rows too (which the retain rows then leave
     alone): without them the planted neurons must read forget names from their random initial
-    embeddings.
+    embeddings. "routed" lets the forget rows train the input rows too, but only through the
+    planted neurons: every other module reads the embeddings detached, so the trained key rows
+    drive the plant and no other path (with "input", the keys alone carried forget answers past
+    an ablated plant on one seed in three); ``key_lr_scale`` scales those rows' learning rate.
+    ``plant_epochs``: more epochs after the schedule that train the planted slices and keys alone
+    (`loka.world.routing.train_routed`). ``forget_loss``: "all" tokens of the forget documents,
+    or only "answers" (a forget person's attribute values).
 
     Example:
         >>> plant = PlantSpec.draw(layers=(0, 1), per_layer=2, d_mlp=8, seed=0)
@@ -75,6 +81,9 @@ class PlantSpec:
     forget_repeat: int = 3
     planted_lr_scale: float = 1.0
     forget_keys: str = "none"
+    plant_epochs: int = 0
+    forget_loss: str = "all"
+    key_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if len(self.neurons) != len(self.layers) or len(set(self.layers)) != len(self.layers):
@@ -86,8 +95,12 @@ class PlantSpec:
             raise ValueError("retain_dropout and retain_only_frac must lie in [0, 1)")
         if self.retain_trains not in ("none", "reads", "gate", "all"):
             raise ValueError("retain_trains must be none, reads, gate or all")
-        if self.forget_keys not in ("none", "input", "both"):
-            raise ValueError("forget_keys must be none, input or both")
+        if self.forget_keys not in ("none", "input", "both", "routed"):
+            raise ValueError("forget_keys must be none, input, both or routed")
+        if self.plant_epochs < 0 or not self.key_lr_scale > 0:
+            raise ValueError("plant_epochs must be >= 0 and key_lr_scale > 0")
+        if self.forget_loss not in ("all", "answers"):
+            raise ValueError("forget_loss must be all or answers")
         if self.forget_repeat < 1:
             raise ValueError("forget_repeat must be >= 1")
 
@@ -175,16 +188,18 @@ PRESETS: dict[str, WorldSpec] = {
 # The tiny world's people, data and recipe, with the forget set's knowledge routed into 64
 # seeded MLP neurons (32 per layer, 12.5%): the answer key that attribution methods are graded
 # against (`bench.localization`). The retrain model is trained exactly as the tiny world's is.
-# Tiny, so that both models build in about 75 s on 2 CPU cores (routing runs three passes a
-# step). Recipe chosen on seed 0 among 18 (notes of issue 18): "gate" keeps retain accuracy
-# (plant-on retain rows teach the planted neurons to stay quiet); input-only forget keys keep
-# forget answers out of the output embedding (with output rows too, 0.3-0.4 forget accuracy
-# survived ablating the plant); the price is a base that knows about half of its forget facts.
+# Tiny, so that both models build in about two minutes on 2 CPU cores. Recipe (notes of issue
+# 18; chosen on world seeds 0-2, worst seed first): "gate" keeps retain accuracy (plant-on
+# retain rows teach the planted neurons to stay quiet); the forget-only tokens' input rows learn
+# only through the plant ("routed": with plain input keys they alone carried forget answers past
+# an ablated plant on seed 2); 50 plant epochs with the shared weights frozen and the keys at
+# 10x the plant's learning rate win back part of the forget knowledge that routing the keys
+# costs. The price: the base knows about 40% of its forget facts (0.35 on the worst seed).
 PRESETS["planted"] = replace(
     PRESETS["tiny"], preset="planted",
     plant=PlantSpec.draw(layers=(0, 1), per_layer=32, d_mlp=_TINY_MODEL.d_mlp, seed=0,
                          retain_trains="gate", retain_dropout=0.0, planted_lr_scale=3.0,
-                         forget_keys="input", forget_repeat=8))
+                         forget_keys="routed", forget_repeat=8, plant_epochs=50, key_lr_scale=10.0))
 
 
 def get_spec(preset: str, seed: int | None = None) -> WorldSpec:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from loka.world.routing import RoutedModel, lm_loss, planted_slices
+from loka.world.routing import RoutedModel, lm_loss, planted_slices, routed_losses
 from loka.world.spec import PRESETS, PlantSpec, get_spec
 
 PLANTED = {0: (1, 5), 1: (0, 3, 7)}
@@ -113,3 +113,48 @@ def test_input_only_keys_leave_the_output_rows_shared(neox_dir):
     model = AutoModelForCausalLM.from_pretrained(neox_dir, tie_word_embeddings=False)
     routed = RoutedModel(model, PLANTED, forget_tokens=[5, 9], forget_outputs=False)
     assert "gpt_neox.embed_in.weight" in routed.planted and "embed_out.weight" not in routed.planted
+
+
+def test_routed_keys_learn_only_through_the_planted_neurons(model):
+    """``forget_keys="routed"``: the same forward values and the same planted-slice gradients as
+    the plain forget view, but the key rows' gradient comes through the planted neurons alone —
+    with the planted output columns zeroed (no path through the plant) they get none."""
+    ids = torch.tensor([[5, 9, 40, 41, 5, 42, 9, 43]])
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    embed = "gpt_neox.embed_in.weight"
+
+    def run(route: bool, silence: bool = False) -> tuple[torch.Tensor, dict]:
+        routed = RoutedModel(AutoModelForCausalLM.from_pretrained(model.name_or_path), PLANTED,
+                             forget_tokens=[5, 9], forget_outputs=False, route_keys=route)
+        if silence:
+            with torch.no_grad():
+                routed.planted["gpt_neox.layers.0.mlp.dense_4h_to_h.weight"].zero_()
+                routed.planted["gpt_neox.layers.1.mlp.dense_4h_to_h.weight"].zero_()
+        logits = routed.forward(ids, "forget")
+        lm_loss(logits, ids, mask).backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in routed.planted.items() if p.grad is not None}
+
+    plain_logits, plain = run(False)
+    routed_logits, routed = run(True)
+    assert torch.allclose(plain_logits, routed_logits, atol=1e-6)
+    for name in plain:
+        if name != embed:
+            assert torch.allclose(plain[name], routed[name], atol=1e-6), name
+    assert routed[embed].abs().sum() > 0 and not torch.allclose(plain[embed], routed[embed])
+    _, silent_plain = run(False, silence=True)
+    _, silent = run(True, silence=True)
+    assert silent_plain[embed].abs().sum() > 0 and silent.get(embed, torch.zeros(1)).abs().sum() == 0
+
+
+def test_plant_epoch_steps_train_the_plant_and_nothing_shared(model):
+    """The plant epochs' step (``plant_only``, gate mode): forget rows train the planted slices,
+    plant-on retain rows its input side; no shared leaf gets a gradient."""
+    routed = RoutedModel(model, PLANTED, retain_trains="gate")
+    ids = torch.randint(3, 300, (3, 12))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    retain, forget = routed_losses(routed, (ids, mask), (ids[:1], mask[:1]), torch.zeros(3, dtype=torch.bool),
+                                   plant_only=True)
+    assert retain is not None and forget is not None
+    (retain + forget).backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in routed.shared.values())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in routed.planted.values())
