@@ -317,13 +317,18 @@ def train_routed(world: World, tokenizer: PreTrainedTokenizerFast, model_spec: M
     extra = plant.plant_epochs * steps_per_epoch
     t0, step, tokens = time.perf_counter(), 0, 0
     retain_loss = forget_loss = float("nan")
-    for epoch in range(train_spec.epochs):
-        ids, mask = rows(world.training_documents(epoch, False))
+    def epoch_rows(epoch: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, tuple[Tensor, ...]]:
+        """One epoch's retain rows (ids, mask, shuffled order) and forget rows (ids, loss mask,
+        one shuffled chunk per retain step); ``epoch`` past the schedule reuses its documents."""
+        ids, mask = rows(world.training_documents(epoch % train_spec.epochs, False))
         order = torch.randperm(len(ids), generator=gen)
         f_ids, f_mask = rows(world.forget_documents(epoch, plant.forget_repeat))
-        f_mask = answers(f_ids, f_mask)
         n_steps = math.ceil(len(ids) / train_spec.batch_rows)
         f_chunks = torch.randperm(len(f_ids), generator=route_gen).tensor_split(n_steps)
+        return ids, mask, order, f_ids, answers(f_ids, f_mask), f_chunks
+
+    for epoch in range(train_spec.epochs):
+        ids, mask, order, f_ids, f_mask, f_chunks = epoch_rows(epoch)
         for j, b in enumerate(range(0, len(ids), train_spec.batch_rows)):
             idx = order[b : b + train_spec.batch_rows]
             dropout = torch.rand(len(idx), generator=route_gen) < plant.retain_dropout
@@ -339,12 +344,7 @@ def train_routed(world: World, tokenizer: PreTrainedTokenizerFast, model_spec: M
     # Plant epochs: the shared leaves are done (they hold the retrain model's recipe); only the
     # planted leaves train on, from forget rows and (gate) plant-on retain rows, lr decaying to 0.
     for epoch in range(train_spec.epochs, train_spec.epochs + plant.plant_epochs):
-        ids, mask = rows(world.training_documents(epoch % train_spec.epochs, False))
-        order = torch.randperm(len(ids), generator=gen)
-        f_ids, f_mask = rows(world.forget_documents(epoch, plant.forget_repeat))
-        f_mask = answers(f_ids, f_mask)
-        n_steps = math.ceil(len(ids) / train_spec.batch_rows)
-        f_chunks = torch.randperm(len(f_ids), generator=route_gen).tensor_split(n_steps)
+        ids, mask, order, f_ids, f_mask, f_chunks = epoch_rows(epoch)
         for j, b in enumerate(range(0, len(ids), train_spec.batch_rows)):
             done = step - total
             for group in opt.param_groups:
