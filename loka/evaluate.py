@@ -158,7 +158,8 @@ def outputs_finite(model: Any, tokenizer: Any, texts: Sequence[str]) -> bool:
     config = getattr(model, "config", None) or getattr(getattr(model, "original_model", None), "config", None)
     batch = tokenize_passages(tokenizer, list(texts), getattr(config, "max_position_embeddings", None))
     device = input_device(model)
-    logits = logits_of(model, batch.input_ids.to(device), batch.attention_mask.to(device))
+    with torch.no_grad():  # a check, not training: no graph (on SmolLM2 it was ~0.3 GB)
+        logits = logits_of(model, batch.input_ids.to(device), batch.attention_mask.to(device))
     return bool(torch.isfinite(logits).all())
 
 

@@ -11,6 +11,11 @@ Stopping at the target, two ways:
   it measured (the localized methods; the check costs nothing).
 - ``forget_accuracy()``, a separate evaluation after every ``eval_every`` updates (the baselines).
 
+A ``loss_fn`` may run its own backward passes, chunk by chunk (``StepLoss.accumulated``): the
+loop clears the gradients before each call, and then takes the step from what it accumulated.
+On a large model that frees each chunk's graph before the next forward pass, so the heap never
+holds the whole step's (see `loka.methods.localized.objective`).
+
 >>> def loss_fn(step):
 ...     nll = item_nll(model, forget.select(next(batches))).mean()
 ...     return StepLoss(-nll, {"forget_nll": nll.item()})
@@ -55,6 +60,7 @@ class StepLoss:
     parts: dict[str, float] = field(default_factory=dict)
     forward_passes: int = 1
     forget_accuracy: float | None = None
+    accumulated: bool = False  # the loss_fn already ran the backward passes (``loss`` is detached)
 
 
 @dataclass
@@ -145,6 +151,7 @@ def _run(model, loss_fn, cfg, total_steps, named, frozen, optimizer, guard, out,
          forget_accuracy, on_step, retain_accuracy=None) -> bool:
     """The steps; True when it stopped on a step's own measurement, before that step's update."""
     for step in range(1, total_steps + 1):
+        optimizer.zero_grad(set_to_none=True)  # before: an accumulating loss_fn fills the gradients
         result = loss_fn(step)
         out.forward_passes += result.forward_passes
         if result.forget_accuracy is not None:
@@ -181,8 +188,9 @@ def _update(step: int, result: StepLoss, cfg: LoopSettings, named, frozen,
     loss = float(result.loss.detach())
     if not guard.check_loss(step, loss, result.parts):
         return False
-    optimizer.zero_grad(set_to_none=True)
-    result.loss.backward()
+    if not result.accumulated:
+        optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()
     out.backward_passes += 1
     grads = [p for _, p in named if p.grad is not None]
     if frozen is not None:

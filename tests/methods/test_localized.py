@@ -185,3 +185,54 @@ def test_loka_ft_on_a_large_model_trains_with_activations_recomputed_and_the_sam
     base = load_hf(random_checkpoints["llama"])[0].state_dict()
     assert any(not torch.equal(v, base[k]) for k, v in full.state_dict().items())  # it trained
     assert all(torch.equal(v, full.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_a_large_models_step_runs_chunk_by_chunk_with_the_same_loss_and_gradient(random_checkpoints,
+                                                                                   monkeypatch):
+    """On a large model each step runs chunk by chunk, each chunk's backward pass before the next
+    forward (one chunk's graph in memory instead of the step's): the chunks' losses are weighted
+    so that the loss, its logged parts, the forget accuracy and the gradient are those of one
+    graph, up to the order of float sums — here with 2-row chunks, so every set is split."""
+    import loka.methods.localized.objective as objective
+    from loka.methods.localized.common import fact_batches
+    from loka.methods.localized.finetune import Config
+
+    model, tok = load_hf(random_checkpoints["llama"])
+    forget = [*FORGET, FactRecord("Mira Coltan studied", "astronomy")]
+    retain = [*RETAIN, FactRecord("The river Tamsel flows into the", "Northern Sea"),
+              FactRecord("Harrow Mills makes", "blue glass bottles")]
+    f_batch, r_batch = fact_batches(tok, UnlearnTask(tuple(forget), tuple(retain)))
+    cfg = Config(forget_target=None, retain_weight=3.0)
+    params = [p for p in model.parameters()]
+    monkeypatch.setattr(objective, "LARGE_CHUNK", 2)
+    runs = []
+    for make in (objective._one_graph_loss, objective._chunked_loss):
+        model.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            result = make(model, f_batch, r_batch, cfg, lambda: params[0].square().mean())(1)
+            if not result.accumulated:
+                result.loss.backward()
+        runs.append((result, [p.grad.clone() for p in params]))
+    (one, one_grads), (chunked, chunked_grads) = runs
+    assert chunked.accumulated and not one.accumulated
+    assert chunked.forget_accuracy == one.forget_accuracy
+    assert float(chunked.loss) == pytest.approx(float(one.loss.detach()), rel=1e-5)
+    for key in ("forget_unlikelihood", "retain_nll", "retain_batch_accuracy"):
+        assert chunked.parts[key] == pytest.approx(one.parts[key], rel=1e-5), key
+    for a, b in zip(one_grads, chunked_grads, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    assert any(float(g.abs().max()) > 0 for g in chunked_grads)
+
+
+def test_a_large_model_ranks_in_small_minibatches_the_worlds_as_before():
+    """Attribution's minibatch: a large model (trained in the same process after ranking) gets
+    a third of the graph budget — 3 facts on SmolLM2-135M's 30 x 1536 — the worlds keep theirs."""
+    from types import SimpleNamespace
+
+    from loka.methods.localized.common import gradient_batch_size
+
+    smollm2 = SimpleNamespace(n_layers=30, d_mlp=1536, d_model=576)
+    world = SimpleNamespace(n_layers=4, d_mlp=512, d_model=128)
+    assert gradient_batch_size(smollm2, most=128) == 10
+    assert gradient_batch_size(smollm2, most=128, large=True) == 3
+    assert gradient_batch_size(world, most=128) == gradient_batch_size(world, most=128, large=False) == 128

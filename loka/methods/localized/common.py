@@ -29,6 +29,7 @@ from attribution._common import input_device
 from attribution.data import FactBatch, tokenize_facts
 from loka.errors import LokaError
 from loka.evaluate import first_token_hits
+from loka.memory import is_large
 from loka.methods.config import MethodConfig, knob
 from loka.methods.task import UnlearnTask
 
@@ -66,20 +67,26 @@ def rank_on(bridge: Any, forget: FactBatch, retain: FactBatch, cfg: LocalizedCon
         retain = retain[: min(sample, len(retain))]
     options: dict[str, Any] = {"progress": False} if cfg.ranking_method == "patch" else {}
     if cfg.ranking_method in ("atp", "actstats"):
-        options["batch_size"] = gradient_batch_size(bridge.cfg, most=128)
+        options["batch_size"] = gradient_batch_size(bridge.cfg, most=128, large=is_large(bridge))
     used = None if cfg.ranking_method == "actstats" else ablation
     return rank(bridge, forget, retain, cfg.ranking_method, used, kinds=cfg.kind_tuple(),
                 weight=cfg.weight, **options)
 
 
-def gradient_batch_size(cfg: Any, *, most: int) -> int:
+def gradient_batch_size(cfg: Any, *, most: int, large: bool = False) -> int:
     """Facts per minibatch of a pass that keeps every hooked activation and the graph (atp).
 
     Its memory grows with layers x MLP width per token: ``most`` (128) suits the worlds' 2-4
     narrow layers; a 30-layer Llama (SmolLM2-135M) gets 10, which keeps attribution's graph near
-    1 GB instead of 3.4 GB for 57 retain facts in one batch.
+    1 GB instead of 3.4 GB for 57 retain facts in one batch. ``large`` (a model the methods
+    treat as large, `loka.memory.is_large`, about to be trained in the same process) gets a
+    third of that budget — 3 facts on SmolLM2, attribution's growth ~0.3 GB instead of ~0.9 GB
+    (the same scores up to the order of float sums; ~1.5x the ranking's seconds) — so that
+    ``loka-ft``'s whole process stays within 3x the model's float32 size (BENCHMARKS.md).
     """
     per_token = int(cfg.n_layers) * int(getattr(cfg, "d_mlp", None) or 4 * cfg.d_model)
+    if large:
+        return max(1, min(most, 150_000 // per_token))
     return max(8, min(most, 500_000 // per_token))
 
 
