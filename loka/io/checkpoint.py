@@ -31,6 +31,7 @@ from loka.errors import CheckpointWriteError, LokaError
 from loka.io.atomic import staged_dir, write_json
 from loka.io.manifest import MANIFEST, seal
 from loka.io.outputs import check_output
+from loka.memory import non_finite_entries
 
 REFUSAL_FILTER = "loka_refusal_filter.json"
 _VERSIONED = ("loka", "torch", "transformers", "transformer-lens", "safetensors", "tokenizers")
@@ -62,14 +63,7 @@ def non_finite_weights(model: Any) -> int:
     """How many parameter entries are NaN or infinite (0 for a healthy model); parameters
     offloaded to the meta device (a dispatched model) are not in memory and are not counted."""
     with torch.no_grad():
-        return sum(_non_finite_entries(p) for p in hf_model(model).parameters() if p.device.type != "meta")
-
-
-def _non_finite_entries(p: torch.Tensor, chunk: int = 1 << 22) -> int:
-    """NaN or infinite entries of ``p``, counted 4M entries at a time: ``isfinite`` of a whole
-    tensor makes float-sized temporaries (SmolLM2's 28M-entry embedding: ~0.23 GB at once)."""
-    flat = p.detach().reshape(-1)
-    return sum(int((~torch.isfinite(part)).sum()) for part in flat.split(chunk))
+        return sum(non_finite_entries(p) for p in hf_model(model).parameters() if p.device.type != "meta")
 
 
 def _outputs_finite(model: Any, tokenizer: Any) -> bool:

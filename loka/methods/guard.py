@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from loka.memory import non_finite_entries
+
 
 class ParamSnapshot:
     """A CPU copy of named parameters: restore them, or count the entries that moved since.
@@ -92,7 +94,7 @@ class ParamSnapshot:
 
 
 def all_finite(named: Sequence[tuple[str, nn.Parameter]]) -> bool:
-    return all(bool(torch.isfinite(p.detach()).all()) for _, p in named)
+    return all(non_finite_entries(p) == 0 for _, p in named)
 
 
 class DivergenceGuard:

@@ -102,14 +102,12 @@ def test_a_snapshot_that_cannot_be_written_stays_in_memory(monkeypatch):
 
 
 def test_non_finite_weights_are_counted_chunk_by_chunk_exactly():
-    """The NaN/inf count reads a parameter a few million entries at a time (no float-sized
+    """The NaN/inf count (the saved model's check and the divergence guard's) reads a parameter a few million entries at a time (no float-sized
     temporaries of a whole embedding): the exact count, across chunk boundaries."""
-    from loka.io.checkpoint import _non_finite_entries
-
     x = torch.randn(1000, 10)
     x[0, 0], x[399, 9], x[400, 0], x[999, 9] = float("nan"), float("inf"), -float("inf"), float("nan")
-    assert _non_finite_entries(x, chunk=4000) == _non_finite_entries(x, chunk=7) == 4
-    assert _non_finite_entries(torch.zeros(0)) == 0
+    assert loka.memory.non_finite_entries(x, chunk=4000) == loka.memory.non_finite_entries(x, chunk=7) == 4
+    assert loka.memory.non_finite_entries(torch.zeros(0)) == 0
 
 
 def test_the_outputs_check_builds_no_graph(random_checkpoints):
