@@ -188,8 +188,7 @@ def _update(step: int, result: StepLoss, cfg: LoopSettings, named, frozen,
     loss = float(result.loss.detach())
     if not guard.check_loss(step, loss, result.parts):
         return False
-    if not result.accumulated:
-        optimizer.zero_grad(set_to_none=True)
+    if not result.accumulated:  # the gradients were cleared before loss_fn (`_run`)
         result.loss.backward()
     out.backward_passes += 1
     grads = [p for _, p in named if p.grad is not None]
