@@ -79,6 +79,25 @@ def is_large(model_or_count: Any, above: int | None = None) -> bool:
     return count > (LARGE_ABOVE if above is None else above)
 
 
+#: Whether a large model's AdamW runs torch's fused kernel (`adamw`); False gives the default
+#: loop, bit for bit as before (tests compare recomputation alone with it).
+FUSED_ADAMW = True
+
+
+def adamw(params: Any, *, large: bool, **options: Any) -> Any:
+    """``torch.optim.AdamW(params, **options)``; for a large model (`is_large`) torch's fused
+    kernel: one pass over each parameter instead of a dozen (SmolLM2's 135M parameters on 2
+    cores: 0.10 s a step instead of 0.7-0.9 s; the same update up to float rounding, ~1e-7).
+    The worlds keep the default loop, bit for bit. Parameters torch cannot fuse (not floating
+    point, or not on a CPU or CUDA device) keep the default too."""
+    import torch
+
+    params = list(params)
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    fusable = FUSED_ADAMW and large and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
+    return torch.optim.AdamW(params, **options, **({"fused": True} if fusable else {}))
+
+
 def large_model_recomputed(model: Any) -> contextlib.AbstractContextManager[None]:
     """`activations_recomputed` for a large model (`is_large`); otherwise nothing."""
     return activations_recomputed(model) if is_large(model) else contextlib.nullcontext()

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from loka.memory import is_large, large_model_recomputed
+from loka.memory import adamw, is_large, large_model_recomputed
 from loka.methods.guard import DivergenceGuard, ParamSnapshot
 
 
@@ -117,9 +117,10 @@ def optimise(model: Any, loss_fn: Callable[[int], StepLoss], cfg: LoopSettings, 
     named = list(params) if params is not None else [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     frozen = _masked(named, param_mask, bool(cfg.weight_decay))
     # Read once, at the end: a large model's starting weights wait on disk, not in memory.
-    initial = ParamSnapshot(named, on_disk=is_large(sum(p.numel() for _, p in named)))
+    large = is_large(sum(p.numel() for _, p in named))
+    initial = ParamSnapshot(named, on_disk=large)
     guard = DivergenceGuard(named, limits or {}, cfg.snapshot_every)
-    optimizer = torch.optim.AdamW([p for _, p in named], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = adamw([p for _, p in named], lr=cfg.lr, weight_decay=cfg.weight_decay, large=large)
     out = Outcome()
     bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
     model.train()

@@ -263,6 +263,7 @@ def test_a_large_models_baseline_recomputes_activations_to_the_same_weights(meth
 
     def run(above: int) -> tuple[dict[str, torch.Tensor], int]:
         monkeypatch.setattr(loka.memory, "LARGE_ABOVE", above)
+        monkeypatch.setattr(loka.memory, "FUSED_ADAMW", False)  # recomputation alone
         model, tok = load_hf(random_checkpoints["llama"])
         calls.clear()
         unlearn((model, tok), UnlearnTask(forget, retain), method, **settings)
@@ -275,3 +276,35 @@ def test_a_large_models_baseline_recomputes_activations_to_the_same_weights(meth
     base = load_hf(random_checkpoints["llama"])[0].state_dict()
     assert any(not torch.equal(v, base[k]) for k, v in full.items())  # it trained
     assert all(torch.equal(v, full[k]) for k, v in recomputed.items())
+
+
+def test_a_large_models_adamw_is_fused_with_the_same_update_up_to_rounding(random_checkpoints, monkeypatch):
+    """Above `LARGE_ABOVE` parameters AdamW runs torch's fused kernel (SmolLM2: 0.10 s a step
+    instead of 0.7-0.9 s); gradient_ascent then ends where the default loop ends, up to float
+    rounding. Below it (every world) the default loop, unchanged."""
+    import loka.memory
+    import loka.methods.loop as loop
+
+    forget = (FactRecord("Mira Coltan was born in", "Velmora"), FactRecord("Oren Vask works as a", "tanner"))
+    retain = (FactRecord("The silver lantern drifted over the", "quiet harbour"),)
+    settings = {"epochs": 3, "lr": 1e-3, "forget_target": None, "retain_budget": None, "progress": False}
+    made: list[object] = []
+    monkeypatch.setattr(loop, "adamw", lambda *a, **k: made.append(loka.memory.adamw(*a, **k)) or made[-1])
+
+    def run(above: int, fused: bool) -> dict[str, torch.Tensor]:
+        monkeypatch.setattr(loka.memory, "LARGE_ABOVE", above)
+        monkeypatch.setattr(loka.memory, "FUSED_ADAMW", fused)
+        model, tok = load_hf(random_checkpoints["llama"])
+        unlearn((model, tok), UnlearnTask(forget, retain), "gradient_ascent", **settings)
+        return model.state_dict()
+
+    fused = run(0, True)
+    assert made[-1].defaults["fused"] is True
+    plain = run(0, False)
+    assert not made[-1].defaults["fused"]
+    run(10**12, True)
+    assert not made[-1].defaults["fused"]  # a small model: the default loop
+    base = load_hf(random_checkpoints["llama"])[0].state_dict()
+    assert any(not torch.equal(v, base[k]) for k, v in plain.items())  # it trained
+    for k, v in fused.items():
+        torch.testing.assert_close(v, plain[k], rtol=1e-5, atol=1e-6)

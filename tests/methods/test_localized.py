@@ -175,6 +175,7 @@ def test_loka_ft_on_a_large_model_trains_with_activations_recomputed_and_the_sam
 
     monkeypatch.setattr(loop, "_run", spy)
     monkeypatch.setattr(loka.memory, "LARGE_ABOVE", 0)
+    monkeypatch.setattr(loka.memory, "FUSED_ADAMW", False)  # recomputation alone
     model, tok = load_hf(random_checkpoints["llama"])
     unlearn((model, tok), task, "loka-ft", **settings)
     assert seen == [True] and not model.is_activation_checkpointing

@@ -36,6 +36,7 @@ def attack(path, above: int, monkeypatch) -> tuple[dict[str, list], list[float],
     monkeypatch.setattr(mlp, "forward", counted)
     monkeypatch.setattr(relearn, "_sentence_loss", spy)
     monkeypatch.setattr(loka.memory, "LARGE_ABOVE", above)
+    monkeypatch.setattr(loka.memory, "FUSED_ADAMW", False)  # recomputation alone
     curve = relearn.finetune_attack(model, tok, TRAIN, {"train": TRAIN}, steps=4, lr=3e-3, eval_every=2)
     assert not model.training and not model.is_activation_checkpointing  # the model attacked is untouched
     monkeypatch.undo()

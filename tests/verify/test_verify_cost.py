@@ -140,3 +140,16 @@ def test_attack_copies_are_gone_before_the_heap_is_trimmed(request_data, monkeyp
     quantization.quantization_of(me)
     assert alive_at_copy[1:] == [0, 0]  # int8's copy is gone before int4's is made
     assert alive_at_trim[1:] == [0, 0]
+
+
+def test_no_forward_pass_over_facts_no_measurement_reports(request_data):
+    """The retain facts methods saw (retain_train) are in no accuracy column: the verifier scores
+    them in no teacher-forced pass (on SmolLM2's request they were 75 of 242 facts, ~7 s of
+    every model's verification), and what it reports is what it reported before."""
+    ckpt, data = request_data
+    assert data.fact_set("retain_train")  # the request has them
+    me = Measurements(load_model(ckpt, name="m"), data, QUICK)
+    report = verify(me, data, base=ckpt, name="m", settings=QUICK).to_dict()
+    scored = {key[1] for key in me._cache if isinstance(key, tuple) and key[0] == "facts"}
+    assert scored == {"forget", "retain_eval", "holdout"}
+    assert set(report["accuracy"]) == {"forget", "retain_eval", "holdout"}

@@ -55,8 +55,10 @@ def accuracy_table(me: Any) -> dict[str, dict[str, dict[str, float | int]]]:
     out: dict[str, dict[str, dict[str, float | int]]] = {}
     refusal = me.model.refusal
     for split, kind in me.data.facts:
+        if split not in SPLITS:  # retain_train is not reported: no forward pass over it
+            continue
         ff, facts = me.facts(split, kind), me.data.fact_set(split, kind)
-        if split not in SPLITS or ff is None:
+        if ff is None:
             continue
         first, greedy = ff.first_token.copy(), ff.greedy.copy()
         if refusal is not None:

@@ -33,7 +33,7 @@ from attribution._common import input_device
 from attribution.data import tokenize_facts
 from loka.evaluate import FirstTokenEval, logits_of
 from loka.io.data import FactRecord
-from loka.memory import large_model_recomputed_as_eval, release_freed_memory
+from loka.memory import adamw, is_large, large_model_recomputed_as_eval, release_freed_memory
 from loka.verify.missing import Missing, numbers
 from loka.verify.registry import Column, Measurement, register
 
@@ -96,7 +96,7 @@ def finetune_attack(model: Any, tokenizer: Any, train: Sequence[Any], evaluate: 
     batch = tokenize_facts(tokenizer, prompts, answers).to(input_device(attacked))
     checks = {name: FirstTokenEval(tokenizer, facts) for name, facts in evaluate.items()}
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(attacked.parameters(), lr=lr)
+    opt = adamw(attacked.parameters(), lr=lr, large=is_large(attacked))
     curve: dict[str, list] = {"steps": []} | {name: [] for name in checks}
 
     def measure(step: int, model: Any) -> None:
