@@ -114,6 +114,15 @@ class Ranking:
         """The same scores contrasted with another ``weight``."""
         return replace(self, weight=float(weight))
 
+    def of_kinds(self, kinds: tuple[ComponentKind, ...]) -> Ranking:
+        """The same ranking restricted to components of ``kinds`` (their scores and order kept)."""
+        keep = [i for i, c in enumerate(self.components) if c.kind in kinds]
+        if len(keep) == len(self.components):
+            return self
+        index = torch.tensor(keep, dtype=torch.long)
+        return replace(self, components=tuple(self.components[i] for i in keep),
+                       forget_scores=self.forget_scores[index], retain_scores=self.retain_scores[index])
+
     def top(self, k: int, kinds: tuple[ComponentKind, ...] | None = None) -> list[Component]:
         """The ``k`` components with the largest contrast, optionally of the given kinds only.
 

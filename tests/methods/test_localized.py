@@ -237,3 +237,56 @@ def test_a_large_model_ranks_in_small_minibatches_the_worlds_as_before():
     assert gradient_batch_size(smollm2, most=128) == 10
     assert gradient_batch_size(smollm2, most=128, large=True) == 3
     assert gradient_batch_size(world, most=128) == gradient_batch_size(world, most=128, large=False) == 128
+
+
+@pytest.mark.parametrize("arch", ["gpt_neox", "llama"])
+def test_a_ranking_reused_inside_the_context_is_the_one_computed_fresh(arch, random_checkpoints):
+    """Inside `rankings_reused`, a ranking already computed on the same weights and facts answers
+    a request for fewer kinds or another contrast weight: the same components and scores, bit
+    for bit, as ranking anew; changed weights are ranked anew; outside, nothing is kept."""
+    from dataclasses import replace
+
+    import loka.methods.localized.common as common
+
+    model, tok = load_hf(random_checkpoints[arch])
+    forget, retain = common.fact_batches(tok, UnlearnTask(tuple(FORGET), tuple(RETAIN)))
+    both = common.LocalizedConfig(kinds="neuron,head")
+    neurons = replace(both, kinds="neuron", weight=2.0)
+    bridge = analysis_bridge(model, tok, share_weights=True)
+    fresh = common.rank_on(bridge, forget, retain, neurons, ablation="zero")
+    with common.rankings_reused():
+        common.rank_on(bridge, forget, retain, both, ablation="zero")
+        reused = common.rank_on(analysis_bridge(model, tok, share_weights=True), forget, retain, neurons,
+                                ablation="zero")
+        assert reused.options.get("reused") and not fresh.options.get("reused")
+        assert common.ranking_seconds_reused(reused) > 0 == common.ranking_seconds_reused(fresh)
+        assert reused.components == fresh.components and reused.weight == 2.0
+        for which in ("forget", "retain", "contrast"):
+            assert torch.equal(reused.scores(which), fresh.scores(which))
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[0] += 1.0
+        again = common.rank_on(bridge, forget, retain, neurons, ablation="zero")
+        assert not again.options.get("reused")  # new weights: ranked anew
+    assert common._REUSED is None
+    assert not common.rank_on(bridge, forget, retain, neurons, ablation="zero").options.get("reused")
+
+
+def test_loka_ft_after_the_demos_ranking_ends_with_the_same_weights(random_checkpoints):
+    """`loka demo` on user data ranks for its heatmap as loka-ft does, inside `rankings_reused`:
+    loka-ft then trains the same weights as on its own, and its seconds include the ranking's."""
+    from loka.methods.localized.common import rankings_reused
+    from loka.workflows.demo import attribute_as_loka_ft
+
+    task = UnlearnTask(tuple(FORGET), tuple(RETAIN))
+    settings = {"k": 6, "steps": 2, "lr": 1e-2, "forget_target": None, "progress": False}
+    alone, tok = load_hf(random_checkpoints["llama"])
+    on_its_own = unlearn((alone, tok), task, "loka-ft", **settings)
+    with rankings_reused():
+        heatmap = attribute_as_loka_ft(random_checkpoints["llama"], task)
+        model, tok = load_hf(random_checkpoints["llama"])
+        reused = unlearn((model, tok), task, "loka-ft", **settings)
+    assert {c.kind for c in heatmap.components} == {"neuron", "head"}
+    assert reused.ranking["options"]["reused"] and "reused" not in on_its_own.ranking["options"]
+    assert reused.details["components"] == on_its_own.details["components"]
+    assert reused.seconds >= heatmap.seconds
+    assert all(torch.equal(v, alone.state_dict()[k]) for k, v in model.state_dict().items())

@@ -31,6 +31,7 @@ from loka.methods.localized.common import (
     copy_weights_back,
     fact_batches,
     rank_on,
+    ranking_seconds_reused,
 )
 from loka.methods.registry import register
 from loka.methods.task import UnlearnResult, UnlearnTask
@@ -82,6 +83,7 @@ def loka_ablate(hf_model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *
     excluded: set = set()  # components that alone broke the retain budget
     means: list = []
     fwd = bwd = 0
+    reused_seconds = 0.0  # rankings computed elsewhere (`rankings_reused`): their cost counts
     size, stopped, ranking = per_round, "max_rounds", None
     for round_no in range(1, cfg.max_rounds + 1):
         if log[-1]["forget_accuracy"] <= forget_target or len(chosen) >= max_components:
@@ -90,6 +92,7 @@ def loka_ablate(hf_model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *
         if ranking is None:  # re-rank on the edited model (kept after a rejected round)
             ranking = rank_on(bridge, forget, retain, cfg, ablation=mode)
             fwd, bwd = fwd + ranking.forward_passes, bwd + ranking.backward_passes
+            reused_seconds += ranking_seconds_reused(ranking)
         score = dict(zip(ranking.components, ranking.contrast_scores.tolist(), strict=True))
         skip = set(chosen) | excluded
         new = [c for c in ranking.top(len(ranking), kind_tuple) if c not in skip and score[c] > 0]
@@ -134,5 +137,5 @@ def loka_ablate(hf_model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *
         journal = commit(bridge, plan)
         copy_weights_back(bridge, hf_model)
         result.plan, result.params_changed = plan.to_dict(), journal.n_changed()
-    result.seconds = time.perf_counter() - t0
+    result.seconds = time.perf_counter() - t0 + reused_seconds
     return result

@@ -15,9 +15,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import random
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
@@ -62,6 +65,11 @@ def rank_on(bridge: Any, forget: FactBatch, retain: FactBatch, cfg: LocalizedCon
     ``sample`` caps the retain facts scored (the first ones: pass a shuffled batch) — the retain
     effect is a mean, and a thousand facts estimate it well at a fraction of the cost.
     ``actstats`` ablates nothing, so ``ablation`` is ignored for it.
+
+    Inside `rankings_reused` the last ranking is kept under the key of everything it read (the
+    weights' sha256, the facts, the method, the ablation, the minibatch, the thread count): asked
+    again for it — or for fewer component kinds, or another contrast weight — it is answered from
+    there, the same scores bit for bit, with ``options["reused"]`` set.
     """
     if sample is not None:
         retain = retain[: min(sample, len(retain))]
@@ -69,8 +77,56 @@ def rank_on(bridge: Any, forget: FactBatch, retain: FactBatch, cfg: LocalizedCon
     if cfg.ranking_method in ("atp", "actstats"):
         options["batch_size"] = gradient_batch_size(bridge.cfg, most=128, large=is_large(bridge))
     used = None if cfg.ranking_method == "actstats" else ablation
-    return rank(bridge, forget, retain, cfg.ranking_method, used, kinds=cfg.kind_tuple(),
-                weight=cfg.weight, **options)
+    kinds = cfg.kind_tuple()
+    memo = _REUSED
+    key = None if memo is None else _ranking_key(bridge, forget, retain, cfg.ranking_method, used, options)
+    kept = memo.get(key) if memo is not None and key is not None else None
+    if kept is not None and set(kinds) <= {c.kind for c in kept.components}:
+        return replace(kept.of_kinds(kinds).rerank(cfg.weight), options=kept.options | {"reused": True})
+    ranking = rank(bridge, forget, retain, cfg.ranking_method, used, kinds=kinds, weight=cfg.weight, **options)
+    if memo is not None and key is not None:
+        memo.clear()  # one ranking kept: every component's scores, a few MB
+        memo[key] = ranking
+    return ranking
+
+
+#: `rank_on`'s last ranking under its key, inside `rankings_reused` (None: outside, nothing kept).
+_REUSED: dict[tuple[Any, ...], Ranking] | None = None
+
+
+@contextlib.contextmanager
+def rankings_reused() -> Iterator[None]:
+    """Within: `rank_on` answers a ranking it already computed on the same weights and facts
+    instead of computing it again. ``loka demo`` on user data ranks for its heatmap exactly what
+    ``loka-ft`` ranks next (~24 s on SmolLM2); the ranking loka-ft gets is the same bit for bit
+    and the method's seconds still count it. Outside, every call ranks anew and hashes nothing."""
+    global _REUSED
+    outer = _REUSED
+    _REUSED = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _REUSED = outer
+
+
+def ranking_seconds_reused(ranking: Ranking) -> float:
+    """The seconds a reused ranking took where it was computed (0 for one computed here): a
+    method adds them to its own, so its cost is the same with or without the reuse."""
+    return ranking.seconds if ranking.options.get("reused") else 0.0
+
+
+def _ranking_key(bridge: Any, forget: FactBatch, retain: FactBatch, method: str, ablation: str | None,
+                 options: dict[str, Any]) -> tuple[Any, ...] | None:
+    """What a ranking depends on; None when the weights cannot be read (dispatched to meta)."""
+    model = getattr(bridge, "original_model", bridge)
+    digest = hashlib.sha256()
+    for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+        if tensor.device.type == "meta":
+            return None
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return (digest.hexdigest(), forget.hash, len(forget), retain.hash, len(retain), method, ablation,
+            tuple(sorted(options.items())), torch.get_num_threads())
 
 
 def gradient_batch_size(cfg: Any, *, most: int, large: bool = False) -> int:

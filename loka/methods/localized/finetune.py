@@ -35,7 +35,12 @@ from typing import Any
 
 from loka.memory import release_freed_memory
 from loka.methods.config import knob
-from loka.methods.localized.common import analysis_bridge, fact_batches, rank_on
+from loka.methods.localized.common import (
+    analysis_bridge,
+    fact_batches,
+    rank_on,
+    ranking_seconds_reused,
+)
 from loka.methods.localized.objective import LoopConfig, optimise_localized
 from loka.methods.localized.params import SliceDeltas
 from loka.methods.registry import register
@@ -80,7 +85,7 @@ def loka_ft(hf_model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, se
                "n_trainable": deltas.n_trainable, "n_params": deltas.n_total}
     return UnlearnResult(
         method="loka-ft", model=hf_model, tokenizer=tokenizer, settings=cfg.to_dict(),
-        details=details, seconds=time.perf_counter() - t0,
+        details=details, seconds=time.perf_counter() - t0 + ranking_seconds_reused(ranking),
         params_changed=deltas.n_changed(hf_model, before),
         steps=outcome.steps,
         forward_passes=outcome.forward_passes + ranking.forward_passes,

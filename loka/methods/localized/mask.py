@@ -29,7 +29,13 @@ from attribution.components import Component, ModelShape
 from loka.engine import AblationPlan, Provenance, adapter_for, commit
 from loka.evaluate import FirstTokenEval
 from loka.methods.config import knob
-from loka.methods.localized.common import analysis_bridge, copy_weights_back, fact_batches, rank_on
+from loka.methods.localized.common import (
+    analysis_bridge,
+    copy_weights_back,
+    fact_batches,
+    rank_on,
+    ranking_seconds_reused,
+)
 from loka.methods.localized.objective import LoopConfig, optimise_localized
 from loka.methods.registry import register
 from loka.methods.task import UnlearnResult, UnlearnTask
@@ -131,5 +137,5 @@ def loka_mask(hf_model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, *, 
         copy_weights_back(bridge, hf_model)
         result.notes.append(f"committed forget accuracy {FirstTokenEval.from_batch(forget)(hf_model):.3f}")
         result.plan, result.params_changed = plan.to_dict(), journal.n_changed()
-    result.seconds = time.perf_counter() - t0
+    result.seconds = time.perf_counter() - t0 + ranking_seconds_reused(ranking)
     return result
