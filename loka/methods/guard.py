@@ -71,8 +71,13 @@ class ParamSnapshot:
 
     def refresh(self) -> None:
         if self._file is not None:
-            self._write()
-            return
+            try:
+                self._write()
+                return
+            except OSError:  # the disk filled up since: keep the copy in memory from now on
+                self.close()
+                self.values = {n: p.detach().to("cpu", copy=True) for n, p in self.named}
+                return
         for n, p in self.named:
             self.values[n].copy_(p.detach())
 
@@ -101,15 +106,16 @@ class DivergenceGuard:
     """Watch a run; on trouble restore the last good parameters and remember the step and reason.
 
     ``snapshot_every``: refresh the snapshot (and check the parameters are finite) every this many
-    steps; 1 (every step) is cheap for small models, raise it for large ones.
+    steps; 1 (every step) is cheap for small models, raise it for large ones. ``on_disk``: the
+    snapshot in an anonymous temporary file (`ParamSnapshot`), not in memory.
     """
 
     def __init__(self, named: Sequence[tuple[str, nn.Parameter]], limits: Mapping[str, float] | None = None,
-                 snapshot_every: int = 1) -> None:
+                 snapshot_every: int = 1, on_disk: bool = False) -> None:
         self.named = list(named)
         self.limits = dict(limits or {})
         self.snapshot_every = snapshot_every
-        self.snapshot = ParamSnapshot(self.named)
+        self.snapshot = ParamSnapshot(self.named, on_disk=on_disk)
         self.snapshot_step = 0  # the step before which the snapshot's parameters were taken
         self.diverged_step: int | None = None
         self.reason: str | None = None

@@ -116,10 +116,11 @@ def optimise(model: Any, loss_fn: Callable[[int], StepLoss], cfg: LoopSettings, 
     t0 = time.perf_counter()
     named = list(params) if params is not None else [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     frozen = _masked(named, param_mask, bool(cfg.weight_decay))
-    # Read once, at the end: a large model's starting weights wait on disk, not in memory.
+    # A large model's starting weights (read once, at the end) and the guard's last good weights
+    # (read only to restore them) wait in anonymous files, not in memory: 2 x 513 MB on SmolLM2.
     large = is_large(sum(p.numel() for _, p in named))
     initial = ParamSnapshot(named, on_disk=large)
-    guard = DivergenceGuard(named, limits or {}, cfg.snapshot_every)
+    guard = DivergenceGuard(named, limits or {}, cfg.snapshot_every, on_disk=large)
     optimizer = adamw([p for _, p in named], lr=cfg.lr, weight_decay=cfg.weight_decay, large=large)
     out = Outcome()
     bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
@@ -144,6 +145,7 @@ def optimise(model: Any, loss_fn: Callable[[int], StepLoss], cfg: LoopSettings, 
         out.notes.append(f"stopped at step {out.steps}: forget accuracy reached the target")
     out.params_changed = initial.changed()
     initial.close()
+    guard.snapshot.close()
     out.seconds = time.perf_counter() - t0
     return out
 

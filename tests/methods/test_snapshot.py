@@ -81,10 +81,10 @@ def test_the_loop_keeps_a_large_models_starting_weights_on_disk_with_the_same_re
 
     made.clear()
     large, changed_large = run(0)
-    assert made[0] is True  # the loop's initial snapshot went to disk
+    assert made == [True, True]  # the loop's initial snapshot and the guard's went to disk
     made.clear()
     small, changed_small = run(10**12)
-    assert made[0] is False
+    assert made == [False, False]
     assert changed_large == changed_small == sum(v.numel() for v in small.values()) - 8
     assert all(torch.equal(v, small[k]) for k, v in large.items())
 
@@ -124,3 +124,36 @@ def test_the_outputs_check_builds_no_graph(random_checkpoints):
     with torch.enable_grad():
         assert outputs_finite(model, tok, ["The", "A short test sentence."])
     assert graphs == [False]
+
+
+def test_a_large_models_guard_restores_its_last_good_weights_from_disk(monkeypatch):
+    """The guard's snapshot of a large model lives in a file: a collapse seen before step 4's update
+    restores the last snapshot (taken before step 3: the weights after step 2), the same as from a
+    snapshot in memory; a disk that fills up between refreshes leaves the copy in memory, not a
+    crash."""
+
+    def run(above: int, disk_fills_at: int | None = None) -> tuple[dict[str, torch.Tensor], object]:
+        monkeypatch.setattr(loka.memory, "LARGE_ABOVE", above)
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+        x = torch.randn(16, 4)
+        after: dict[int, dict[str, torch.Tensor]] = {}
+
+        def loss_fn(step: int) -> StepLoss:
+            after[step - 1] = {k: v.clone() for k, v in model.state_dict().items()}
+            if disk_fills_at is not None and step == disk_fills_at:
+                monkeypatch.setattr(ParamSnapshot, "_write", lambda self: (_ for _ in ()).throw(OSError(28, "full")))
+            loss = model(x).pow(2).mean()
+            return StepLoss(loss, {"forget_nll": 100.0 if step == 4 else float(loss.detach())})
+
+        out = optimise(model, loss_fn, LoopSettings(lr=1e-2), total_steps=6, progress=False,
+                       limits={"forget_nll": 50.0})
+        assert out.diverged and out.diverged_step == 4
+        assert all(torch.equal(v, after[2][k]) for k, v in model.state_dict().items())
+        assert not all(torch.equal(v, after[3][k]) for k, v in model.state_dict().items())
+        return model.state_dict(), out
+
+    on_disk, _ = run(0)
+    in_memory, _ = run(10**12)
+    assert all(torch.equal(v, in_memory[k]) for k, v in on_disk.items())
+    run(0, disk_fills_at=3)  # the refresh before step 3 fails: kept in memory, restored all the same
