@@ -25,7 +25,7 @@ def run(steps: int) -> dict[str, Any]:
     from loka.io.real import smollm2
 
     path = smollm2(progress=True)
-    start = {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(path).state_dict().items()}
+    start = {k: v.detach().clone() for k, v in AutoModelForCausalLM.from_pretrained(path).named_parameters()}
     generator = torch.Generator().manual_seed(0)
     grads = [{k: torch.randn(v.shape, generator=generator) * 1e-3 for k, v in start.items()} for _ in range(steps)]
     out: dict[str, Any] = {"parameters": sum(v.numel() for v in start.values()), "steps": steps, "variants": {}}

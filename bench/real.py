@@ -11,8 +11,8 @@ Forward-equivalents are a stage's seconds over one warm forward pass of the mode
 request's training facts (forget + the retain facts a method sees), in that stage's process.
 
 - ``attribution``: attribution patching (atp) of all 46,350 neurons and heads, forget vs the
-  retain facts a method sees, as ``loka demo`` ranks them: seconds, passes, forward-equivalents
-  and peak RSS.
+  retain facts a method sees, as ``loka demo`` ranks them (as loka-ft does, which then reuses
+  the ranking): seconds, passes, forward-equivalents and peak RSS.
 - ``loka-ft``, ``loka-deep``: ``unlearn(..., method=...)`` with its defaults on the loaded model:
   seconds, steps, passes, forward-equivalents, peak RSS (and its ratio to the model's float32
   size; loka-ft's target <= 3x); and first-token accuracy before and after on the forget facts'
@@ -90,11 +90,11 @@ def _forward_seconds(model: Any, tokenizer: Any, facts: list[Any]) -> float:
 
 def stage_attribution(device: str, save: str | None) -> dict[str, Any]:
     from loka.io.models import load_hf
-    from loka.workflows.demo import attribute
+    from loka.workflows.demo import attribute_as_loka_ft
 
     _, task, model = request()
     with PeakMemory(device) as mem, Timer() as t:
-        ranking = attribute(model, task.forget, task.retain)
+        ranking = attribute_as_loka_ft(model, task)
     hf, tok = load_hf(model)
     forward_s = _forward_seconds(hf, tok, [*task.forget, *task.retain])
     return {"seconds": t.seconds, "rank_seconds": ranking.seconds,

@@ -95,7 +95,9 @@ def adamw(params: Any, *, large: bool, **options: Any) -> Any:
     params = list(params)
     tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
     fusable = FUSED_ADAMW and large and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
-    return torch.optim.AdamW(params, **options, **({"fused": True} if fusable else {}))
+    if fusable:
+        options["fused"] = True
+    return torch.optim.AdamW(params, **options)
 
 
 def large_model_recomputed(model: Any) -> contextlib.AbstractContextManager[None]:
