@@ -87,7 +87,8 @@ FUSED_ADAMW = True
 def adamw(params: Any, *, large: bool, **options: Any) -> Any:
     """``torch.optim.AdamW(params, **options)``; for a large model (`is_large`) torch's fused
     kernel: one pass over each parameter instead of a dozen (SmolLM2's 135M parameters on 2
-    cores: 0.10 s a step instead of 0.7-0.9 s; the same update up to float rounding, ~1e-7).
+    cores: 0.10-0.13 s a step instead of 0.65-0.9 s, `python -m bench.optimizer`; the same update
+    up to float rounding, ~1e-7).
     The worlds keep the default loop, bit for bit. Parameters torch cannot fuse (not floating
     point, or not on a CPU or CUDA device) keep the default too."""
     import torch
