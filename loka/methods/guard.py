@@ -45,7 +45,10 @@ class ParamSnapshot:
             except OSError:
                 self.close()
         if self._file is None:
-            self.values = {n: p.detach().to("cpu", copy=True) for n, p in self.named}
+            self._copy_to_memory()
+
+    def _copy_to_memory(self) -> None:
+        self.values = {n: p.detach().to("cpu", copy=True) for n, p in self.named}
 
     def _write(self) -> None:
         assert self._file is not None
@@ -76,7 +79,7 @@ class ParamSnapshot:
                 return
             except OSError:  # the disk filled up since: keep the copy in memory from now on
                 self.close()
-                self.values = {n: p.detach().to("cpu", copy=True) for n, p in self.named}
+                self._copy_to_memory()
                 return
         for n, p in self.named:
             self.values[n].copy_(p.detach())
