@@ -29,7 +29,6 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-
 def non_finite_entries(tensor: Any, chunk: int = 1 << 22) -> int:
     """NaN or infinite entries of ``tensor``, counted 4M entries at a time: ``isfinite`` of a
     whole tensor makes float-sized temporaries (SmolLM2's 28M-entry embedding: ~0.23 GB at once)."""
@@ -38,6 +37,7 @@ def non_finite_entries(tensor: Any, chunk: int = 1 << 22) -> int:
     with torch.no_grad():
         flat = tensor.detach().reshape(-1)
         return sum(int((~torch.isfinite(part)).sum()) for part in flat.split(chunk))
+
 
 @contextlib.contextmanager
 def activations_recomputed(model: Any) -> Iterator[None]:
@@ -94,10 +94,10 @@ def adamw(params: Any, *, large: bool, **options: Any) -> Any:
     import torch
 
     params = list(params)
-    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
-    fusable = FUSED_ADAMW and large and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
-    if fusable:
-        options["fused"] = True
+    if FUSED_ADAMW and large:
+        tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+        if all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors):
+            options["fused"] = True
     return torch.optim.AdamW(params, **options)
 
 

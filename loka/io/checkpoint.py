@@ -24,8 +24,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from loka.engine.adapters import hf_model, hf_state_dict
 from loka.errors import CheckpointWriteError, LokaError
 from loka.io.atomic import staged_dir, write_json
@@ -62,8 +60,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 def non_finite_weights(model: Any) -> int:
     """How many parameter entries are NaN or infinite (0 for a healthy model); parameters
     offloaded to the meta device (a dispatched model) are not in memory and are not counted."""
-    with torch.no_grad():
-        return sum(non_finite_entries(p) for p in hf_model(model).parameters() if p.device.type != "meta")
+    return sum(non_finite_entries(p) for p in hf_model(model).parameters() if p.device.type != "meta")
 
 
 def _outputs_finite(model: Any, tokenizer: Any) -> bool:
