@@ -45,8 +45,12 @@ demo-real: $(STAMP)
 		--holdout $(REAL_REQUEST)/holdout.jsonl --methods $(REAL_METHODS) $(REAL_VERIFY) \
 		--out loka-demo-real
 
+# Two pytest workers (pytest-xdist, one torch thread each) on the two cores the suite is sized
+# for; the tests that read the session's tiny demo share one (tests/conftest.py).
+# `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow

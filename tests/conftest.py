@@ -11,13 +11,82 @@ import pytest
 import torch
 from hypothesis import settings as _hypothesis_settings
 
-from tests.helpers import make_random_checkpoint
+from tests.helpers import MALFORMED_TRIED, make_random_checkpoint
 
 # Property tests explore a fixed sequence of examples, so `make test` and CI are repeatable;
 # set LOKA_HYPOTHESIS_RANDOM=1 to explore new ones.
 _hypothesis_settings.register_profile("loka", derandomize=not os.environ.get("LOKA_HYPOTHESIS_RANDOM"),
                                       deadline=None)
 _hypothesis_settings.load_profile("loka")
+
+# `make test` runs two pytest workers (pytest-xdist) on two cores: one torch thread each, and
+# one in every process a test starts (the CLI, notebook kernels), so they do not contend for the
+# cores — two threads spinning beside a busy process ran a notebook 10x slower; the tiny models'
+# matrices run as fast on one thread.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+# Tests that share an expensive fixture, by node-id prefix -> group: under pytest-xdist each
+# group is one unit of work, so one worker builds the fixture once (the session's tiny demo,
+# minutes; these modules' module-scoped models and verifications, 5-35 s each).
+SHARED_FIXTURE = {
+    "tests/test_demo.py::": "tiny_demo",
+    "tests/test_notebooks.py::test_notebook_runs_top_to_bottom[03": "tiny_demo",
+    "tests/verify/test_verifier.py::": "test_verifier",
+    "tests/verify/test_verify_cost.py::": "test_verify_cost",
+    "tests/reliability/test_update.py::": "test_update",
+    "tests/test_cli_unlearn.py::": "test_cli_unlearn",
+}
+
+
+def _group(nodeid: str) -> str:
+    return next((g for prefix, g in SHARED_FIXTURE.items() if nodeid.startswith(prefix)), nodeid)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """A test that asks for `tiny_demo` by name must be in its group (`SHARED_FIXTURE`)."""
+    stray = [i.nodeid for i in items if "tiny_demo" in getattr(i, "fixturenames", ())
+             and _group(i.nodeid) != "tiny_demo"]
+    if stray:
+        raise pytest.UsageError(f"add these to SHARED_FIXTURE in tests/conftest.py: {stray}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`-n N` (dist "load"): each test its own unit of work, except `SHARED_FIXTURE`'s groups;
+    the largest unit goes first (xdist's scope scheduling). (xdist's own `xdist_group` marks do
+    not group on pytest 9.2: they rename node ids through an attribute pytest no longer reads.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtures(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return SharedFixtures(config, log)
+
+
+def pytest_sessionfinish(session) -> None:
+    """On a pytest-xdist worker: hand this worker's malformed-input counts to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["malformed_tried"] = dict(MALFORMED_TRIED)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """On the pytest-xdist controller: add up what each worker tried."""
+    MALFORMED_TRIED.update(getattr(node, "workeroutput", {}).get("malformed_tried", {}))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if MALFORMED_TRIED:
+        total = sum(MALFORMED_TRIED.values())
+        parts = ", ".join(f"{k}: {v}" for k, v in sorted(MALFORMED_TRIED.items()))
+        terminalreporter.write_line(f"malformed inputs tried by the property tests: {total} ({parts})")
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +120,7 @@ def tiny_world():
 @pytest.fixture(scope="session")
 def tiny_demo(tiny_world, tmp_path_factory):
     """`loka demo` on the tiny world with every method, once per session (the demo and notebook
-    tests read it). Shortened to keep it to minutes: the pipeline is under test here, not how
+    tests read it; they share the `xdist_group` "tiny_demo", so one worker builds it). Shortened to keep it to minutes: the pipeline is under test here, not how
     well each method forgets (that is `make test-slow` and `make demo`)."""
     from loka.verify.measure import VerifySettings
     from loka.workflows.demo import run_demo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,10 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from loka.world.tokenizer import train_tokenizer
+
+# Malformed inputs each property test tried, by loader; `tests/conftest.py` reports them at the
+# end of the run (added up across pytest-xdist workers).
+MALFORMED_TRIED: Counter[str] = Counter()
 
 
 @contextmanager

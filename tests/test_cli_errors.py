@@ -45,13 +45,36 @@ def test_missing_model_dir(model):
         load_bridge(model)
 
 
-def test_hub_name_without_network(monkeypatch):
+def test_hub_name_in_offline_mode(monkeypatch):
+    """The hub library's offline mode (HF_HUB_OFFLINE when it was imported): its own error,
+    reworded, and fast."""
+    import time
+
+    from huggingface_hub import constants
+
     from loka.errors import LokaError
     from loka.io.models import load_bridge
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the same failure as no network, without the wait
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    t0 = time.perf_counter()
     with pytest.raises(LokaError, match="Hugging Face hub"):
         load_bridge("EleutherAI/pythia-160m")
+    assert time.perf_counter() - t0 < 20
+
+
+def test_hub_offline_variable_set_after_import_still_fails_fast(monkeypatch):
+    """HF_HUB_OFFLINE set after the hub library was imported (as in a notebook) does not make it
+    offline: loka's DNS check runs, instead of a minute of retries."""
+    import time
+
+    from loka.errors import LokaError
+    from loka.io.models import load_bridge
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(LokaError, match="Hugging Face hub"):
+        load_bridge("EleutherAI/pythia-160m")
+    assert time.perf_counter() - t0 < 20
 
 
 def test_hub_name_without_network_fails_fast():

@@ -242,8 +242,13 @@ def _hub_error(name: str, reason: str) -> LokaError:
 
 def _check_hub_reachable(name: str) -> None:
     """Fail in milliseconds, not after a minute of retries, when the hub's host does not resolve."""
-    if os.environ.get("HF_HUB_OFFLINE") or any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy")):
-        return  # offline mode fails fast by itself; behind a proxy, DNS is the proxy's business
+    from huggingface_hub import constants
+
+    # The hub library's offline mode fails fast by itself; it reads HF_HUB_OFFLINE once, when it
+    # is imported, so the variable set later (in a notebook) is not offline mode: check DNS then.
+    # Behind a proxy, DNS is the proxy's business.
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy")):
+        return
     import socket
     from urllib.parse import urlparse
 

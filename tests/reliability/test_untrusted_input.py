@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from attribution.components import Component, ModelShape
 from attribution.ranking import Ranking
 from loka.engine import AblationPlan, PlanError, commit
-from tests.reliability.conftest import MALFORMED_TRIED
+from tests.helpers import MALFORMED_TRIED
 
 ROOT = Path(__file__).resolve().parents[2]
 PROPERTY = settings(max_examples=200, deadline=None,
