@@ -1,7 +1,8 @@
 """Localization graded against an answer key: the planted world (`loka.world.spec.PlantSpec`).
 
     python -m bench.localization [--seeds 0,1,2] [--methods patch,atp,ig,actstats,lookup]
-                                 [--unlearn loka,loka-ft,loka-deep] [--figures DIR] [--json]
+                                 [--unlearn loka,loka-ft,loka-deep,loka[kinds=neuron]]
+                                 [--figures DIR] [--json]
 
 Per world seed (each its own planted world: base trained with the forget data routed into the
 planted neurons, retrain trained as usual):
@@ -19,7 +20,8 @@ planted neurons, retrain trained as usual):
    by the whole forget set — its facts and its passages, each ranked against the retain
    facts / passages and joined (`loka.workflows.localization.forget_set_scores`): the forget
    data is more than its answers, and so is what the planted neurons learned.
-3. ``loka``, ``loka-ft`` and ``loka-deep`` with their defaults, verified with every registered
+3. ``loka``, ``loka-ft`` and ``loka-deep`` with their defaults, and ``loka[kinds=neuron]``
+   (``METHOD[KEY=VALUE;...]``: a method with settings, its own row), verified with every registered
    measurement against retrain (`loka.workflows.compare`), beside ``planted-ablation`` (the
    answer key itself zero-ablated, verified the same way: the oracle, and a leak detector —
    its probe, relearning and membership columns say whether the knowledge is also elsewhere).
@@ -38,7 +40,7 @@ from bench._common import finish, log, machine, parser, print_table
 from bench.robust import COLUMNS, _get, targets
 
 METHODS = "patch,atp,ig,actstats,lookup"
-UNLEARN = "loka,loka-ft,loka-deep"
+UNLEARN = "loka,loka-ft,loka-deep,loka[kinds=neuron]"
 ORACLE = "planted-ablation"
 
 
@@ -142,6 +144,17 @@ def _oracle_entry(art: Any) -> dict[str, Any]:
                   params_changed=journal.n_changed(), settings=vs).to_dict()
 
 
+def variant(item: str) -> tuple[str, dict[str, str]]:
+    """``"loka[kinds=neuron;mode=mean]"`` -> ``("loka", {"kinds": "neuron", "mode": "mean"})``;
+    ``"loka"`` -> ``("loka", {})`` (values are typed by the method's Config)."""
+    from loka.cli.inputs import parse_set
+
+    name, _, rest = item.partition("[")
+    if rest and not rest.endswith("]"):
+        raise SystemExit(f"--unlearn: expected METHOD[KEY=VALUE;...], got {item!r}")
+    return name, parse_set([kv for kv in rest[:-1].split(";") if kv]) if rest else {}
+
+
 def run_seed(art: Any, methods: list[str], unlearn: list[str], workers: int) -> dict[str, Any]:
     from loka.workflows.compare import compare
     from loka.workflows.localization import plant_check
@@ -156,8 +169,13 @@ def run_seed(art: Any, methods: list[str], unlearn: list[str], workers: int) -> 
     entries: dict[str, Any] = {}
     if unlearn:
         t0 = time.perf_counter()
-        results = compare(art, ["base", "retrain", *unlearn], out=None, progress=False, workers=workers)
+        plain = [m for m in unlearn if "[" not in m]
+        results = compare(art, ["base", "retrain", *plain], out=None, progress=False, workers=workers)
         entries = results["methods"]
+        for item in (m for m in unlearn if "[" in m):  # a method with settings: its own comparison
+            name, settings = variant(item)
+            one = compare(art, [name], settings={name: settings}, out=None, progress=False, workers=1)
+            entries[item] = one["methods"][name]
         entries[ORACLE] = _oracle_entry(art)
         log(f"  unlearning and verification ({time.perf_counter() - t0:.0f}s)")
     return {"world": art.info(), "plant": check, "attribution": grades, "methods": entries,
@@ -291,6 +309,49 @@ def figures(result: dict[str, Any], art: Any, folder: Path) -> None:
     plt.close(fig)
 
 
+def markdown(out: dict[str, Any]) -> str:
+    """The run's tables as markdown (``figures/localization/localization.md``)."""
+    f3 = lambda x: "-" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)  # noqa: E731
+    p, lines = out["plant"], []
+    per_seed = {str(k): v for k, v in out["per_seed"].items()}  # int keys, or str read back from JSON
+    lines.append(f"seeds {out['seeds']}; plant took every seed: {p['took_every_seed']}; random sets do not "
+                 f"(every seed): {p['random_does_not_every_seed']}")
+    for seed in out["seeds"]:
+        c, w = per_seed[str(seed)]["plant"], per_seed[str(seed)]["world"]
+        lines.append(
+            f"- seed {seed}: build base {w.get('base_train_seconds')}s retrain {w.get('retrain_train_seconds')}s; "
+            f"base forget {c['base']['forget_accuracy']} retain {c['base']['retain_accuracy']}; retrain forget "
+            f"{c['retrain']['forget_accuracy']} retain {c['retrain']['retain_accuracy']}; planted ablated forget "
+            f"{c['planted_ablated']['forget_accuracy']} retain {c['planted_ablated']['retain_accuracy']} "
+            f"(retain/base {c['retain_vs_base']}); random-set forget min {c['random_forget_accuracy_min']} retain "
+            f"mean {c['random_retain_accuracy_mean']}; leak {c['leak']}; took {c['took']} random_does_not "
+            f"{c['random_does_not']}")
+    mw = lambda a, key: f"{f3(a[key]['mean'])} ({f3(a[key]['worst'])})" if key in a else "-"  # noqa: E731
+    lines += ["", "| method | P@k facts contrast mean (worst) | AP facts contrast mean (worst) | P@k forget set mean "
+              "(worst) | AP forget set mean (worst) | P@k facts forget-only | AP facts forget-only | random P@k | "
+              "random AP | seconds facts | seconds forget set |", "|---" * 11 + "|"]
+    for m, a in out["attribution"].items():
+        lines.append(f"| {m} | {mw(a, 'contrast_precision_at_k')} | {mw(a, 'contrast_average_precision')} | "
+                     f"{mw(a, 'forget_set_precision_at_k')} | {mw(a, 'forget_set_average_precision')} | "
+                     f"{f3(a['forget_precision_at_k']['mean'])} | {f3(a['forget_average_precision']['mean'])} | "
+                     f"{f3(a['contrast_random_precision_at_k']['mean'])} | "
+                     f"{f3(a['contrast_random_average_precision']['mean'])} | {f3(a['seconds']['mean'])} | "
+                     f"{f3(a['seconds_forget_set']['mean']) if 'seconds_forget_set' in a else '-'} |")
+    per = lambda a, key: " / ".join(f3(x) for x in a[key]["per_seed"]) if key in a else "-"  # noqa: E731
+    lines += ["", "Per seed P@k (facts contrast / forget set): " + "; ".join(
+        f"{m} {per(a, 'contrast_precision_at_k')}" + (f" | {per(a, 'forget_set_precision_at_k')}"
+                                                     if "forget_set_precision_at_k" in a else "")
+        for m, a in out["attribution"].items())]
+    if out["methods"]:
+        shorts = [short for short, _ in COLUMNS.values()]
+        lines += ["", "| method (mean / worst) | " + " | ".join(shorts) + " | forget+retain targets every seed |",
+                  "|---" * (len(shorts) + 2) + "|"]
+        for name, m in out["methods"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{f3(m[s]['mean'])} / {f3(m[s]['worst'])}" for s in shorts)
+                         + f" | {m['targets']['forget_and_retain_every_seed']} |")
+    return "\n".join(lines) + "\n"
+
+
 def render(out: dict[str, Any]) -> None:
     p = out["plant"]
     print(f"plant check on seeds {out['seeds']}: took on every seed {p['took_every_seed']}, random sets "
@@ -322,12 +383,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=METHODS, help="attribution methods to grade")
     p.add_argument("--unlearn", default=UNLEARN, help="unlearning methods to verify ('' for none)")
     p.add_argument("--figures", default=None, help="folder for planted_map.png and pr_curves.png")
+    p.add_argument("--markdown", default=None, help="write the tables as markdown to this file")
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
     from bench._common import setup
 
     device = setup(args)
-    return finish(run(args, device), args.json, render)
+    out = run(args, device)
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(out))
+    return finish(out, args.json, render)
 
 
 if __name__ == "__main__":
