@@ -389,10 +389,16 @@ def main(argv: list[str] | None = None) -> int:
     from bench._common import setup
 
     device = setup(args)
+    from loka.workflows.compare import check_settings
+
+    for item in (m for m in args.unlearn.split(",") if "[" in m):  # a bad row fails now, not minutes in
+        name, settings = variant(item)
+        check_settings([name], {name: settings})
     out = run(args, device)
+    code = finish(out, args.json, render)
     if args.markdown:
         Path(args.markdown).write_text(markdown(out))
-    return finish(out, args.json, render)
+    return code
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def pytest_collection_modifyitems(items) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """`-n N` (dist "load"): each test its own unit of work, except `SHARED_FIXTURE`'s groups;
-    the largest unit goes first (xdist's scope scheduling). (xdist's own `xdist_group` marks do
+    the unit with the most tests goes first (xdist's scope scheduling, reordered by default). (xdist's own `xdist_group` marks do
     not group on pytest 9.2: they rename node ids through an attribute pytest no longer reads.)"""
     if config.getvalue("dist") != "load":
         return None
@@ -120,8 +120,9 @@ def tiny_world():
 @pytest.fixture(scope="session")
 def tiny_demo(tiny_world, tmp_path_factory):
     """`loka demo` on the tiny world with every method, once per session (the demo and notebook
-    tests read it; they share the `xdist_group` "tiny_demo", so one worker builds it). Shortened to keep it to minutes: the pipeline is under test here, not how
-    well each method forgets (that is `make test-slow` and `make demo`)."""
+    tests read it; under pytest-xdist one worker runs them all, `SHARED_FIXTURE`). Shortened to
+    keep it to minutes: the pipeline is under test here, not how well each method forgets (that
+    is `make test-slow` and `make demo`)."""
     from loka.verify.measure import VerifySettings
     from loka.workflows.demo import run_demo
 
