@@ -56,8 +56,9 @@ def pytest_collection_modifyitems(items) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """`-n N` (dist "load"): each test its own unit of work, except `SHARED_FIXTURE`'s groups;
-    the unit with the most tests goes first (xdist's scope scheduling, reordered by default). (xdist's own `xdist_group` marks do
-    not group on pytest 9.2: they rename node ids through an attribute pytest no longer reads.)"""
+    the unit with the most tests goes first (xdist's scope scheduling, reordered by default).
+    (xdist's own `xdist_group` marks do not group on pytest 9.2: they rename node ids through an
+    attribute pytest no longer reads.)"""
     if config.getvalue("dist") != "load":
         return None
     from xdist.scheduler import LoadScopeScheduling
