@@ -50,7 +50,7 @@ STAGES = ("attribution", "loka-ft", "loka-deep", "verify")
 EXTRA_STAGES = ("measurements",)  # run only when named: the verifier's per-measurement breakdown
 # What `make demo-real` runs (keep in step with the Makefile): the methods that fit its time on
 # two cores, and the verifier settings a 49k-token vocabulary and a 135M model need there.
-DEMO_METHODS = ("base", "loka-ft", "gradient_ascent", "grad_diff", "output_suppression")
+DEMO_METHODS = ("base", "loka-ft", "gradient_ascent", "output_suppression")
 # Two verifier threads (a 135M model's matrices use both cores; the default 1 is for the
 # world's small ones) and no benign relearning attack (8 fine-tuning steps on the retain facts:
 # 214 of 443 s and the 7.2 GB peak of one verification; `loka verify` runs it by default).
