@@ -71,7 +71,7 @@ class Config(MethodConfig):
     lookup_layer: int = knob(8, help="block whose output is steered (negative: from the top)")
     lookup_k: int = knob(1024, ge=1, help="lookup neurons (blocks 0..layer) whose slices train")
     lookup_contrast: float = knob(1.0, ge=0, help="retain weight of the lookup attribution contrast")
-    lookup_scale: float = knob(2.0, gt=0, help="steering norm over the subject states' mean norm")
+    lookup_scale: float = knob(1.5, gt=0, help="steering norm over the subject states' mean norm")
     lookup_lr: float = knob(1e-3, gt=0, help="lookup misdirection learning rate")
     lookup_retain_weight: float = knob(100.0, ge=0, help="weight of keeping retain states")
     lookup_keep_context: bool = knob(False, help="keep the forget sentences' states before the subject too")
