@@ -44,22 +44,23 @@ HELD_OUT = ("forget_heldout", "forget_reverse", "neighbours_train", "neighbours_
 TIE = 0.005  # nats of retain-seen log-prob under which two settings count as tied
 
 
-def _scores(model: Any, tok: Any, facts: Sequence[Any]) -> tuple[float | None, float | None, list[str]]:
-    """First-token accuracy, mean log-prob of the first answer token, and the subjects missed."""
+def _scores(model: Any, tok: Any, facts: Sequence[Any]) -> tuple[float | None, float | None, list[str], list[str]]:
+    """First-token accuracy, mean log-prob of the first answer token, the subjects missed and hit."""
     import torch
 
     from attribution.data import tokenize_facts
     from loka.evaluate import first_token_hits, logits_at, prompt_ends
 
     if not facts:
-        return None, None, []
+        return None, None, [], []
     batch = tokenize_facts(tok, [f.prompt for f in facts], [f.answer for f in facts])
     with torch.no_grad():
         first = logits_at(model, batch, prompt_ends(batch)).float()
     hits = first_token_hits(first, batch.answer_ids[:, 0])
     logp = first.log_softmax(-1).gather(-1, batch.answer_ids[:, :1]).mean()
     return (round(float(hits.float().mean()), 4), round(float(logp), 4),
-            [f.subject for f, hit in zip(facts, hits.tolist(), strict=True) if not hit])
+            [f.subject for f, hit in zip(facts, hits.tolist(), strict=True) if not hit],
+            [f.subject for f, hit in zip(facts, hits.tolist(), strict=True) if hit])
 
 
 def measure(model: Any, tok: Any, data: Any, task: Any, *, full: bool) -> dict[str, Any]:
@@ -82,12 +83,15 @@ def measure(model: Any, tok: Any, data: Any, task: Any, *, full: bool) -> dict[s
             "general": [f for f in ev_train + ev_q if general(f)], "retain_eval_train": ev_train}
     row: dict[str, Any] = {}
     lost: dict[str, list[str]] = {}
+    answered: dict[str, list[str]] = {}
     for key, chosen in sets.items():
-        row[key], logp, missed = _scores(model, tok, chosen)
+        row[key], logp, missed, hit = _scores(model, tok, chosen)
         if key in ("forget_train", "retain_seen"):
             row[f"{key}_logp"] = logp
         if missed and not key.startswith("forget"):
             lost[key] = missed
+        if hit and key.startswith("forget"):
+            answered[key] = hit
     me = Measurements(load_model((model, tok), name="model"), data, demo_verify_settings())
     ppl = perplexity_of(me)
     row["perplexity"] = None if isinstance(ppl, Missing) else round(float(ppl), 2)
@@ -99,7 +103,7 @@ def measure(model: Any, tok: Any, data: Any, task: Any, *, full: bool) -> dict[s
         row["relearn_best"] = None if isinstance(relearn, Missing) else relearn.best
         auc = None if isinstance(mia, Missing) else mia.auc.get("loss")
         row["mia_auc_loss"] = None if auc is None or isinstance(auc, Missing) else round(float(auc), 4)
-    row["lost"] = lost
+    row["lost"], row["answered"] = lost, answered
     return row
 
 
@@ -120,7 +124,7 @@ def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: 
 
 
 def seen_only(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in HELD_OUT and k != "lost"}
+    return {k: v for k, v in row.items() if k not in HELD_OUT and k not in ("lost", "answered")}
 
 
 def select(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

@@ -86,3 +86,29 @@ def test_keep_subject_weighs_only_the_retain_subjects_tokens(random_checkpoints)
     assert differs(edited["named", 0.0], dict(model.state_dict()))
     assert differs(edited["named", 0.0], edited["named", 5.0])
     assert not differs(edited["unnamed", 0.0], edited["unnamed", 5.0])
+
+
+def test_keep_generated_texts_avoid_the_forget_words_and_change_the_edit(random_checkpoints):
+    """``lookup_keep_generated`` keeps the states of texts the base model samples itself: the same
+    seed gives the same texts (and weights), no text spells a forget subject's word or a word only
+    the forget prompts use, and keeping them changes the edit."""
+    from loka.methods.localized.deep_selftext import avoid_words, self_texts
+
+    avoid = avoid_words(FORGET, RETAIN)
+    assert {"Mira", "Coltan", "Velmora", "glassblower"} & avoid == {"Mira", "Coltan", "Velmora"}
+    assert not {"Osric", "Pell", "Tessel", "The"} & avoid
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        texts = self_texts(model, tok, 12, seed=3, avoid=avoid)
+        assert texts and texts == self_texts(model, tok, 12, seed=3, avoid=avoid)
+        assert self_texts(model, tok, 12, seed=3, avoid=frozenset({"the", "The", "are", "of"})) != texts
+        edited = []
+        for n in (0, 12, 12):
+            m = copy.deepcopy(model)
+            result = unlearn((m, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                             **(LOOKUP | {"lookup_steps": 4, "lookup_keep_generated": n}))
+            kept = next(e for e in result.log if e["stage"] == "lookup_misdirection")["kept_texts"]
+            assert kept == 0 if n == 0 else 0 < kept <= n
+            edited.append(m.state_dict())
+    assert any(not torch.equal(edited[0][k], edited[1][k]) for k in edited[0])
+    assert all(torch.equal(edited[1][k], edited[2][k]) for k in edited[1])

@@ -20,9 +20,11 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    (each over the base model's mean square norm at those positions), ``u`` a seeded random unit
    vector and ``c = scale x`` the base subject states' mean norm; "keep" is every position of the
    retain facts, plus (``keep_subject``, a weight) the mean over the retain facts' own subject
-   tokens alone (where their lookup is read), and (``keep_context``) the forget sentences' own
+   tokens alone (where their lookup is read), (``keep_context``) the forget sentences' own
    words before the subject, so the edit changes how the name is read, not how the sentence
-   around it is. The forward stops at
+   around it is, and (``keep_generated``) every position of texts the base model wrote itself
+   about characters, people and places (`deep_selftext`: names the retain facts do not name).
+   The forward stops at
    block ``layer``: nothing above it is computed or changed.
 3. **When to stop**: after every step, first-token accuracy on the forget facts and on the
    retain facts the method sees; it stops once forget <= ``target``, and a step that takes
@@ -50,8 +52,9 @@ from attribution.components import Component
 from attribution.data import tokenize_facts
 from loka.engine import adapter_for
 from loka.evaluate import first_token_hits, logits_at, prompt_ends
-from loka.methods.localized.deep_rows import Rows, fact_rows, subject_mask
+from loka.methods.localized.deep_rows import Rows, build_rows, fact_rows, subject_mask
 from loka.methods.localized.deep_rows import logits_at as rows_logits
+from loka.methods.localized.deep_selftext import avoid_words, self_texts
 from loka.methods.localized.params import SliceDeltas
 from loka.methods.loop import LoopSettings, Outcome, StepLoss, optimise
 
@@ -160,6 +163,14 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             r_name = r_subj & r_where if cfg.lookup_keep_subject else torch.zeros_like(r_subj)
             r_name_base = r_all[r_name]
             del r_all
+            # text the base model writes itself (``keep_generated`` texts): other names kept too
+            g_texts = self_texts(model, tokenizer, cfg.lookup_keep_generated, avoid=avoid_words(forget, retain),
+                                 seed=int(torch.randint(2**31 - 1, (1,), generator=gen))) \
+                if cfg.lookup_keep_generated else []
+            g_rows = build_rows(tokenizer, g_texts)[0] if g_texts else None
+            g_where = g_rows.mask.bool() if g_rows is not None else torch.zeros(0, 1, dtype=torch.bool)
+            g_where[:, 0] = False  # BOS
+            g_base = hidden_at(model, g_rows, layer).float()[g_where] if g_rows is not None else None
         f_ms, r_ms = f_base.pow(2).sum(-1).mean(), r_base.pow(2).sum(-1).mean()
         u = torch.randn(f_base.shape[-1], generator=gen)
         steer = (cfg.lookup_scale * f_base.norm(dim=-1).mean() * u / u.norm()).to(f_base.dtype)
@@ -183,8 +194,14 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 keep = keep + cfg.lookup_keep_subject * (name_h - name_ref).pow(2).sum(-1).mean() / r_ms
             if f_ctx.any():
                 keep = keep + (f_all[f_ctx] - f_ctx_base).pow(2).sum(-1).mean() / r_ms
+            if g_rows is not None and g_base is not None:
+                g_pick = torch.randperm(len(g_rows), generator=gen)[: cfg.retain_batch]
+                g_batch, g_width = g_rows.take(g_pick), int(g_rows.mask[g_pick].sum(-1).max())
+                g_h = hidden_at(model, g_batch, layer)[g_where[g_pick, :g_width]].float()
+                keep = keep + (g_h - g_base[_flat_index(g_where, g_pick, g_width)]).pow(2).sum(-1).mean() / r_ms
             return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
-                            {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())}, 2)
+                            {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())},
+                            2 + (g_rows is not None))
 
         forget_acc = lambda: _accuracy(model, f_batch)  # noqa: E731
         settings = LoopSettings(lr=cfg.lookup_lr, target=cfg.lookup_target, eval_every=1,
@@ -201,7 +218,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
     layers = sorted({c.layer for c in components})
     return outcome, {"stage": "lookup_misdirection", "layer": layer, "neurons": len(components),
                      "neuron_layers": {str(lay): sum(c.layer == lay for c in components) for lay in layers},
-                     "trainable": deltas.n_trainable, "steps": outcome.steps, "stopped": outcome.stopped,
+                     "trainable": deltas.n_trainable, "kept_texts": len(g_texts), "steps": outcome.steps, "stopped": outcome.stopped,
                      "forget_accuracy": _accuracy(model, f_batch), "retain_floor": round(floor, 4),
                      "retain_accuracy": _accuracy(model, r_batch)}
 

@@ -1,0 +1,61 @@
+"""Text the model writes itself, as a keep set for `loka-deep`'s lookup misdirection.
+
+A pretrained model's unseen neighbours (other characters, people and places that the request's
+retain facts do not name) lose their facts when the edit generalises from the forget names to
+names that look or mean alike (SmolLM2: "Viktor Krum" forgotten, "Victor Frankenstein" lost).
+RMU (Li et al. 2024, arXiv 2403.03218) keeps a generic retain corpus's states; none ships with a
+model and none may be downloaded, so the base model writes one: sampled continuations of a few
+fixed, topic-neutral prompts about characters, people and places (names the model itself knows
+or makes up), seeded, before any edit. Texts that spell a forget subject's words or a word only
+the forget prompts use (``Potter``, ``Hogwarts``) are dropped: keeping those states would fight
+the edit.
+
+Example:
+    >>> texts = self_texts(model, tok, 48, seed=0, avoid=avoid_words(forget, retain))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+PROMPTS = ("Famous characters from novels, films and television include",
+           "Here is a list of well-known people and fictional characters with their full names:",
+           "The main characters of the story are",
+           "In the history of science, art and literature, the best-known names are",
+           "Some of the most famous places in the world are",
+           "My favourite book tells the story of")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+
+
+def avoid_words(forget: Sequence[Any], retain: Sequence[Any]) -> frozenset[str]:
+    """The forget subjects' words and the capitalised words only the forget prompts use."""
+    subject = {w for f in forget for w in _WORD.findall(f.subject or "") if len(w) >= 3}
+    caps = lambda facts: {w for f in facts for w in _WORD.findall(f.prompt) if w[0].isupper()}  # noqa: E731
+    return frozenset(subject | (caps(forget) - caps(retain)))
+
+
+def self_texts(model: Any, tokenizer: Any, n: int, *, seed: int, avoid: frozenset[str],
+               new_tokens: int = 40) -> list[str]:
+    """Up to ``n`` sampled continuations (prompt included) of `PROMPTS`, none spelling a word of
+    ``avoid``; the same ``seed`` (and thread count) gives the same texts."""
+    if n <= 0 or not hasattr(model, "generate"):
+        return []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    per = -(-n // len(PROMPTS))
+    texts: list[str] = []
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for prompt in PROMPTS:
+            ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, top_p=0.95,
+                                 temperature=1.0, max_new_tokens=new_tokens, num_return_sequences=per,
+                                 pad_token_id=pad)
+            for row in out:
+                text = prompt + tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True)
+                if not avoid.intersection(_WORD.findall(text)):
+                    texts.append(text)
+    return texts[:n]
