@@ -164,9 +164,10 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             r_name_base = r_all[r_name]
             del r_all
             # text the base model writes itself (``keep_generated`` texts): other names kept too
+            # (its own random streams: the steering direction and retain batches stay those without it)
             g_texts = self_texts(model, tokenizer, cfg.lookup_keep_generated, avoid=avoid_words(forget, retain),
-                                 seed=int(torch.randint(2**31 - 1, (1,), generator=gen))) \
-                if cfg.lookup_keep_generated else []
+                                 seed=gen.initial_seed()) if cfg.lookup_keep_generated else []
+            g_gen = torch.Generator().manual_seed(gen.initial_seed() + 1)
             g_rows = build_rows(tokenizer, g_texts)[0] if g_texts else None
             g_where = g_rows.mask.bool() if g_rows is not None else torch.zeros(0, 1, dtype=torch.bool)
             g_where[:, 0] = False  # BOS
@@ -195,7 +196,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             if f_ctx.any():
                 keep = keep + (f_all[f_ctx] - f_ctx_base).pow(2).sum(-1).mean() / r_ms
             if g_rows is not None and g_base is not None:
-                g_pick = torch.randperm(len(g_rows), generator=gen)[: cfg.retain_batch]
+                g_pick = torch.randperm(len(g_rows), generator=g_gen)[: cfg.retain_batch]
                 g_batch, g_width = g_rows.take(g_pick), int(g_rows.mask[g_pick].sum(-1).max())
                 g_h = hidden_at(model, g_batch, layer)[g_where[g_pick, :g_width]].float()
                 keep = keep + (g_h - g_base[_flat_index(g_where, g_pick, g_width)]).pow(2).sum(-1).mean() / r_ms
