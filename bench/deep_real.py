@@ -2,6 +2,7 @@
 
     python -m bench.deep_real [--json] [--threads 2] [--base] [--full] [--blind ROWS.jsonl] VARIANT...
     python -m bench.deep_real --select ROWS.jsonl [--reveal] [--json]
+    python -m bench.deep_real --margins [--json]
 
 ``VARIANT`` is a JSON object of `loka-deep` settings (``'{}'``: its defaults; ``'{"lookup_k": 512}'``);
 a ``"method"`` key runs another method with the rest as its settings (``'{"method": "loka-ft"}'``).
@@ -16,6 +17,10 @@ One process loads the model once and runs each variant on a fresh copy. Per vari
   (`HOMONYMS`) and general knowledge (``attribute == "general"``); perplexity; and with
   ``--full`` the relearning attack's best recall and the LOSS membership-inference AUC (forget vs
   holdout facts), with the verifier's own measurements and `make demo-real`'s settings.
+
+``--margins`` prints the base model's first-answer-token margins (answer log-prob minus the best
+other token's) on the retain facts the method sees and on the neighbours: facts answered by a
+few hundredths of a nat flip under any edit, and they are the ones every setting loses first.
 
 ``--blind ROWS`` appends every row, held-out columns included, to ``ROWS`` (JSON lines) and
 prints only the seen columns, so that settings can be compared without looking at the test.
@@ -123,6 +128,30 @@ def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: 
             **measure(model, tok, data, task, full=full)}
 
 
+def margins(model: Any, tok: Any, data: Any, task: Any, lowest: int = 8) -> dict[str, Any]:
+    """The model's first-answer-token margin (the answer's log-prob minus the best other token's)
+    on the retain facts the method sees and on the neighbours: how many are answered by a hair."""
+    import torch
+
+    from attribution.data import tokenize_facts
+    from loka.evaluate import logits_at, prompt_ends
+
+    ev = list(data.facts[("retain_eval", "train")]) + list(data.facts.get(("retain_eval", "heldout"), ()))
+    sets = {"retain_seen": list(task.retain),
+            "neighbours": [f for f in ev if f.attribute != "general" and f.subject not in HOMONYMS]}
+    out: dict[str, Any] = {}
+    for name, facts in sets.items():
+        batch = tokenize_facts(tok, [f.prompt for f in facts], [f.answer for f in facts])
+        with torch.no_grad():
+            logp = logits_at(model, batch, prompt_ends(batch)).float().log_softmax(-1)
+        answer = batch.answer_ids[:, :1]
+        gap = logp.gather(-1, answer)[:, 0] - logp.scatter(-1, answer, float("-inf")).max(-1).values
+        ranked = sorted(zip(gap.tolist(), facts, strict=True), key=lambda t: t[0])
+        out[name] = {"facts": len(facts), **{f"below_{c}": sum(g < c for g, _ in ranked) for c in (0.0, 0.1, 0.25, 0.5)},
+                     "lowest": [{"margin": round(g, 3), "subject": f.subject, "prompt": f.prompt} for g, f in ranked[:lowest]]}
+    return out
+
+
 def seen_only(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in HELD_OUT and k not in ("lost", "answered")}
 
@@ -147,10 +176,16 @@ def _render(out: dict[str, Any]) -> None:
     rows = out.get("rows", [])
     cols = [c for c in ("seconds", "params_changed", "steps", "stopped", *SEEN, *HELD_OUT)
             if any(c in r for r in rows)]
-    print_table("loka-deep on SmolLM2's request (bench.deep_real)", ("variant", *cols),
-                [(r["variant"], *(r.get(c) for c in cols)) for r in rows])
+    if rows:
+        print_table("loka-deep on SmolLM2's request (bench.deep_real)", ("variant", *cols),
+                    [(r["variant"], *(r.get(c) for c in cols)) for r in rows])
     if "pick" in out:
         print(f"rule's pick: {out['pick'] and out['pick']['variant']}")
+    for name, m in out.get("margins", {}).items():
+        counts = ", ".join(f"{k.removeprefix('below_')}: {v}" for k, v in m.items() if k.startswith("below_"))
+        print(f"{name}: {m['facts']} facts; base margin below (nats) {counts}")
+        print_table(f"lowest margins, {name}", ("margin", "subject", "prompt"),
+                    [(r["margin"], r["subject"], r["prompt"][-60:]) for r in m["lowest"]])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blind", default=None, metavar="ROWS", help="append full rows to ROWS, print seen columns only")
     p.add_argument("--select", default=None, metavar="ROWS", help="apply the selection rule to ROWS")
     p.add_argument("--reveal", action="store_true", help="with --select: print the held-out columns too")
+    p.add_argument("--margins", action="store_true", help="the base model's answer margins on the retain facts")
     args = p.parse_args(argv)
     if args.select:
         with open(args.select, encoding="utf-8") as f:
@@ -169,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         show = (lambda r: r) if args.reveal else seen_only
         return finish({"rule": select.__doc__, "pick": pick and show(pick),
                        "rows": [show(r) for r in ranked + [r for r in rows if r not in ranked]]}, args.json, _render)
-    if not args.variants and not args.base:
-        p.error("give at least one VARIANT or --base")
+    if not args.variants and not args.base and not args.margins:
+        p.error("give at least one VARIANT, --base or --margins")
     device = setup(args)
     from bench.real import request
     from loka.io.models import load_hf
@@ -178,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     data, task, model = request()
     hf, tok = load_hf(model)
     out: dict[str, Any] = {"machine": machine(device), "rows": []}
+    if args.margins:
+        out["margins"] = margins(hf, tok, data, task)
+        log(f"base margins: {json.dumps(out['margins'])}")
     todo = (["base"] if args.base else []) + list(args.variants)
     for variant in todo:
         if variant == "base":
