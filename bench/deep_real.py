@@ -20,7 +20,9 @@ One process loads the model once and runs each variant on a fresh copy. Per vari
 
 ``--margins`` prints the base model's first-answer-token margins (answer log-prob minus the best
 other token's) on the retain facts the method sees and on the neighbours: facts answered by a
-few hundredths of a nat flip under any edit, and they are the ones every setting loses first.
+few hundredths of a nat flip under any edit, and they are the ones every setting loses first;
+and the reverse queries' margins beside the same query about a stranger (`STRANGER`).
+Base-model margins only, but they name the held-out neighbour facts: not hidden by ``--blind``.
 
 ``--blind ROWS`` appends every row, held-out columns included, to ``ROWS`` (JSON lines) and
 prints only the seen columns, so that settings can be compared without looking at the test.
@@ -46,6 +48,7 @@ HOMONYMS = frozenset({"Remus (Rome)", "Ronald Reagan", "Sirius (star)", "The Hob
 SEEN = ("forget_train", "forget_train_logp", "retain_seen", "retain_seen_logp")
 HELD_OUT = ("forget_heldout", "forget_reverse", "neighbours_train", "neighbours_question", "homonyms",
             "general", "retain_eval_train", "perplexity", "relearn_best", "mia_auc_loss")
+STRANGER = "John Smith"  # `margins`: the reverse queries asked of a name the request does not know
 TIE = 0.005  # nats of retain-seen log-prob under which two settings count as tied
 
 
@@ -136,19 +139,30 @@ def margins(model: Any, tok: Any, data: Any, task: Any, lowest: int = 8) -> dict
     from attribution.data import tokenize_facts
     from loka.evaluate import logits_at, prompt_ends
 
+    def gaps(prompts: list[str], answers: list[str]) -> tuple[list[float], list[str]]:
+        batch = tokenize_facts(tok, prompts, answers)
+        with torch.no_grad():
+            logp = logits_at(model, batch, prompt_ends(batch)).float().log_softmax(-1)
+        answer = batch.answer_ids[:, :1].to(logp.device)
+        gap = logp.gather(-1, answer)[:, 0] - logp.scatter(-1, answer, float("-inf")).max(-1).values
+        return gap.tolist(), [tok.decode([int(i)]).strip() for i in logp.argmax(-1).tolist()]
+
     ev = list(data.facts[("retain_eval", "train")]) + list(data.facts.get(("retain_eval", "heldout"), ()))
     sets = {"retain_seen": list(task.retain),
             "neighbours": [f for f in ev if f.attribute != "general" and f.subject not in HOMONYMS]}
     out: dict[str, Any] = {}
     for name, facts in sets.items():
-        batch = tokenize_facts(tok, [f.prompt for f in facts], [f.answer for f in facts])
-        with torch.no_grad():
-            logp = logits_at(model, batch, prompt_ends(batch)).float().log_softmax(-1)
-        answer = batch.answer_ids[:, :1]
-        gap = logp.gather(-1, answer)[:, 0] - logp.scatter(-1, answer, float("-inf")).max(-1).values
-        ranked = sorted(zip(gap.tolist(), facts, strict=True), key=lambda t: t[0])
+        gap, _ = gaps([f.prompt for f in facts], [f.answer for f in facts])
+        ranked = sorted(zip(gap, facts, strict=True), key=lambda t: t[0])
         out[name] = {"facts": len(facts), **{f"below_{c}": sum(g < c for g, _ in ranked) for c in (0.0, 0.1, 0.25, 0.5)},
                      "lowest": [{"margin": round(g, 3), "subject": f.subject, "prompt": f.prompt} for g, f in ranked[:lowest]]}
+    # the reverse queries, and the same with a stranger's name: is the answer the subject's or the phrase's?
+    rev = list(data.facts.get(("forget", "reverse"), ()))
+    own, _ = gaps([f.prompt for f in rev], [f.answer for f in rev])
+    alien, top = gaps([f.prompt.replace(f.subject, STRANGER) for f in rev], [f.answer for f in rev])
+    out["reverse"] = [{"subject": f.subject, "prompt": f.prompt, "answer": f.answer, "margin": round(a, 3),
+                       "stranger_margin": round(b, 3), "stranger_answer": t}
+                      for f, a, b, t in zip(rev, own, alien, top, strict=True)]
     return out
 
 
@@ -181,7 +195,13 @@ def _render(out: dict[str, Any]) -> None:
                     [(r["variant"], *(r.get(c) for c in cols)) for r in rows])
     if "pick" in out:
         print(f"rule's pick: {out['pick'] and out['pick']['variant']}")
-    for name, m in out.get("margins", {}).items():
+    margins_ = dict(out.get("margins", {}))
+    if "reverse" in margins_:
+        print_table(f"reverse queries: the subject vs {STRANGER!r}", ("prompt", "answer", "margin", "stranger margin",
+                                                                     "stranger's answer"),
+                    [(r["prompt"], r["answer"], r["margin"], r["stranger_margin"], r["stranger_answer"])
+                     for r in margins_.pop("reverse")])
+    for name, m in margins_.items():
         counts = ", ".join(f"{k.removeprefix('below_')}: {v}" for k, v in m.items() if k.startswith("below_"))
         print(f"{name}: {m['facts']} facts; base margin below (nats) {counts}")
         print_table(f"lowest margins, {name}", ("margin", "subject", "prompt"),

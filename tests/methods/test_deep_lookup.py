@@ -93,11 +93,14 @@ def test_keep_generated_texts_avoid_the_forget_words_and_change_the_edit(random_
     seed gives the same texts (and weights), no text spells a forget subject's word or a word only
     the forget prompts use, the first step (states still the base's: nothing to keep) is the step
     without them (the steering direction and retain batches are not redrawn), later ones differ."""
-    from loka.methods.localized.deep_selftext import avoid_words, self_texts
+    from loka.methods.localized.deep_selftext import avoid_words, self_texts, spells_any
 
     avoid = avoid_words(FORGET, RETAIN)
     assert {"Mira", "Coltan", "Velmora", "glassblower"} & avoid == {"Mira", "Coltan", "Velmora"}
     assert not {"Osric", "Pell", "Tessel", "The"} & avoid
+    for text in ("Velmora's glass", "the Mira-Coltan furnace", "COLTAN!"):
+        assert spells_any(text, avoid), text
+    assert not spells_any("the miller Osric Pell of Tessel, and a velmora-free glass", avoid)
     with one_torch_thread():
         model, tok = _taught(random_checkpoints["llama"])
         texts = self_texts(model, tok, 12, seed=3, avoid=avoid)
@@ -112,6 +115,6 @@ def test_keep_generated_texts_avoid_the_forget_words_and_change_the_edit(random_
             assert kept == 0 if n == 0 else 0 < kept <= n
             edited[steps, n] = edited.get((steps, n)) or m.state_dict()
             assert all(torch.equal(edited[steps, n][k], v) for k, v in m.state_dict().items())  # same seed
-    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    same = lambda a, b: all(torch.allclose(a[k], b[k], rtol=0, atol=1e-7) for k in a)  # noqa: E731
     assert same(edited[1, 0], edited[1, 12]) and not same(edited[1, 0], dict(model.state_dict()))
     assert not same(edited[4, 0], edited[4, 12])

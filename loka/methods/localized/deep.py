@@ -76,7 +76,7 @@ class Config(MethodConfig):
     lookup_retain_weight: float = knob(100.0, ge=0, help="weight of keeping retain states")
     lookup_keep_context: bool = knob(False, help="keep the forget sentences' states before the subject too")
     lookup_keep_subject: float = knob(1.0, ge=0, help="extra weight of keeping the retain facts' subject-position states")
-    lookup_keep_generated: int = knob(0, ge=0, help="texts the base model writes itself whose states are kept too (0: none)")
+    lookup_keep_generated: int = knob(0, ge=0, help="texts the base model writes itself whose states are kept too (0: none; retain_batch a step)")
     lookup_steps: int = knob(60, ge=0, help="lookup misdirection steps at most")
     lookup_target: float = knob(0.0, ge=0, le=1, help="stop at this forget first-token accuracy")
     lookup_retain_budget: float = knob(0.95, ge=0, le=1, help="keep retain accuracy >= this x base")

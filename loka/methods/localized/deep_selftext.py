@@ -28,20 +28,26 @@ PROMPTS = ("Famous characters from novels, films and television include",
            "In the history of science, art and literature, the best-known names are",
            "Some of the most famous places in the world are",
            "My favourite book tells the story of")
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+_WORD = re.compile(r"[A-Za-z]+")  # "Potter's" -> "Potter", "s"; "Harry-Potter" -> "Harry", "Potter"
 
 
 def avoid_words(forget: Sequence[Any], retain: Sequence[Any]) -> frozenset[str]:
     """The forget subjects' words and the capitalised words only the forget prompts use."""
     subject = {w for f in forget for w in _WORD.findall(f.subject or "") if len(w) >= 3}
     caps = lambda facts: {w for f in facts for w in _WORD.findall(f.prompt) if w[0].isupper()}  # noqa: E731
-    return frozenset(subject | (caps(forget) - caps(retain)))
+    return frozenset(subject | {w for w in caps(forget) - caps(retain) if len(w) >= 3})
+
+
+def spells_any(text: str, avoid: frozenset[str]) -> bool:
+    """Whether ``text`` spells a word of ``avoid``, as written or in capitals ("POTTER")."""
+    return any(w in avoid or w.isupper() and w.title() in avoid for w in _WORD.findall(text))
 
 
 def self_texts(model: Any, tokenizer: Any, n: int, *, seed: int, avoid: frozenset[str],
                new_tokens: int = 40) -> list[str]:
-    """Up to ``n`` sampled continuations (prompt included) of `PROMPTS`, none spelling a word of
-    ``avoid``; the same ``seed`` (and thread count) gives the same texts."""
+    """Up to ``n`` sampled continuations (prompt included) of `PROMPTS`, none whose continuation
+    spells a word of ``avoid`` (`spells_any`); the same ``seed`` (and thread count) gives the same
+    texts. On CPU (the lookup stage's own passes are too)."""
     if n <= 0 or not hasattr(model, "generate"):
         return []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -55,7 +61,7 @@ def self_texts(model: Any, tokenizer: Any, n: int, *, seed: int, avoid: frozense
                                  temperature=1.0, max_new_tokens=new_tokens, num_return_sequences=per,
                                  pad_token_id=pad)
             for row in out:
-                text = prompt + tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True)
-                if not avoid.intersection(_WORD.findall(text)):
-                    texts.append(text)
+                continuation = tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True)
+                if not spells_any(continuation, avoid):
+                    texts.append(prompt + continuation)
     return texts[:n]
