@@ -52,20 +52,28 @@ STRANGER = "John Smith"  # `margins`: the reverse queries asked of a name the re
 TIE = 0.005  # nats of retain-seen log-prob under which two settings count as tied
 
 
-def _scores(model: Any, tok: Any, facts: Sequence[Any]) -> tuple[float | None, float | None, list[str], list[str]]:
-    """First-token accuracy, mean log-prob of the first answer token, the subjects missed and hit."""
+def _first(model: Any, tok: Any, prompts: Sequence[str], answers: Sequence[str]) -> tuple[Any, Any]:
+    """The logits ``[n, vocab]`` that predict each answer's first token, and those tokens ``[n, 1]``."""
     import torch
 
     from attribution.data import tokenize_facts
-    from loka.evaluate import first_token_hits, logits_at, prompt_ends
+    from loka.evaluate import logits_at, prompt_ends
+
+    batch = tokenize_facts(tok, list(prompts), list(answers))
+    with torch.no_grad():
+        first = logits_at(model, batch, prompt_ends(batch)).float()
+    return first, batch.answer_ids[:, :1].to(first.device)
+
+
+def _scores(model: Any, tok: Any, facts: Sequence[Any]) -> tuple[float | None, float | None, list[str], list[str]]:
+    """First-token accuracy, mean log-prob of the first answer token, the subjects missed and hit."""
+    from loka.evaluate import first_token_hits
 
     if not facts:
         return None, None, [], []
-    batch = tokenize_facts(tok, [f.prompt for f in facts], [f.answer for f in facts])
-    with torch.no_grad():
-        first = logits_at(model, batch, prompt_ends(batch)).float()
-    hits = first_token_hits(first, batch.answer_ids[:, 0])
-    logp = first.log_softmax(-1).gather(-1, batch.answer_ids[:, :1]).mean()
+    first, answer = _first(model, tok, [f.prompt for f in facts], [f.answer for f in facts])
+    hits = first_token_hits(first, answer[:, 0])
+    logp = first.log_softmax(-1).gather(-1, answer).mean()
     return (round(float(hits.float().mean()), 4), round(float(logp), 4),
             [f.subject for f, hit in zip(facts, hits.tolist(), strict=True) if not hit],
             [f.subject for f, hit in zip(facts, hits.tolist(), strict=True) if hit])
@@ -134,16 +142,9 @@ def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: 
 def margins(model: Any, tok: Any, data: Any, task: Any, lowest: int = 8) -> dict[str, Any]:
     """The model's first-answer-token margin (the answer's log-prob minus the best other token's)
     on the retain facts the method sees and on the neighbours: how many are answered by a hair."""
-    import torch
-
-    from attribution.data import tokenize_facts
-    from loka.evaluate import logits_at, prompt_ends
-
     def gaps(prompts: list[str], answers: list[str]) -> tuple[list[float], list[str]]:
-        batch = tokenize_facts(tok, prompts, answers)
-        with torch.no_grad():
-            logp = logits_at(model, batch, prompt_ends(batch)).float().log_softmax(-1)
-        answer = batch.answer_ids[:, :1].to(logp.device)
+        first, answer = _first(model, tok, prompts, answers)
+        logp = first.log_softmax(-1)
         gap = logp.gather(-1, answer)[:, 0] - logp.scatter(-1, answer, float("-inf")).max(-1).values
         return gap.tolist(), [tok.decode([int(i)]).strip() for i in logp.argmax(-1).tolist()]
 

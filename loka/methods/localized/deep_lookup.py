@@ -167,11 +167,13 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             # (its own random streams: the steering direction and retain batches stay those without it)
             g_texts = self_texts(model, tokenizer, cfg.lookup_keep_generated, avoid=avoid_words(forget, retain),
                                  seed=gen.initial_seed()) if cfg.lookup_keep_generated else []
-            g_gen = torch.Generator().manual_seed(gen.initial_seed() + 1)
-            g_rows = build_rows(tokenizer, g_texts)[0] if g_texts else None
-            g_where = g_rows.mask.bool() if g_rows is not None else torch.zeros(0, 1, dtype=torch.bool)
-            g_where[:, 0] = False  # BOS
-            g_base = hidden_at(model, g_rows, layer).float()[g_where] if g_rows is not None else None
+            g_keep: tuple[Rows, Tensor, Tensor, torch.Generator] | None = None
+            if g_texts:
+                g_rows = build_rows(tokenizer, g_texts)[0]
+                g_where = g_rows.mask.bool()
+                g_where[:, 0] = False  # BOS
+                g_keep = (g_rows, g_where, hidden_at(model, g_rows, layer).float()[g_where],
+                          torch.Generator().manual_seed(gen.initial_seed() + 1))
         f_ms, r_ms = f_base.pow(2).sum(-1).mean(), r_base.pow(2).sum(-1).mean()
         u = torch.randn(f_base.shape[-1], generator=gen)
         steer = (cfg.lookup_scale * f_base.norm(dim=-1).mean() * u / u.norm()).to(f_base.dtype)
@@ -184,25 +186,22 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             f_all = hidden_at(model, f_rows, layer).float()
             misdirect = (f_all[f_subj] - steer).pow(2).sum(-1).mean() / f_ms
             pick = torch.randperm(len(r_rows), generator=gen)[: cfg.retain_batch]
-            batch = r_rows.take(pick)
-            r_hidden, width = hidden_at(model, batch, layer), batch.mask.shape[1]
-            r_h = r_hidden[batch.mask.bool()].float()
-            ref = r_base[_flat_index(r_where, pick, width)]
-            keep = (r_h - ref).pow(2).sum(-1).mean() / r_ms
+            r_hidden, keep = _shift(model, r_rows, r_where, r_base, pick, layer)
+            keep = keep / r_ms
+            width = r_hidden.shape[1]
             if r_name[pick, :width].any():
                 name_ref = r_name_base[_flat_index(r_name, pick, width)]
                 name_h = r_hidden[r_name[pick, :width]].float()
                 keep = keep + cfg.lookup_keep_subject * (name_h - name_ref).pow(2).sum(-1).mean() / r_ms
             if f_ctx.any():
                 keep = keep + (f_all[f_ctx] - f_ctx_base).pow(2).sum(-1).mean() / r_ms
-            if g_rows is not None and g_base is not None:
+            if g_keep is not None:
+                g_rows, g_where, g_base, g_gen = g_keep
                 g_pick = torch.randperm(len(g_rows), generator=g_gen)[: cfg.retain_batch]
-                g_batch, g_width = g_rows.take(g_pick), int(g_rows.mask[g_pick].sum(-1).max())
-                g_h = hidden_at(model, g_batch, layer)[g_where[g_pick, :g_width]].float()
-                keep = keep + (g_h - g_base[_flat_index(g_where, g_pick, g_width)]).pow(2).sum(-1).mean() / r_ms
+                keep = keep + _shift(model, g_rows, g_where, g_base, g_pick, layer)[1] / r_ms
             return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
                             {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())},
-                            2 + (g_rows is not None))
+                            2 + (g_keep is not None))
 
         forget_acc = lambda: _accuracy(model, f_batch)  # noqa: E731
         settings = LoopSettings(lr=cfg.lookup_lr, target=cfg.lookup_target, eval_every=1,
@@ -222,6 +221,15 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "trainable": deltas.n_trainable, "kept_texts": len(g_texts), "steps": outcome.steps, "stopped": outcome.stopped,
                      "forget_accuracy": _accuracy(model, f_batch), "retain_floor": round(floor, 4),
                      "retain_accuracy": _accuracy(model, r_batch)}
+
+
+def _shift(model: Any, rows: Rows, where: Tensor, base: Tensor, pick: Tensor, layer: int) -> tuple[Tensor, Tensor]:
+    """The states after block ``layer`` of the rows ``pick`` ``[batch pos d]``, and their mean
+    squared distance from ``base`` (``states[where]`` of every row, before the edit) at ``where``."""
+    batch = rows.take(pick)
+    hidden, width = hidden_at(model, batch, layer), batch.mask.shape[1]
+    moved = hidden[where[pick, :width]].float() - base[_flat_index(where, pick, width)]
+    return hidden, moved.pow(2).sum(-1).mean()
 
 
 def _flat_index(where: Tensor, pick: Tensor, width: int) -> Tensor:
