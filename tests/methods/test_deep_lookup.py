@@ -118,3 +118,49 @@ def test_keep_generated_texts_avoid_the_forget_words_and_change_the_edit(random_
     same = lambda a, b: all(torch.allclose(a[k], b[k], rtol=0, atol=1e-7) for k in a)  # noqa: E731
     assert same(edited[1, 0], edited[1, 12]) and not same(edited[1, 0], dict(model.state_dict()))
     assert not same(edited[4, 0], edited[4, 12])
+
+
+def test_stranger_targets_are_the_twin_words_states(random_checkpoints):
+    """``lookup_steer="stranger"``: every forget subject token's target is the mean state of the
+    stranger's word at the same place in the twin sentence; with the subject as its own stranger
+    that is its own word's mean; names of the request are never strangers; the edit forgets."""
+    from loka.methods.localized.deep_rows import fact_rows, subject_mask
+    from loka.methods.localized.deep_stranger import (
+        STRANGERS,
+        assign,
+        strangers,
+        twin_texts,
+        word_targets,
+    )
+
+    retain = RETAIN + (FactRecord("The baker of Tessel is called Paul", "Brenner", "Paul Brenner"),)
+    forget = FORGET + (FactRecord("Laura lives in Velmora, with", "Coltan", "Mira Coltan"),)
+    names = strangers(forget, retain)
+    # a retain subject's name, and a capitalised word only the forget prompts use ("Laura")
+    assert {"Paul Brenner", "Laura Whitfield"}.isdisjoint(names) and len(names) == len(STRANGERS) - 2
+    assert assign(["b", "a", "b"], ["X", "Y"]) == ["Y", "X", "Y"]
+    assert twin_texts(["Mira Coltan met Mira Coltan", "no one"], ["Mira Coltan", "Mira Coltan"], ["Ann Lee"] * 2) \
+        == ["Ann Lee met Mira Coltan", "no one"]
+    _, tok = load_hf(random_checkpoints["llama"])
+    rows, offsets, texts = fact_rows(tok, [f.prompt for f in FORGET], [f.answer for f in FORGET])
+    subjects = [f.subject for f in FORGET]
+    mask = subject_mask(offsets, texts, subjects, rows.ids.shape[1])
+    states = torch.randn(*rows.ids.shape, 5)
+    own = word_targets(texts, offsets, subjects, mask, texts, offsets, subjects, states)
+    expected = []
+    for i in range(len(texts)):
+        a = texts[i].find("Mira Coltan")
+        words = [(a, a + 4), (a + 5, a + 11)]
+        tokens = [[t for t, (s, e) in enumerate(offsets[i]) if s >= 0 and s < b and e > w0] for w0, b in words]
+        for t in mask[i].nonzero().flatten().tolist():
+            expected.append(states[i, next(ts for ts in tokens if t in ts)].mean(0))
+    assert own.shape == (int(mask.sum()), 5) and torch.allclose(own, torch.stack(expected))
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        p_before = _answer_prob(model, tok, FORGET)
+        result = unlearn((model, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                         **(LOOKUP | {"lookup_steer": "stranger"}))
+    stage = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+    assert stage["steer"] == "stranger" and stage["steps"] > 0 and not result.diverged
+    assert _answer_prob(model, tok, FORGET) < 0.5 * p_before
+    assert first_token_accuracy(model, tok, RETAIN) == 1.0

@@ -18,7 +18,9 @@ the MLPs below it, while keeping retain activations where they were. This stage 
 2. **What** (representation misdirection): only those slices train, on
    ``mean_subject ||h_layer - c u||^2 + retain_weight x mean_keep ||h_layer - h_layer^base||^2``
    (each over the base model's mean square norm at those positions), ``u`` a seeded random unit
-   vector and ``c = scale x`` the base subject states' mean norm; "keep" is every position of the
+   vector and ``c = scale x`` the base subject states' mean norm (``steer="stranger"``: instead of
+   ``c u``, each subject token's target is a made-up name's state in the same sentence,
+   `deep_stranger`, the term over its starting value); "keep" is every position of the
    retain facts, plus (``keep_subject``, a weight) the mean over the retain facts' own subject
    tokens alone (where their lookup is read), (``keep_context``) the forget sentences' own
    words before the subject, so the edit changes how the name is read, not how the sentence
@@ -55,6 +57,7 @@ from loka.evaluate import first_token_hits, logits_at, prompt_ends
 from loka.methods.localized.deep_rows import Rows, build_rows, fact_rows, subject_mask
 from loka.methods.localized.deep_rows import logits_at as rows_logits
 from loka.methods.localized.deep_selftext import avoid_words, self_texts
+from loka.methods.localized.deep_stranger import assign, strangers, twin_texts, word_targets
 from loka.methods.localized.params import SliceDeltas
 from loka.methods.loop import LoopSettings, Outcome, StepLoss, optimise
 
@@ -175,8 +178,12 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 g_keep = (g_rows, g_where, hidden_at(model, g_rows, layer).float()[g_where],
                           torch.Generator().manual_seed(gen.initial_seed() + 1))
         f_ms, r_ms = f_base.pow(2).sum(-1).mean(), r_base.pow(2).sum(-1).mean()
-        u = torch.randn(f_base.shape[-1], generator=gen)
-        steer = (cfg.lookup_scale * f_base.norm(dim=-1).mean() * u / u.norm()).to(f_base.dtype)
+        u = torch.randn(f_base.shape[-1], generator=gen)  # drawn either way: the retain batches stay the same
+        if cfg.lookup_steer == "stranger":  # each subject token towards a stranger's state (`deep_stranger`)
+            goal = _stranger_goal(model, tokenizer, forget, retain, f_texts, f_offsets, f_subj, layer)
+            goal_ms = (f_base - goal).pow(2).sum(-1).mean()  # the misdirection term starts at 1
+        else:  # RMU: one scaled random direction
+            goal, goal_ms = (cfg.lookup_scale * f_base.norm(dim=-1).mean() * u / u.norm()).to(f_base.dtype), f_ms
         f_batch = tokenize_facts(tokenizer, [f.prompt for f in forget], [f.answer for f in forget])
         r_batch = tokenize_facts(tokenizer, [f.prompt for f in retain], [f.answer for f in retain])
         base_retain = _accuracy(model, r_batch)
@@ -184,7 +191,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
 
         def loss_fn(step: int) -> StepLoss:
             f_all = hidden_at(model, f_rows, layer).float()
-            misdirect = (f_all[f_subj] - steer).pow(2).sum(-1).mean() / f_ms
+            misdirect = (f_all[f_subj] - goal).pow(2).sum(-1).mean() / goal_ms
             pick = torch.randperm(len(r_rows), generator=gen)[: cfg.retain_batch]
             r_hidden, keep = _shift(model, r_rows, r_where, r_base, pick, layer)
             keep = keep / r_ms
@@ -216,11 +223,23 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             p.requires_grad_(flags[n])
             p.grad = None
     layers = sorted({c.layer for c in components})
-    return outcome, {"stage": "lookup_misdirection", "layer": layer, "neurons": len(components),
+    return outcome, {"stage": "lookup_misdirection", "layer": layer, "steer": cfg.lookup_steer, "neurons": len(components),
                      "neuron_layers": {str(lay): sum(c.layer == lay for c in components) for lay in layers},
                      "trainable": deltas.n_trainable, "kept_texts": len(g_texts), "steps": outcome.steps, "stopped": outcome.stopped,
                      "forget_accuracy": _accuracy(model, f_batch), "retain_floor": round(floor, 4),
                      "retain_accuracy": _accuracy(model, r_batch)}
+
+
+@torch.no_grad()
+def _stranger_goal(model: Any, tokenizer: Any, forget: Sequence[Any], retain: Sequence[Any], texts: list[str],
+                   offsets: list, mask: Tensor, layer: int) -> Tensor:
+    """``[mask.sum(), d]``: the base states after block ``layer`` of each forget subject token's
+    stranger word, in the twin sentence (`deep_stranger`)."""
+    subjects = [f.subject for f in forget]
+    names = assign(subjects, strangers(forget, retain))
+    twins = twin_texts(texts, subjects, names)
+    t_rows, t_offsets = build_rows(tokenizer, twins)
+    return word_targets(texts, offsets, subjects, mask, twins, t_offsets, names, hidden_at(model, t_rows, layer).float())
 
 
 def _shift(model: Any, rows: Rows, where: Tensor, base: Tensor, pick: Tensor, layer: int) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,83 @@
+"""A stranger's states as the lookup misdirection's target: forget a name by reading it as an unknown one.
+
+RMU (Li et al. 2024, arXiv 2403.03218) steers the forget text's states towards one fixed, scaled
+random direction; how far the edit spills onto other names then depends on which direction was
+drawn (SmolLM2: seed 2's direction stops at the retain budget with 9 of 32 facts still answered,
+`bench.deep_real` round 4). A model retrained without a person reads that person's name the way
+it reads any name it never learned: calibrated forgetting asks for exactly that state, not an
+arbitrary one. So each forget subject gets a stranger (`STRANGERS`: made-up full names, none
+spelling a word of the request), its sentences are written again with the stranger in the
+subject's place, and the base model's states of those twin sentences after the steered block are
+the target: each token of the subject's ``w``-th word goes to the mean state of the stranger's
+``w``-th word's tokens (the last word for longer names). The sentence around the name is the
+same, so only what the name itself contributes moves.
+
+Example:
+    >>> names = strangers(forget, retain)                                      # doctest: +SKIP
+    >>> twins = twin_texts(texts, subjects, assign(subjects, names))             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from loka.methods.localized.deep_selftext import avoid_words, spells_any
+
+# Common first names and surnames, combined so that none names a well-known person or character.
+STRANGERS = ("Paul Brenner", "Laura Whitfield", "Mark Dunley", "Helen Marsh", "Peter Lindon", "Sarah Mellish",
+             "David Hartwell", "Claire Osgood", "Martin Fenwick", "Julia Rendall", "Simon Ashby", "Karen Tolley",
+             "Brian Colwell", "Diane Harrow", "Neil Pardoe", "Susan Kettle")
+_WORDS = re.compile(r"\S+")
+
+
+def strangers(forget: Sequence[Any], retain: Sequence[Any]) -> list[str]:
+    """`STRANGERS` that spell none of the forget subjects' words, the forget prompts' own
+    capitalised words (`avoid_words`) or a retain subject's words."""
+    avoid = avoid_words(forget, retain) | {w for f in retain for w in _WORDS.findall(f.subject or "")}
+    names = [n for n in STRANGERS if not spells_any(n, avoid)]
+    if not names:
+        raise ValueError("every stranger name spells a word of the request; use lookup_steer='random'")
+    return names
+
+
+def assign(subjects: Sequence[str], names: Sequence[str]) -> list[str]:
+    """Each row's stranger: the same one for every row of a subject (subjects in sorted order)."""
+    order = {s: i for i, s in enumerate(sorted(set(subjects)))}
+    return [names[order[s] % len(names)] for s in subjects]
+
+
+def twin_texts(texts: Sequence[str], subjects: Sequence[str], names: Sequence[str]) -> list[str]:
+    """Each text with its subject's first occurrence (where `subject_mask` finds it) replaced by
+    the row's stranger; texts that do not spell their subject stay as they are."""
+    out = []
+    for text, subject, name in zip(texts, subjects, names, strict=True):
+        a = text.find(subject) if subject else -1
+        out.append(text if a < 0 else text[:a] + name + text[a + len(subject):])
+    return out
+
+
+def _word_spans(text: str, phrase: str) -> list[tuple[int, int]]:
+    a = text.find(phrase) if phrase else -1
+    return [] if a < 0 else [(a + m.start(), a + m.end()) for m in _WORDS.finditer(phrase)]
+
+
+def word_targets(texts: Sequence[str], offsets: list, subjects: Sequence[str], mask: Tensor,
+                 twins: Sequence[str], twin_offsets: list, names: Sequence[str], twin_states: Tensor) -> Tensor:
+    """``[mask.sum(), d]``, in ``states[mask]``'s order: for every subject token ``mask`` marks,
+    the mean of ``twin_states`` over the stranger's tokens of the same word (by the token's last
+    character; the stranger's last word when it has fewer)."""
+    out = []
+    for i in range(mask.shape[0]):
+        spans, twin_spans = _word_spans(texts[i], subjects[i]), _word_spans(twins[i], names[i])
+        means = [torch.stack([twin_states[i, t] for t, (s, e) in enumerate(twin_offsets[i])
+                              if s >= 0 and s < b and e > a]).mean(0) for a, b in twin_spans]
+        for t in mask[i].nonzero().flatten().tolist():
+            end = offsets[i][t][1] - 1
+            w = next((j for j, (a, b) in enumerate(spans) if a <= end < b), 0 if end < spans[0][0] else len(spans) - 1)
+            out.append(means[min(w, len(means) - 1)])
+    return torch.stack(out)
