@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from attribution.data import tokenize_facts
@@ -31,10 +32,10 @@ def _answer_prob(model, tok, facts) -> float:
     return float(logp.gather(-1, batch.answer_ids[:, :1]).exp().mean())
 
 
-def _taught(path):
-    """The random tiny Llama after a few hundred steps on the four facts: it answers them all."""
+def _taught(path, facts=FORGET + RETAIN):
+    """The random tiny Llama after 150 steps on ``facts`` (the four facts): it answers them all."""
     model, tok = load_hf(path)
-    ids = tok([f"{f.prompt} {f.answer}" for f in FORGET + RETAIN], return_tensors="pt", padding=True)
+    ids = tok([f"{f.prompt} {f.answer}" for f in facts], return_tensors="pt", padding=True)
     labels = ids["input_ids"].masked_fill(ids["attention_mask"] == 0, -100)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
@@ -43,7 +44,7 @@ def _taught(path):
         model(**ids, labels=labels).loss.backward()
         opt.step()
     model.eval()
-    assert first_token_accuracy(model, tok, FORGET + RETAIN) == 1.0
+    assert first_token_accuracy(model, tok, facts) == 1.0
     return model, tok
 
 
@@ -164,3 +165,35 @@ def test_stranger_targets_are_the_twin_words_states(random_checkpoints):
     assert stage["steer"] == "stranger" and stage["steps"] > 0 and not result.diverged
     assert _answer_prob(model, tok, FORGET) < 0.5 * p_before
     assert first_token_accuracy(model, tok, RETAIN) == 1.0
+
+
+def test_tries_replace_a_direction_that_stops_at_the_retain_budget(random_checkpoints):
+    """``lookup_tries``: a random direction that stops at the retain budget before forgetting is
+    dropped and another drawn from the base weights; the try that forgot most is kept, steps add
+    up; when every try's first step breaks the budget, nothing of them is left in the model.
+    Retain facts about the forget subject herself make the budget bite (no keep term)."""
+    retain = (FactRecord("Mira Coltan was born in the town of", "Tessel", "Mira Coltan"),
+              FactRecord("Mira Coltan works as a", "glassblower", "Mira Coltan"),
+              FactRecord("The baker of Orm is called Osric", "Dale", "Osric Dale"))
+    strict = LOOKUP | {"lookup_retain_weight": 0.0, "lookup_retain_budget": 1.0}
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"], FORGET + retain)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        logs, forgot = {}, {}
+        for lr, tries in ((1.0, 1), (1.0, 3), (0.02, 3)):
+            m = copy.deepcopy(model)
+            result = unlearn((m, tok), UnlearnTask(FORGET, retain, (), ()), "loka-deep", progress=False,
+                             **(strict | {"lookup_lr": lr, "lookup_tries": tries}))
+            logs[lr, tries] = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+            forgot[lr, tries] = first_token_accuracy(m, tok, FORGET)
+            assert first_token_accuracy(m, tok, retain) == 1.0  # the budget held
+            if lr == 1.0:
+                untouched = all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
+    for (lr, tries), log in logs.items():
+        assert 1 <= len(log["tries"]) <= tries and log["steps"] == sum(t["steps"] for t in log["tries"])
+        assert all(t["stopped"] == "retain budget" and t["forget_accuracy"] > 0 for t in log["tries"][:-1])
+        assert forgot[lr, tries] == pytest.approx(min(t["forget_accuracy"] for t in log["tries"]))
+    assert logs[1.0, 1]["tries"] == logs[1.0, 3]["tries"][:1]  # the same first direction and batches
+    # lr 1: every direction's first step breaks the budget and is undone
+    assert len(logs[1.0, 3]["tries"]) == 3 and all(t["stopped"] == "retain budget" for t in logs[1.0, 3]["tries"])
+    assert untouched  # every try's steps undone, every dropped direction's deltas zeroed

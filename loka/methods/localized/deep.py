@@ -82,7 +82,7 @@ class Config(MethodConfig):
     lookup_target: float = knob(0.0, ge=0, le=1, help="stop at this forget first-token accuracy")
     lookup_retain_budget: float = knob(0.95, ge=0, le=1, help="keep retain accuracy >= this x base")
     lookup_budget_margin: float = knob(0.0, ge=0, help="the retain budget counts only retain facts the base answers by >= this many nats")
-    lookup_tries: int = knob(1, ge=1, help="random directions to try: one that stops at the retain budget before forgetting is replaced")
+    lookup_tries: int = knob(3, ge=1, help="random directions to try: one that stops at the retain budget before forgetting is replaced")
 
 
 def deep_unlearn(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, seed: int

@@ -31,7 +31,11 @@ the MLPs below it, while keeping retain activations where they were. This stage 
 3. **When to stop**: after every step, first-token accuracy on the forget facts and on the
    retain facts the method sees; it stops once forget <= ``target``, and a step that takes
    retain accuracy below ``retain_budget`` x the base's is undone and ends the stage (the
-   method's own retain budget; it never sees held-out forms or unseen subjects).
+   method's own retain budget; it never sees held-out forms or unseen subjects; with
+   ``budget_margin`` it counts only the retain facts the base answers by that many nats). A
+   random direction that ends at the budget before forgetting is dropped, the weights go back
+   to the base's and another is drawn (``tries``; on SmolLM2 seed 2's first direction stops
+   with 9 of 32 facts answered, its second forgets them all); the try that forgot most is kept.
 
 Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
 the headmaster of" -> "Hogwarts") share no wording with the trained sentences, only the
