@@ -156,6 +156,25 @@ def test_stranger_targets_are_the_twin_words_states(random_checkpoints):
         for t in mask[i].nonzero().flatten().tolist():
             expected.append(states[i, next(ts for ts in tokens if t in ts)].mean(0))
     assert own.shape == (int(mask.sum()), 5) and torch.allclose(own, torch.stack(expected))
+    # the wiring: a real stranger, its twin sentence run through the model, word by word
+    from loka.methods.localized.deep_lookup import _stranger_goal, hidden_at
+    from loka.methods.localized.deep_rows import build_rows
+
+    model, _ = load_hf(random_checkpoints["llama"])
+    with torch.no_grad():
+        goal = _stranger_goal(model, tok, FORGET, RETAIN, texts, offsets, mask, 0)
+        name = assign(subjects, strangers(FORGET, RETAIN))[0]
+        twin = texts[0].replace("Mira Coltan", name)
+        twin_rows, twin_offsets = build_rows(tok, [twin])
+        twin_states = hidden_at(model, twin_rows, 0)[0].float()
+    a = twin.find(name)
+    first, last = (a, a + name.index(" ")), (a + name.index(" ") + 1, a + len(name))
+    word_mean = lambda w: twin_states[[t for t, (s, e) in enumerate(twin_offsets[0])  # noqa: E731
+                                       if s >= 0 and s < w[1] and e > w[0]]].mean(0)
+    row0 = goal[: int(mask[0].sum())]
+    assert torch.allclose(row0[0], word_mean(first), atol=1e-6)  # "Mira"'s first token -> the first name
+    assert torch.allclose(row0[-1], word_mean(last), atol=1e-6)  # "Coltan"'s last token -> the surname
+    assert not torch.allclose(word_mean(first), word_mean(last))
     with one_torch_thread():
         model, tok = _taught(random_checkpoints["llama"])
         p_before = _answer_prob(model, tok, FORGET)
@@ -179,7 +198,7 @@ def test_tries_replace_a_direction_that_stops_at_the_retain_budget(random_checkp
     with one_torch_thread():
         model, tok = _taught(random_checkpoints["llama"], FORGET + retain)
         before = {k: v.clone() for k, v in model.state_dict().items()}
-        logs, forgot = {}, {}
+        logs, forgot, untouched = {}, {}, []
         for lr, tries in ((1.0, 1), (1.0, 3), (0.02, 3)):
             m = copy.deepcopy(model)
             result = unlearn((m, tok), UnlearnTask(FORGET, retain, (), ()), "loka-deep", progress=False,
@@ -188,7 +207,7 @@ def test_tries_replace_a_direction_that_stops_at_the_retain_budget(random_checkp
             forgot[lr, tries] = first_token_accuracy(m, tok, FORGET)
             assert first_token_accuracy(m, tok, retain) == 1.0  # the budget held
             if lr == 1.0:
-                untouched = all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
+                untouched.append(all(torch.equal(v, before[k]) for k, v in m.state_dict().items()))
     for (lr, tries), log in logs.items():
         assert 1 <= len(log["tries"]) <= tries and log["steps"] == sum(t["steps"] for t in log["tries"])
         assert all(t["stopped"] == "retain budget" and t["forget_accuracy"] > 0 for t in log["tries"][:-1])
@@ -196,4 +215,4 @@ def test_tries_replace_a_direction_that_stops_at_the_retain_budget(random_checkp
     assert logs[1.0, 1]["tries"] == logs[1.0, 3]["tries"][:1]  # the same first direction and batches
     # lr 1: every direction's first step breaks the budget and is undone
     assert len(logs[1.0, 3]["tries"]) == 3 and all(t["stopped"] == "retain budget" for t in logs[1.0, 3]["tries"])
-    assert untouched  # every try's steps undone, every dropped direction's deltas zeroed
+    assert untouched == [True, True]  # every try's steps undone, nothing of a dropped direction left

@@ -72,7 +72,8 @@ class Config(MethodConfig):
     lookup_k: int = knob(1024, ge=1, help="lookup neurons (blocks 0..layer) whose slices train")
     lookup_contrast: float = knob(1.0, ge=0, help="retain weight of the lookup attribution contrast")
     lookup_scale: float = knob(1.5, gt=0, help="(random) steering norm over the subject states' mean norm")
-    lookup_steer: Literal["random", "stranger"] = knob("random", help="random: one scaled random direction (RMU); stranger: a made-up name's states in the same sentence")
+    lookup_steer: Literal["random", "stranger"] = knob(
+        "random", help="random: one scaled random direction (RMU); stranger: a made-up name's states there")
     lookup_lr: float = knob(1e-3, gt=0, help="lookup misdirection learning rate")
     lookup_retain_weight: float = knob(100.0, ge=0, help="weight of keeping retain states")
     lookup_keep_context: bool = knob(False, help="keep the forget sentences' states before the subject too")
@@ -81,8 +82,11 @@ class Config(MethodConfig):
     lookup_steps: int = knob(60, ge=0, help="lookup misdirection steps at most")
     lookup_target: float = knob(0.0, ge=0, le=1, help="stop at this forget first-token accuracy")
     lookup_retain_budget: float = knob(0.95, ge=0, le=1, help="keep retain accuracy >= this x base")
-    lookup_budget_margin: float = knob(0.0, ge=0, help="the retain budget counts only retain facts the base answers by >= this many nats")
-    lookup_tries: int = knob(3, ge=1, help="random directions to try: one that stops at the retain budget before forgetting is replaced")
+    lookup_budget_margin: float = knob(
+        0.0, ge=0, help="the retain budget counts only the retain facts the base answers by >= this many nats")
+    lookup_tries: int = knob(
+        3, ge=1, help="random directions to try: one stopped by the retain budget before forgetting is "
+                      "replaced (steer=stranger: one try)")
 
 
 def deep_unlearn(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, seed: int

@@ -34,8 +34,8 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    method's own retain budget; it never sees held-out forms or unseen subjects; with
    ``budget_margin`` it counts only the retain facts the base answers by that many nats). A
    random direction that ends at the budget before forgetting is dropped, the weights go back
-   to the base's and another is drawn (``tries``; on SmolLM2 seed 2's first direction stops
-   with 9 of 32 facts answered, its second forgets them all); the try that forgot most is kept.
+   to the base's and another is drawn (``tries``; the stranger target has none to redraw); the
+   try that forgot most is kept.
 
 Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
 the headmaster of" -> "Hogwarts") share no wording with the trained sentences, only the
@@ -205,11 +205,14 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
         f_batch = tokenize_facts(tokenizer, [f.prompt for f in forget], [f.answer for f in forget])
         r_batch = tokenize_facts(tokenizer, [f.prompt for f in retain], [f.answer for f in retain])
         # the retain budget counts the facts the base answers by >= budget_margin nats (a coin flip is not knowledge)
-        b_facts = list(retain) if cfg.lookup_budget_margin <= 0 else \
-            [f for f, m in zip(retain, _margins(model, r_batch), strict=True) if m >= cfg.lookup_budget_margin]
-        b_batch = tokenize_facts(tokenizer, [f.prompt for f in b_facts], [f.answer for f in b_facts]) \
-            if b_facts and len(b_facts) < len(retain) else r_batch
-        floor = cfg.lookup_retain_budget * _accuracy(model, b_batch) if b_facts else None
+        # (none that clear: every retain fact counts, the budget is never switched off)
+        margin = cfg.lookup_budget_margin
+        b_facts = [f for f, m in zip(retain, _margins(model, r_batch), strict=True) if m >= margin] \
+            if margin > 0 else []
+        b_facts = b_facts or list(retain)
+        b_batch = r_batch if len(b_facts) == len(retain) else \
+            tokenize_facts(tokenizer, [f.prompt for f in b_facts], [f.answer for f in b_facts])
+        floor = cfg.lookup_retain_budget * _accuracy(model, b_batch)
 
         def loss_fn(step: int) -> StepLoss:
             f_all = hidden_at(model, f_rows, layer).float()
@@ -267,13 +270,15 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             p.requires_grad_(flags[n])
             p.grad = None
     layers = sorted({c.layer for c in components})
-    return outcome, {"stage": "lookup_misdirection", "layer": layer, "steer": cfg.lookup_steer, "neurons": len(components),
+    return outcome, {"stage": "lookup_misdirection", "layer": layer, "steer": cfg.lookup_steer,
+                     "neurons": len(components),
                      "neuron_layers": {str(lay): sum(c.layer == lay for c in components) for lay in layers},
-                     "trainable": deltas.n_trainable, "kept_texts": len(g_texts), "steps": outcome.steps, "stopped": outcome.stopped,
-                     "tries": [{"steps": o.steps, "stopped": o.stopped, "forget_accuracy": round(a, 4)} for a, o in tries],
-                     "budget_facts": len(b_facts),
-                     "forget_accuracy": _accuracy(model, f_batch), "retain_floor": floor and round(floor, 4),
-                     "retain_accuracy": _accuracy(model, r_batch)}
+                     "trainable": deltas.n_trainable, "kept_texts": len(g_texts), "steps": outcome.steps,
+                     "stopped": outcome.stopped,
+                     "tries": [{"steps": o.steps, "stopped": o.stopped, "forget_accuracy": round(a, 4)}
+                               for a, o in tries],
+                     "budget_facts": len(b_facts), "forget_accuracy": _accuracy(model, f_batch),
+                     "retain_floor": round(floor, 4), "retain_accuracy": _accuracy(model, r_batch)}
 
 
 @torch.no_grad()
@@ -285,7 +290,8 @@ def _stranger_goal(model: Any, tokenizer: Any, forget: Sequence[Any], retain: Se
     names = assign(subjects, strangers(forget, retain))
     twins = twin_texts(texts, subjects, names)
     t_rows, t_offsets = build_rows(tokenizer, twins)
-    return word_targets(texts, offsets, subjects, mask, twins, t_offsets, names, hidden_at(model, t_rows, layer).float())
+    states = hidden_at(model, t_rows, layer).float()
+    return word_targets(texts, offsets, subjects, mask, twins, t_offsets, names, states)
 
 
 def _shift(model: Any, rows: Rows, where: Tensor, base: Tensor, pick: Tensor, layer: int) -> tuple[Tensor, Tensor]:

@@ -2,15 +2,15 @@
 
 RMU (Li et al. 2024, arXiv 2403.03218) steers the forget text's states towards one fixed, scaled
 random direction; how far the edit spills onto other names then depends on which direction was
-drawn (SmolLM2: seed 2's direction stops at the retain budget with 9 of 32 facts still answered,
-`bench.deep_real` round 4). A model retrained without a person reads that person's name the way
-it reads any name it never learned: calibrated forgetting asks for exactly that state, not an
-arbitrary one. So each forget subject gets a stranger (`STRANGERS`: made-up full names, none
+drawn (`bench.deep_real`, BENCHMARKS.md). A model retrained without a person reads that
+person's name the way it reads any name it never learned: calibrated forgetting asks for
+exactly that state, not an arbitrary one. So each forget subject gets a stranger (`STRANGERS`: made-up full names, none
 spelling a word of the request), its sentences are written again with the stranger in the
 subject's place, and the base model's states of those twin sentences after the steered block are
 the target: each token of the subject's ``w``-th word goes to the mean state of the stranger's
 ``w``-th word's tokens (the last word for longer names). The sentence around the name is the
-same, so only what the name itself contributes moves.
+same, so only what the name itself contributes moves. Off by default (``lookup_steer``): on
+SmolLM2 it was measured and not adopted (BENCHMARKS.md, `bench.deep_real` rounds 6-7).
 
 Example:
     >>> names = strangers(forget, retain)                                      # doctest: +SKIP
