@@ -142,11 +142,12 @@ def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: 
 def margins(model: Any, tok: Any, data: Any, task: Any, lowest: int = 8) -> dict[str, Any]:
     """The model's first-answer-token margin (the answer's log-prob minus the best other token's)
     on the retain facts the method sees and on the neighbours: how many are answered by a hair."""
+    from loka.evaluate import first_token_margins
+
     def gaps(prompts: list[str], answers: list[str]) -> tuple[list[float], list[str]]:
         first, answer = _first(model, tok, prompts, answers)
-        logp = first.log_softmax(-1)
-        gap = logp.gather(-1, answer)[:, 0] - logp.scatter(-1, answer, float("-inf")).max(-1).values
-        return gap.tolist(), [tok.decode([int(i)]).strip() for i in logp.argmax(-1).tolist()]
+        return (first_token_margins(first, answer[:, 0]).tolist(),
+                [tok.decode([int(i)]).strip() for i in first.argmax(-1).tolist()])
 
     ev = list(data.facts[("retain_eval", "train")]) + list(data.facts.get(("retain_eval", "heldout"), ()))
     sets = {"retain_seen": list(task.retain),

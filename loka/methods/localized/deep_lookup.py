@@ -58,7 +58,7 @@ from torch import Tensor
 from attribution.components import Component
 from attribution.data import tokenize_facts
 from loka.engine import adapter_for
-from loka.evaluate import first_token_hits, logits_at, prompt_ends
+from loka.evaluate import first_token_hits, first_token_margins, logits_at, prompt_ends
 from loka.methods.localized.deep_rows import Rows, build_rows, fact_rows, subject_mask
 from loka.methods.localized.deep_rows import logits_at as rows_logits
 from loka.methods.localized.deep_selftext import avoid_words, self_texts
@@ -130,14 +130,6 @@ def lookup_scores(model: Any, rows: Rows, where: Tensor, layers: int) -> Tensor:
     return total.detach() / len(rows)
 
 
-def _margins(model: Any, batch: Any) -> list[float]:
-    """Each fact's first-answer-token margin: its log-prob minus the best other token's."""
-    with torch.no_grad():
-        logp = logits_at(model, batch, prompt_ends(batch)).float().log_softmax(-1)
-    answer = batch.answer_ids[:, :1].to(logp.device)
-    return (logp.gather(-1, answer)[:, 0] - logp.scatter(-1, answer, float("-inf")).max(-1).values).tolist()
-
-
 def _accuracy(model: Any, batch: Any) -> float:
     with torch.no_grad():
         first = logits_at(model, batch, prompt_ends(batch))
@@ -206,10 +198,12 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
         r_batch = tokenize_facts(tokenizer, [f.prompt for f in retain], [f.answer for f in retain])
         # the retain budget counts the facts the base answers by >= budget_margin nats (a coin flip is not knowledge)
         # (none that clear: every retain fact counts, the budget is never switched off)
-        margin = cfg.lookup_budget_margin
-        b_facts = [f for f, m in zip(retain, _margins(model, r_batch), strict=True) if m >= margin] \
-            if margin > 0 else []
-        b_facts = b_facts or list(retain)
+        b_facts = list(retain)
+        if cfg.lookup_budget_margin > 0:
+            with torch.no_grad():
+                gaps = first_token_margins(logits_at(model, r_batch, prompt_ends(r_batch)), r_batch.answer_ids[:, 0])
+            b_facts = [f for f, m in zip(retain, gaps.tolist(), strict=True)
+                       if m >= cfg.lookup_budget_margin] or b_facts
         b_batch = r_batch if len(b_facts) == len(retain) else \
             tokenize_facts(tokenizer, [f.prompt for f in b_facts], [f.answer for f in b_facts])
         floor = cfg.lookup_retain_budget * _accuracy(model, b_batch)
@@ -239,7 +233,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
         settings = LoopSettings(lr=cfg.lookup_lr, target=cfg.lookup_target, eval_every=1,
                                 retain_floor=floor)
         tries: list[tuple[float, Outcome]] = []
-        best: tuple[float, list[Tensor]] | None = None
+        best: tuple[int, list[Tensor]] | None = None  # the try that forgot most (the first of equals), its deltas
         with deltas.attached(model):
             # a direction that stops at the retain budget before forgetting is dropped and another one drawn
             # (``tries``; the stranger target has nothing to redraw), the weights back at the base's
@@ -248,8 +242,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                                    forget_accuracy=forget_acc, retain_accuracy=lambda: _accuracy(model, b_batch),
                                    progress=False, desc="lookup misdirection")
                 tries.append((forget_acc(), outcome))
-                if best is None or tries[-1][0] < best[0]:
-                    best = (tries[-1][0], [p.detach().clone() for _, p in deltas.named()])
+                if best is None or tries[-1][0] < tries[best[0]][0]:
+                    best = (len(tries) - 1, [p.detach().clone() for _, p in deltas.named()])
                 if tries[-1][0] <= cfg.lookup_target or outcome.stopped != "retain budget" \
                         or len(tries) >= cfg.lookup_tries or stranger is not None:
                     break
@@ -261,8 +255,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 for (_, p), kept in zip(deltas.named(), best[1], strict=True):
                     p.copy_(kept)
         deltas.merge(model)
-        outcome = tries[min(range(len(tries)), key=lambda i: tries[i][0])][1]
-        outcome = dataclasses.replace(outcome, steps=sum(o.steps for _, o in tries),
+        outcome = dataclasses.replace(tries[best[0]][1], steps=sum(o.steps for _, o in tries),
                                       forward_passes=sum(o.forward_passes for _, o in tries),
                                       backward_passes=sum(o.backward_passes for _, o in tries))
     finally:
