@@ -162,7 +162,7 @@ def test_stranger_targets_are_the_twin_words_states(random_checkpoints):
 
     model, _ = load_hf(random_checkpoints["llama"])
     with torch.no_grad():
-        goal = _stranger_goal(model, tok, FORGET, RETAIN, texts, offsets, mask, 0)
+        goal = _stranger_goal(model, tok, [f.subject for f in FORGET], FORGET, RETAIN, texts, offsets, mask, 0)
         name = assign(subjects, strangers(FORGET, RETAIN))[0]
         twin = texts[0].replace("Mira Coltan", name)
         twin_rows, twin_offsets = build_rows(tok, [twin])

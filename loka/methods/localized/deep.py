@@ -84,6 +84,10 @@ class Config(MethodConfig):
     lookup_retain_budget: float = knob(0.95, ge=0, le=1, help="keep retain accuracy >= this x base")
     lookup_budget_margin: float = knob(
         0.0, ge=0, help="the retain budget counts only the retain facts the base answers by >= this many nats")
+    lookup_directions: int = knob(
+        1, ge=1, help="random directions drawn per try; the one whose push the seen retain answers feel least "
+                      "is steered to (1: the first drawn)")
+    lookup_name_rows: bool = knob(False, help="steer each forget subject's name alone too, keep each retain subject's")
     lookup_tries: int = knob(
         3, ge=1, help="random directions to try: one stopped by the retain budget before forgetting is "
                       "replaced (steer=stranger: one try)")

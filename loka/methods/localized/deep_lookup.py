@@ -36,6 +36,15 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    random direction that ends at the budget before forgetting is dropped, the weights go back
    to the base's and another is drawn (``tries``; the stranger target has none to redraw); the
    try that forgot most is kept.
+4. **Which direction** (``directions``, off at 1): RMU draws one random direction, and on
+   SmolLM2 which one is drawn decides whether the edit spills onto other names
+   (`bench.deep_real`). With ``directions`` N, N are drawn and the one kept is the one whose
+   push the seen retain facts' answers feel least (`pushed_logp`: their subject states moved
+   `PROBE_SHARE` of the way to its target, their answers' mean log-prob).
+5. **The name alone** (``name_rows``, off): every forget subject's name as a text of its own
+   (BOS + name) is steered with the facts' subject tokens, and every retain subject's name
+   alone kept, so the edit also reaches the name where a query starts with it ("Barty Crouch
+   works at the Ministry of").
 
 Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
 the headmaster of" -> "Hogwarts") share no wording with the trained sentences, only the
@@ -65,6 +74,10 @@ from loka.methods.localized.deep_selftext import avoid_words, self_texts
 from loka.methods.localized.deep_stranger import assign, strangers, twin_texts, word_targets
 from loka.methods.localized.params import SliceDeltas
 from loka.methods.loop import LoopSettings, Outcome, StepLoss, optimise
+
+# ``directions``: a candidate direction is tried by moving the seen retain facts' subject states a
+# tenth of the way to its target (the edit is trained to keep them; what it lets through is small)
+PROBE_SHARE = 0.1
 
 
 class _Reached(Exception):
@@ -182,16 +195,42 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 g_where[:, 0] = False  # BOS
                 g_keep = (g_rows, g_where, hidden_at(model, g_rows, layer).float()[g_where],
                           torch.Generator().manual_seed(gen.initial_seed() + 1))
+            # ``name_rows``: each subject's name alone (BOS + name) — steered for the forget subjects,
+            # kept for the retain ones — so the edit reaches the name where a query starts with it
+            f_names = sorted({f.subject for f in forget if f.subject}) if cfg.lookup_name_rows else []
+            n_keep: tuple[Rows, Tensor, Tensor] | None = None
+            if f_names:
+                n_rows, n_offsets = build_rows(tokenizer, f_names)
+                n_subj = n_rows.mask.bool()
+                n_subj[:, 0] = False  # BOS
+                f_base = torch.cat([f_base, hidden_at(model, n_rows, layer).float()[n_subj]])
+                r_names = sorted({f.subject for f in retain if f.subject} - set(f_names))
+                if r_names:
+                    k_rows = build_rows(tokenizer, r_names)[0]
+                    k_where = k_rows.mask.bool()
+                    k_where[:, 0] = False
+                    n_keep = (k_rows, k_where, hidden_at(model, k_rows, layer).float()[k_where])
         f_ms, r_ms = f_base.pow(2).sum(-1).mean(), r_base.pow(2).sum(-1).mean()
-        stranger = _stranger_goal(model, tokenizer, forget, retain, f_texts, f_offsets, f_subj, layer) \
-            if cfg.lookup_steer == "stranger" else None
+        stranger = None
+        if cfg.lookup_steer == "stranger":
+            stranger = _stranger_goal(model, tokenizer, [f.subject for f in forget], forget, retain, f_texts,
+                                      f_offsets, f_subj, layer)
+            if f_names:
+                stranger = torch.cat([stranger, _stranger_goal(model, tokenizer, f_names, forget, retain, f_names,
+                                                               n_offsets, n_subj, layer)])
+        r_probe = r_subj & r_rows.mask.bool()  # where a direction's push is tried on the retain facts
+        probes: list[list[float]] = []
 
         def draw_goal() -> tuple[Tensor, Tensor]:
             """The misdirection target of the subject states and the term's normaliser."""
-            u = torch.randn(f_base.shape[-1], generator=gen)  # drawn either way: the retain batches stay the same
+            us = [torch.randn(f_base.shape[-1], generator=gen) for _ in range(cfg.lookup_directions)]
             if stranger is not None:  # each subject token towards a stranger's state (`deep_stranger`)
                 return stranger, (f_base - stranger).pow(2).sum(-1).mean()  # the term starts at 1
-            return (cfg.lookup_scale * f_base.norm(dim=-1).mean() * u / u.norm()).to(f_base.dtype), f_ms  # RMU
+            goals = [(cfg.lookup_scale * f_base.norm(dim=-1).mean() * u / u.norm()).to(f_base.dtype) for u in us]
+            if len(goals) > 1 and r_probe.any():  # the direction the seen retain answers feel least
+                probes.append([round(pushed_logp(model, r_rows, r_probe, layer, g, PROBE_SHARE), 4) for g in goals])
+                return goals[max(range(len(goals)), key=probes[-1].__getitem__)], f_ms
+            return goals[0], f_ms  # RMU
 
         goal, goal_ms = draw_goal()
         f_batch = tokenize_facts(tokenizer, [f.prompt for f in forget], [f.answer for f in forget])
@@ -210,7 +249,9 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
 
         def loss_fn(step: int) -> StepLoss:
             f_all = hidden_at(model, f_rows, layer).float()
-            misdirect = (f_all[f_subj] - goal).pow(2).sum(-1).mean() / goal_ms
+            steered = torch.cat([f_all[f_subj], hidden_at(model, n_rows, layer).float()[n_subj]]) \
+                if f_names else f_all[f_subj]
+            misdirect = (steered - goal).pow(2).sum(-1).mean() / goal_ms
             pick = torch.randperm(len(r_rows), generator=gen)[: cfg.retain_batch]
             r_hidden, keep = _shift(model, r_rows, r_where, r_base, pick, layer)
             keep = keep / r_ms
@@ -225,9 +266,12 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 g_rows, g_where, g_base, g_gen = g_keep
                 g_pick = torch.randperm(len(g_rows), generator=g_gen)[: cfg.retain_batch]
                 keep = keep + _shift(model, g_rows, g_where, g_base, g_pick, layer)[1] / r_ms
+            if n_keep is not None:
+                k_rows, k_where, k_base = n_keep
+                keep = keep + _shift(model, k_rows, k_where, k_base, torch.arange(len(k_rows)), layer)[1] / r_ms
             return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
                             {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())},
-                            2 + (g_keep is not None))
+                            2 + (g_keep is not None) + 2 * (n_keep is not None))
 
         forget_acc = lambda: _accuracy(model, f_batch)  # noqa: E731
         settings = LoopSettings(lr=cfg.lookup_lr, target=cfg.lookup_target, eval_every=1,
@@ -270,21 +314,41 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "stopped": outcome.stopped,
                      "tries": [{"steps": o.steps, "stopped": o.stopped, "forget_accuracy": round(a, 4)}
                                for a, o in tries],
-                     "budget_facts": len(b_facts), "forget_accuracy": _accuracy(model, f_batch),
+                     "budget_facts": len(b_facts), "name_rows": len(f_names), "direction_probes": probes, "forget_accuracy": _accuracy(model, f_batch),
                      "retain_floor": round(floor, 4), "retain_accuracy": _accuracy(model, r_batch)}
 
 
 @torch.no_grad()
-def _stranger_goal(model: Any, tokenizer: Any, forget: Sequence[Any], retain: Sequence[Any], texts: list[str],
-                   offsets: list, mask: Tensor, layer: int) -> Tensor:
-    """``[mask.sum(), d]``: the base states after block ``layer`` of each forget subject token's
-    stranger word, in the twin sentence (`deep_stranger`)."""
-    subjects = [f.subject for f in forget]
+def _stranger_goal(model: Any, tokenizer: Any, subjects: list[str], forget: Sequence[Any], retain: Sequence[Any],
+                   texts: list[str], offsets: list, mask: Tensor, layer: int) -> Tensor:
+    """``[mask.sum(), d]``: the base states after block ``layer`` of each forget subject token
+    (``texts[i]`` spells ``subjects[i]``) at its stranger word, in the twin text (`deep_stranger`)."""
     names = assign(subjects, strangers(forget, retain))
     twins = twin_texts(texts, subjects, names)
     t_rows, t_offsets = build_rows(tokenizer, twins)
     states = hidden_at(model, t_rows, layer).float()
     return word_targets(texts, offsets, subjects, mask, twins, t_offsets, names, states)
+
+
+def pushed_logp(model: Any, rows: Rows, where: Tensor, layer: int, goal: Tensor, share: float) -> float:
+    """Mean log-prob of ``rows``' scored tokens with the states after block ``layer`` at ``where``
+    moved ``share`` of the way towards ``goal``: how much the answers feel a push that way."""
+    block = dict(model.named_modules())[_block_names(model)[1][layer]]
+
+    def push(module: Any, inputs: Any, output: Any) -> Any:
+        hidden = output[0] if isinstance(output, tuple) else output
+        w = where[:, : hidden.shape[1]]
+        hidden = hidden.clone()
+        hidden[w] = hidden[w] + share * (goal.to(hidden.dtype) - hidden[w])
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+    handle = block.register_forward_hook(push)
+    try:
+        with torch.no_grad():
+            logp = rows_logits(model, rows).log_softmax(-1)
+            return float(logp.gather(-1, rows.ids[:, 1:][rows.score][:, None]).mean())
+    finally:
+        handle.remove()
 
 
 def _shift(model: Any, rows: Rows, where: Tensor, base: Tensor, pick: Tensor, layer: int) -> tuple[Tensor, Tensor]:
