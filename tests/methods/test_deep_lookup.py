@@ -216,3 +216,81 @@ def test_tries_replace_a_direction_that_stops_at_the_retain_budget(random_checkp
     # lr 1: every direction's first step breaks the budget and is undone
     assert len(logs[1.0, 3]["tries"]) == 3 and all(t["stopped"] == "retain budget" for t in logs[1.0, 3]["tries"])
     assert untouched == [True, True]  # every try's steps undone, nothing of a dropped direction left
+
+
+def _subject_states(model, tok, texts, subjects, layer=0):
+    """The states after block ``layer`` of ``subjects``' tokens in ``texts`` (BOS + text)."""
+    from loka.methods.localized.deep_lookup import hidden_at
+    from loka.methods.localized.deep_rows import build_rows, subject_mask
+
+    rows, offsets = build_rows(tok, texts)
+    with torch.no_grad():
+        return hidden_at(model, rows, layer).float()[subject_mask(offsets, texts, subjects, rows.ids.shape[1])]
+
+
+def test_directions_steer_to_the_one_the_retain_answers_feel_least(random_checkpoints):
+    """``lookup_directions``: N random directions are drawn from the method's generator, each tried
+    by moving the retain facts' subject states a tenth of the way to its target (`pushed_logp`:
+    with no push it is the answers' plain mean log-prob); the forget subject states are steered to
+    the one whose push costs the retain answers least."""
+    from loka.methods.localized.deep_lookup import PROBE_SHARE, pushed_logp
+    from loka.methods.localized.deep_rows import fact_rows, rows_nll, subject_mask
+
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        r_rows, r_offsets, r_texts = fact_rows(tok, [f.prompt for f in RETAIN], [f.answer for f in RETAIN])
+        where = subject_mask(r_offsets, r_texts, [f.subject for f in RETAIN], r_rows.ids.shape[1])
+        f_texts = [f"{f.prompt} {f.answer}" for f in FORGET]
+        base = _subject_states(model, tok, f_texts, [f.subject for f in FORGET])
+        with torch.no_grad():
+            plain = -float(rows_nll(model, r_rows))
+        assert pushed_logp(model, r_rows, where, 0, base[0], 0.0) == pytest.approx(plain, abs=1e-6)
+        gen = torch.Generator().manual_seed(0)  # the method's stream (seed 0): the candidates come first
+        us = [torch.randn(base.shape[-1], generator=gen) for _ in range(4)]
+        goals = [1.5 * base.norm(dim=-1).mean() * u / u.norm() for u in us]  # lookup_scale 1.5
+        probes = [pushed_logp(model, r_rows, where, 0, g, PROBE_SHARE) for g in goals]
+        result = unlearn((model, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                         **(LOOKUP | {"lookup_directions": 4}))
+        moved = _subject_states(model, tok, f_texts, [f.subject for f in FORGET])
+    stage = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+    assert stage["direction_probes"][0] == pytest.approx(probes, abs=1e-6)
+    assert len(set(probes)) == 4 and all(p < plain for p in probes)  # every push costs, unequally
+    best = max(range(4), key=probes.__getitem__)
+    dist = [float((moved - g).norm(dim=-1).mean()) for g in goals]
+    assert min(range(4), key=dist.__getitem__) == best  # steered to that one
+    assert dist[best] < float((base - goals[best]).norm(dim=-1).mean())
+
+
+def test_name_rows_steer_the_name_alone_too(random_checkpoints):
+    """``lookup_name_rows``: the forget subject's name as a text of its own (a query that starts
+    with it) is steered with the facts' subject tokens, so its states move further along the
+    steering direction than when only the facts are; the retain subject's name alone is kept;
+    with the stranger target the name alone moves towards the stranger's name alone."""
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        name_before = _subject_states(model, tok, ["Mira Coltan"], ["Mira Coltan"])
+        keep_before = _subject_states(model, tok, ["Osric Pell"], ["Osric Pell"])
+        u = torch.randn(name_before.shape[-1], generator=torch.Generator().manual_seed(0))
+        u = u / u.norm()  # the method's one direction (seed 0)
+        along, kept, logs = {}, {}, {}
+        for on in (False, True):
+            m = copy.deepcopy(model)
+            result = unlearn((m, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                             **(LOOKUP | {"lookup_steps": 10, "lookup_name_rows": on}))
+            logs[on] = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+            after = _subject_states(m, tok, ["Mira Coltan"], ["Mira Coltan"])
+            along[on] = float(((after - name_before) @ u).mean())
+            kept[on] = float((_subject_states(m, tok, ["Osric Pell"], ["Osric Pell"]) - keep_before).norm(dim=-1).mean())
+        # with the stranger target the name alone goes towards the stranger's name alone
+        from loka.methods.localized.deep_stranger import assign, strangers
+
+        stranger = assign(["Mira Coltan"], strangers(FORGET, RETAIN))[0]
+        goal = _subject_states(model, tok, [stranger], [stranger]).mean(0)
+        m = copy.deepcopy(model)
+        unlearn((m, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                **(LOOKUP | {"lookup_steps": 10, "lookup_name_rows": True, "lookup_steer": "stranger"}))
+        after = _subject_states(m, tok, ["Mira Coltan"], ["Mira Coltan"])
+    assert logs[False]["name_rows"] == 0 and logs[True]["name_rows"] == 1
+    assert along[True] > along[False] and along[True] > 0
+    assert kept[True] < kept[False]
+    assert (after.mean(0) - goal).norm() < (name_before.mean(0) - goal).norm()

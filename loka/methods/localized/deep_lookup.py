@@ -40,7 +40,8 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    SmolLM2 which one is drawn decides whether the edit spills onto other names
    (`bench.deep_real`). With ``directions`` N, N are drawn and the one kept is the one whose
    push the seen retain facts' answers feel least (`pushed_logp`: their subject states moved
-   `PROBE_SHARE` of the way to its target, their answers' mean log-prob).
+   `PROBE_SHARE` of the way to its target, their answers' mean log-prob). The stranger target
+   has no direction to choose; when no retain fact spells its subject the first draw is kept.
 5. **The name alone** (``name_rows``, off): every forget subject's name as a text of its own
    (BOS + name) is steered with the facts' subject tokens, and every retain subject's name
    alone kept, so the edit also reaches the name where a query starts with it ("Barty Crouch
@@ -68,7 +69,7 @@ from attribution.components import Component
 from attribution.data import tokenize_facts
 from loka.engine import adapter_for
 from loka.evaluate import first_token_hits, first_token_margins, logits_at, prompt_ends
-from loka.methods.localized.deep_rows import Rows, build_rows, fact_rows, subject_mask
+from loka.methods.localized.deep_rows import Rows, build_rows, fact_rows, rows_nll, subject_mask
 from loka.methods.localized.deep_rows import logits_at as rows_logits
 from loka.methods.localized.deep_selftext import avoid_words, self_texts
 from loka.methods.localized.deep_stranger import assign, strangers, twin_texts, word_targets
@@ -94,9 +95,13 @@ def _block_names(model: Any) -> tuple[list[str], list[str]]:
     return writes, [w.split(".mlp.")[0] for w in writes]
 
 
+def _block(model: Any, layer: int) -> Any:
+    return dict(model.named_modules())[_block_names(model)[1][layer]]
+
+
 def hidden_at(model: Any, rows: Rows, layer: int) -> Tensor:
     """The residual stream after block ``layer`` ``[batch pos d]``; blocks above it never run."""
-    block = dict(model.named_modules())[_block_names(model)[1][layer]]
+    block = _block(model, layer)
 
     def stop(module: Any, inputs: Any, output: Any) -> None:
         raise _Reached(output[0] if isinstance(output, tuple) else output)
@@ -201,14 +206,12 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             n_keep: tuple[Rows, Tensor, Tensor] | None = None
             if f_names:
                 n_rows, n_offsets = build_rows(tokenizer, f_names)
-                n_subj = n_rows.mask.bool()
-                n_subj[:, 0] = False  # BOS
+                n_subj = subject_mask(n_offsets, f_names, f_names, n_rows.ids.shape[1])  # all but BOS
                 f_base = torch.cat([f_base, hidden_at(model, n_rows, layer).float()[n_subj]])
                 r_names = sorted({f.subject for f in retain if f.subject} - set(f_names))
                 if r_names:
-                    k_rows = build_rows(tokenizer, r_names)[0]
-                    k_where = k_rows.mask.bool()
-                    k_where[:, 0] = False
+                    k_rows, k_offsets = build_rows(tokenizer, r_names)
+                    k_where = subject_mask(k_offsets, r_names, r_names, k_rows.ids.shape[1])
                     n_keep = (k_rows, k_where, hidden_at(model, k_rows, layer).float()[k_where])
         f_ms, r_ms = f_base.pow(2).sum(-1).mean(), r_base.pow(2).sum(-1).mean()
         stranger = None
@@ -228,7 +231,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 return stranger, (f_base - stranger).pow(2).sum(-1).mean()  # the term starts at 1
             goals = [(cfg.lookup_scale * f_base.norm(dim=-1).mean() * u / u.norm()).to(f_base.dtype) for u in us]
             if len(goals) > 1 and r_probe.any():  # the direction the seen retain answers feel least
-                probes.append([round(pushed_logp(model, r_rows, r_probe, layer, g, PROBE_SHARE), 4) for g in goals])
+                probes.append([pushed_logp(model, r_rows, r_probe, layer, g, PROBE_SHARE) for g in goals])
                 return goals[max(range(len(goals)), key=probes[-1].__getitem__)], f_ms
             return goals[0], f_ms  # RMU
 
@@ -271,7 +274,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 keep = keep + _shift(model, k_rows, k_where, k_base, torch.arange(len(k_rows)), layer)[1] / r_ms
             return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
                             {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())},
-                            2 + (g_keep is not None) + 2 * (n_keep is not None))
+                            2 + (g_keep is not None) + bool(f_names) + (n_keep is not None))
 
         forget_acc = lambda: _accuracy(model, f_batch)  # noqa: E731
         settings = LoopSettings(lr=cfg.lookup_lr, target=cfg.lookup_target, eval_every=1,
@@ -314,7 +317,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "stopped": outcome.stopped,
                      "tries": [{"steps": o.steps, "stopped": o.stopped, "forget_accuracy": round(a, 4)}
                                for a, o in tries],
-                     "budget_facts": len(b_facts), "name_rows": len(f_names), "direction_probes": probes, "forget_accuracy": _accuracy(model, f_batch),
+                     "budget_facts": len(b_facts), "name_rows": len(f_names),
+                     "direction_probes": [[round(p, 6) for p in ps] for ps in probes], "forget_accuracy": _accuracy(model, f_batch),
                      "retain_floor": round(floor, 4), "retain_accuracy": _accuracy(model, r_batch)}
 
 
@@ -333,7 +337,7 @@ def _stranger_goal(model: Any, tokenizer: Any, subjects: list[str], forget: Sequ
 def pushed_logp(model: Any, rows: Rows, where: Tensor, layer: int, goal: Tensor, share: float) -> float:
     """Mean log-prob of ``rows``' scored tokens with the states after block ``layer`` at ``where``
     moved ``share`` of the way towards ``goal``: how much the answers feel a push that way."""
-    block = dict(model.named_modules())[_block_names(model)[1][layer]]
+    block = _block(model, layer)
 
     def push(module: Any, inputs: Any, output: Any) -> Any:
         hidden = output[0] if isinstance(output, tuple) else output
@@ -345,8 +349,7 @@ def pushed_logp(model: Any, rows: Rows, where: Tensor, layer: int, goal: Tensor,
     handle = block.register_forward_hook(push)
     try:
         with torch.no_grad():
-            logp = rows_logits(model, rows).log_softmax(-1)
-            return float(logp.gather(-1, rows.ids[:, 1:][rows.score][:, None]).mean())
+            return -float(rows_nll(model, rows))
     finally:
         handle.remove()
 

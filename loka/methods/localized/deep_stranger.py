@@ -46,9 +46,10 @@ def strangers(forget: Sequence[Any], retain: Sequence[Any]) -> list[str]:
 
 
 def assign(subjects: Sequence[str], names: Sequence[str]) -> list[str]:
-    """Each row's stranger: the same one for every row of a subject (subjects in sorted order)."""
-    order = {s: i for i, s in enumerate(sorted(set(subjects)))}
-    return [names[order[s] % len(names)] for s in subjects]
+    """Each row's stranger: the same one for every row of a subject (subjects in sorted order, the
+    empty one not counted, so a subject gets the same stranger whichever rows are passed)."""
+    order = {s: i for i, s in enumerate(sorted(set(subjects) - {""}))}
+    return [names[order.get(s, 0) % len(names)] for s in subjects]
 
 
 def twin_texts(texts: Sequence[str], subjects: Sequence[str], names: Sequence[str]) -> list[str]:
