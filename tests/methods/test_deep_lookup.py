@@ -276,7 +276,7 @@ def test_name_rows_steer_the_name_alone_too(random_checkpoints):
         for on in (False, True):
             m = copy.deepcopy(model)
             result = unlearn((m, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
-                             **(LOOKUP | {"lookup_steps": 10, "lookup_name_rows": on}))
+                             **(LOOKUP | {"lookup_steps": 10, "lookup_name_rows": on, "lookup_directions": 1}))
             logs[on] = next(e for e in result.log if e["stage"] == "lookup_misdirection")
             after = _subject_states(m, tok, ["Mira Coltan"], ["Mira Coltan"])
             along[on] = float(((after - name_before) @ u).mean())

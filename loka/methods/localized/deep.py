@@ -85,7 +85,7 @@ class Config(MethodConfig):
     lookup_budget_margin: float = knob(
         0.0, ge=0, help="the retain budget counts only the retain facts the base answers by >= this many nats")
     lookup_directions: int = knob(
-        1, ge=1, help="random directions drawn per try; the one whose push the seen retain answers feel least "
+        8, ge=1, help="random directions drawn per try; the one whose push the seen retain answers feel least "
                       "is steered to (1: the first drawn)")
     lookup_name_rows: bool = knob(False, help="steer each forget subject's name alone too, keep each retain subject's")
     lookup_tries: int = knob(

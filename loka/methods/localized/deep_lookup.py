@@ -36,16 +36,18 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    random direction that ends at the budget before forgetting is dropped, the weights go back
    to the base's and another is drawn (``tries``; the stranger target has none to redraw); the
    try that forgot most is kept.
-4. **Which direction** (``directions``, off at 1): RMU draws one random direction, and on
-   SmolLM2 which one is drawn decides whether the edit spills onto other names
-   (`bench.deep_real`). With ``directions`` N, N are drawn and the one kept is the one whose
+4. **Which direction** (``directions``, 8 by default): RMU draws one random direction, and on
+   SmolLM2 which one is drawn decides how far the edit spills onto other names
+   (`bench.deep_real`). ``directions`` are drawn per try and the one kept is the one whose
    push the seen retain facts' answers feel least (`pushed_logp`: their subject states moved
-   `PROBE_SHARE` of the way to its target, their answers' mean log-prob). The stranger target
-   has no direction to choose; when no retain fact spells its subject the first draw is kept.
-5. **The name alone** (``name_rows``, off): every forget subject's name as a text of its own
-   (BOS + name) is steered with the facts' subject tokens, and every retain subject's name
-   alone kept, so the edit also reaches the name where a query starts with it ("Barty Crouch
-   works at the Ministry of").
+   `PROBE_SHARE` of the way to its target, their answers' mean log-prob). The probe does not
+   foresee the retain budget (on SmolLM2 seed 0 the two best-probed directions stopped there).
+   The stranger target has no direction to choose; when no retain fact spells its subject the
+   first draw is kept.
+5. **The name alone** (``name_rows``, off; measured and not adopted): every forget subject's
+   name as a text of its own (BOS + name) is steered with the facts' subject tokens, and every
+   retain subject's name alone kept, so the edit also reaches the name where a query starts
+   with it ("Barty Crouch works at the Ministry of").
 
 Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
 the headmaster of" -> "Hogwarts") share no wording with the trained sentences, only the
