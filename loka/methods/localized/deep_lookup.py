@@ -223,15 +223,17 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             if f_names:
                 stranger = torch.cat([stranger, _stranger_goal(model, tokenizer, f_names, forget, retain, f_names,
                                                                n_offsets, n_subj, layer)])
+        push = cfg.lookup_scale * f_base.norm(dim=-1).mean()  # RMU's steering norm
         r_probe = r_subj & r_rows.mask.bool()  # where a direction's push is tried on the retain facts
         probes: list[list[float]] = []
 
         def draw_goal() -> tuple[Tensor, Tensor]:
             """The misdirection target of the subject states and the term's normaliser."""
+            # drawn either way: the retain batches stay the same
             us = [torch.randn(f_base.shape[-1], generator=gen) for _ in range(cfg.lookup_directions)]
             if stranger is not None:  # each subject token towards a stranger's state (`deep_stranger`)
                 return stranger, (f_base - stranger).pow(2).sum(-1).mean()  # the term starts at 1
-            goals = [(cfg.lookup_scale * f_base.norm(dim=-1).mean() * u / u.norm()).to(f_base.dtype) for u in us]
+            goals = [(push * u / u.norm()).to(f_base.dtype) for u in us]
             if len(goals) > 1 and r_probe.any():  # the direction the seen retain answers feel least
                 probes.append([pushed_logp(model, r_rows, r_probe, layer, g, PROBE_SHARE) for g in goals])
                 return goals[max(range(len(goals)), key=probes[-1].__getitem__)], f_ms
@@ -320,7 +322,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "tries": [{"steps": o.steps, "stopped": o.stopped, "forget_accuracy": round(a, 4)}
                                for a, o in tries],
                      "budget_facts": len(b_facts), "name_rows": len(f_names),
-                     "direction_probes": [[round(p, 6) for p in ps] for ps in probes], "forget_accuracy": _accuracy(model, f_batch),
+                     "direction_probes": [[round(p, 6) for p in ps] for ps in probes],
+                     "forget_accuracy": _accuracy(model, f_batch),
                      "retain_floor": round(floor, 4), "retain_accuracy": _accuracy(model, r_batch)}
 
 
