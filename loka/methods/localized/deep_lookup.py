@@ -41,7 +41,7 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    (`bench.deep_real`). ``directions`` are drawn per try and the one kept is the one whose
    push the seen retain facts' answers feel least (`pushed_logp`: their subject states moved
    `PROBE_SHARE` of the way to its target, their answers' mean log-prob). The probe does not
-   foresee the retain budget (on SmolLM2 seed 0 the two best-probed directions stopped there).
+   foresee the retain budget (on SmolLM2 seed 0 the first two tries' picks stopped there).
    The stranger target has no direction to choose; when no retain fact spells its subject the
    first draw is kept.
 5. **The name alone** (``name_rows``, off; measured and not adopted): every forget subject's
