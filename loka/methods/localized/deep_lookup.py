@@ -224,7 +224,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 stranger = torch.cat([stranger, _stranger_goal(model, tokenizer, f_names, forget, retain, f_names,
                                                                n_offsets, n_subj, layer)])
         push = cfg.lookup_scale * f_base.norm(dim=-1).mean()  # RMU's steering norm
-        r_probe = r_subj & r_rows.mask.bool()  # where a direction's push is tried on the retain facts
+        r_probe = r_subj & r_where  # where a direction's push is tried on the retain facts
         probes: list[list[float]] = []
 
         def draw_goal() -> tuple[Tensor, Tensor]:
