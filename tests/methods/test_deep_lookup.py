@@ -228,36 +228,47 @@ def _subject_states(model, tok, texts, subjects, layer=0):
         return hidden_at(model, rows, layer).float()[subject_mask(offsets, texts, subjects, rows.ids.shape[1])]
 
 
-def test_directions_steer_to_the_one_the_retain_answers_feel_least(random_checkpoints):
+@pytest.mark.parametrize("probe", ["retain", "contrast", "forget"])
+def test_directions_steer_to_the_one_the_probe_ranks_first(random_checkpoints, probe):
     """``lookup_directions``: N random directions are drawn from the method's generator, each tried
     by moving the retain facts' subject states a tenth of the way to its target (`pushed_logp`:
-    with no push it is the answers' plain mean log-prob); the forget subject states are steered to
-    the one whose push costs the retain answers least."""
+    with no push it is the answers' plain mean log-prob), and (``probe`` contrast, forget) the
+    forget facts' the same way; the forget subject states are steered to the one whose push costs
+    the retain answers least (retain), minus what it costs the forget answers (contrast), or that
+    costs the forget answers most (forget)."""
     from loka.methods.localized.deep_lookup import PROBE_SHARE, pushed_logp
     from loka.methods.localized.deep_rows import fact_rows, rows_nll, subject_mask
 
+    def rows_where(facts):
+        rows, offsets, texts = fact_rows(tok, [f.prompt for f in facts], [f.answer for f in facts])
+        return rows, subject_mask(offsets, texts, [f.subject for f in facts], rows.ids.shape[1])
+
     with one_torch_thread():
         model, tok = _taught(random_checkpoints["llama"])
-        r_rows, r_offsets, r_texts = fact_rows(tok, [f.prompt for f in RETAIN], [f.answer for f in RETAIN])
-        where = subject_mask(r_offsets, r_texts, [f.subject for f in RETAIN], r_rows.ids.shape[1])
+        (r_rows, r_where), (f_rows, f_where) = rows_where(RETAIN), rows_where(FORGET)
         f_texts = [f"{f.prompt} {f.answer}" for f in FORGET]
         base = _subject_states(model, tok, f_texts, [f.subject for f in FORGET])
         with torch.no_grad():
             plain = -float(rows_nll(model, r_rows))
-        assert pushed_logp(model, r_rows, where, 0, base[0], 0.0) == pytest.approx(plain, abs=1e-6)
+        assert pushed_logp(model, r_rows, r_where, 0, base[0], 0.0) == pytest.approx(plain, abs=1e-6)
         gen = torch.Generator().manual_seed(0)  # the method's stream (seed 0): the candidates come first
-        us = [torch.randn(base.shape[-1], generator=gen) for _ in range(4)]
+        us = [torch.randn(base.shape[-1], generator=gen) for _ in range(3)]
         goals = [1.5 * base.norm(dim=-1).mean() * u / u.norm() for u in us]  # lookup_scale 1.5
-        probes = [pushed_logp(model, r_rows, where, 0, g, PROBE_SHARE) for g in goals]
+        kept = [pushed_logp(model, r_rows, r_where, 0, g, PROBE_SHARE) for g in goals]
+        hit = [pushed_logp(model, f_rows, f_where, 0, g, PROBE_SHARE) for g in goals]
         result = unlearn((model, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
-                         **(LOOKUP | {"lookup_directions": 4}))
+                         **(LOOKUP | {"lookup_directions": 3, "lookup_probe": probe}))
         moved = _subject_states(model, tok, f_texts, [f.subject for f in FORGET])
     stage = next(e for e in result.log if e["stage"] == "lookup_misdirection")
-    assert stage["direction_probes"][0] == pytest.approx(probes, abs=1e-6)
-    assert len(set(probes)) == 4 and all(p < plain for p in probes)  # every push costs, unequally
-    best = max(range(4), key=probes.__getitem__)
+    assert stage["direction_probes"][0] == pytest.approx(kept, abs=1e-6)
+    assert stage["direction_forget_probes"] == ([] if probe == "retain" else [pytest.approx(hit, abs=1e-6)])
+    assert all(p < plain for p in kept)  # every push costs
+    scores = {"retain": kept, "contrast": [k - h for k, h in zip(kept, hit, strict=True)], "forget": [-h for h in hit]}
+    picks = {name: max(range(3), key=score.__getitem__) for name, score in scores.items()}
+    assert len(set(picks.values())) == 3  # the three probes rank a different direction first here
+    best = picks[probe]
     dist = [float((moved - g).norm(dim=-1).mean()) for g in goals]
-    assert min(range(4), key=dist.__getitem__) == best  # steered to that one
+    assert min(range(3), key=dist.__getitem__) == best  # steered to that one
     assert dist[best] < float((base - goals[best]).norm(dim=-1).mean())
 
 

@@ -87,6 +87,9 @@ class Config(MethodConfig):
     lookup_directions: int = knob(
         8, ge=1, help="random directions drawn per try; the one whose push the seen retain answers feel least "
                       "is steered to (1: the first drawn)")
+    lookup_probe: Literal["retain", "contrast", "forget"] = knob(
+        "retain", help="how the directions are ranked: retain answers' pushed log-prob (retain), minus the "
+                       "forget answers' (contrast), or the forget answers' alone, lowest first (forget)")
     lookup_name_rows: bool = knob(False, help="steer each forget subject's name alone too, keep each retain subject's")
     lookup_tries: int = knob(
         3, ge=1, help="random directions to try: one stopped by the retain budget before forgetting is "

@@ -42,6 +42,9 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    push the seen retain facts' answers feel least (`pushed_logp`: their subject states moved
    `PROBE_SHARE` of the way to its target, their answers' mean log-prob). The probe does not
    foresee the retain budget (on SmolLM2 seed 0 the first two tries' picks stopped there).
+   ``probe="contrast"`` ranks by the retain answers' pushed log-prob minus the forget answers'
+   (their subject states moved the same share: the direction that hits the forget facts hardest
+   for what it costs the retain ones), ``probe="forget"`` by the forget answers' alone.
    The stranger target has no direction to choose; when no retain fact spells its subject the
    first draw is kept.
 5. **The name alone** (``name_rows``, off; measured and not adopted): every forget subject's
@@ -225,7 +228,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                                                                n_offsets, n_subj, layer)])
         push = cfg.lookup_scale * f_base.norm(dim=-1).mean()  # RMU's steering norm
         r_probe = r_subj & r_where  # where a direction's push is tried on the retain facts
-        probes: list[list[float]] = []
+        probes: list[list[float]] = []  # per try: each candidate's pushed retain log-prob
+        f_probes: list[list[float]] = []  # ... and pushed forget log-prob (``probe`` contrast, forget)
 
         def draw_goal() -> tuple[Tensor, Tensor]:
             """The misdirection target of the subject states and the term's normaliser."""
@@ -236,7 +240,12 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             goals = [(push * u / u.norm()).to(f_base.dtype) for u in us]
             if len(goals) > 1 and r_probe.any():  # the direction the seen retain answers feel least
                 probes.append([pushed_logp(model, r_rows, r_probe, layer, g, PROBE_SHARE) for g in goals])
-                return goals[max(range(len(goals)), key=probes[-1].__getitem__)], f_ms
+                score = probes[-1]
+                if cfg.lookup_probe != "retain":  # ... and the forget answers feel most
+                    f_probes.append([pushed_logp(model, f_rows, f_subj, layer, g, PROBE_SHARE) for g in goals])
+                    keep_w = 1.0 if cfg.lookup_probe == "contrast" else 0.0
+                    score = [keep_w * r - f for r, f in zip(probes[-1], f_probes[-1], strict=True)]
+                return goals[max(range(len(goals)), key=score.__getitem__)], f_ms
             return goals[0], f_ms  # RMU
 
         goal, goal_ms = draw_goal()
@@ -323,6 +332,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                                for a, o in tries],
                      "budget_facts": len(b_facts), "name_rows": len(f_names),
                      "direction_probes": [[round(p, 6) for p in ps] for ps in probes],
+                     "direction_forget_probes": [[round(p, 6) for p in ps] for ps in f_probes],
                      "forget_accuracy": _accuracy(model, f_batch),
                      "retain_floor": round(floor, 4), "retain_accuracy": _accuracy(model, r_batch)}
 
