@@ -45,8 +45,8 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    ``probe="contrast"`` ranks by the retain answers' pushed log-prob minus the forget answers'
    (their subject states moved the same share: the direction that hits the forget facts hardest
    for what it costs the retain ones), ``probe="forget"`` by the forget answers' alone (both
-   measured on SmolLM2 and not adopted: which 8 directions are drawn moved the spill more than
-   which of them the probe picked, BENCHMARKS.md round 9).
+   measured on SmolLM2 and not adopted: which 8 directions are drawn moved the spill at least as much
+   as which of them the probe picked, BENCHMARKS.md round 9).
    The stranger target has no direction to choose; when no retain fact spells its subject the
    first draw is kept.
 5. **The name alone** (``name_rows``, off; measured and not adopted): every forget subject's
