@@ -192,8 +192,10 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             r_where = r_rows.mask.bool()
             r_all = hidden_at(model, r_rows, layer).float()
             r_base = r_all[r_where]
-            # the retain facts' own subject tokens (where their lookup is read), kept with extra weight
-            r_name = r_subj & r_where if cfg.lookup_keep_subject else torch.zeros_like(r_subj)
+            # the retain facts' own subject tokens: where their lookup is read, so where a direction's
+            # push is tried on them (``directions``) and, with ``keep_subject``, kept with extra weight
+            r_probe = r_subj & r_where
+            r_name = r_probe if cfg.lookup_keep_subject else torch.zeros_like(r_subj)
             r_name_base = r_all[r_name]
             del r_all
             # text the base model writes itself (``keep_generated`` texts): other names kept too
@@ -229,7 +231,6 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 stranger = torch.cat([stranger, _stranger_goal(model, tokenizer, f_names, forget, retain, f_names,
                                                                n_offsets, n_subj, layer)])
         push = cfg.lookup_scale * f_base.norm(dim=-1).mean()  # RMU's steering norm
-        r_probe = r_subj & r_where  # where a direction's push is tried on the retain facts
         probes: list[list[float]] = []  # per try: each candidate's pushed retain log-prob
         f_probes: list[list[float]] = []  # ... and pushed forget log-prob (``probe`` contrast, forget)
 
