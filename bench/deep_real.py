@@ -1,6 +1,6 @@
 """loka-deep's lookup fallback on SmolLM2's shipped request: settings side by side, chosen blind.
 
-    python -m bench.deep_real [--json] [--threads 2] [--base] [--full] [--blind ROWS.jsonl] VARIANT...
+    python -m bench.deep_real [--json] [--threads 2] [--base] [--full] [--trace] [--blind ROWS.jsonl] VARIANT...
     python -m bench.deep_real --select ROWS.jsonl [--reveal] [--json]
     python -m bench.deep_real --margins [--json]
 
@@ -16,7 +16,10 @@ One process loads the model once and runs each variant on a fresh copy. Per vari
   fiction's characters, trained templates and question form), the names' other senses
   (`HOMONYMS`) and general knowledge (``attribute == "general"``); perplexity; and with
   ``--full`` the relearning attack's best recall and the LOSS membership-inference AUC (forget vs
-  holdout facts), with the verifier's own measurements and `make demo-real`'s settings.
+  holdout facts), with the verifier's own measurements and `make demo-real`'s settings;
+  with ``--trace`` where each reverse query's answer still lives after the edit (`bench.deep_trace`:
+  how far its tokens' states moved at the steered block, and its margin once the name, or the
+  words after it, read as a stranger's).
 
 ``--margins`` prints the base model's first-answer-token margins (answer log-prob minus the best
 other token's) on the retain facts the method sees and on the neighbours: facts answered by a
@@ -47,8 +50,8 @@ HOMONYMS = frozenset({"Remus (Rome)", "Ronald Reagan", "Sirius (star)", "The Hob
                       "The Lord of the Rings", "Harry Houdini"})
 SEEN = ("forget_train", "forget_train_logp", "retain_seen", "retain_seen_logp")
 HELD_OUT = ("forget_heldout", "forget_reverse", "neighbours_train", "neighbours_question", "homonyms",
-            "general", "retain_eval_train", "perplexity", "relearn_best", "mia_auc_loss")
-STRANGER = "John Smith"  # `margins`: the reverse queries asked of a name the request does not know
+            "general", "retain_eval_train", "perplexity", "relearn_best", "mia_auc_loss", "reverse_trace")
+STRANGER = "John Smith"  # `margins`, `bench.deep_trace`: the reverse queries asked of a name the request does not know
 TIE = 0.005  # nats of retain-seen log-prob under which two settings count as tied
 
 
@@ -123,8 +126,10 @@ def measure(model: Any, tok: Any, data: Any, task: Any, *, full: bool) -> dict[s
     return row
 
 
-def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: bool) -> dict[str, Any]:
-    """One variant on a fresh copy of the loaded model: its stage log and `measure`'s columns."""
+def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: bool,
+                trace: bool = False) -> dict[str, Any]:
+    """One variant on a fresh copy of the loaded model: its stage log, `measure`'s columns and with
+    ``trace`` the reverse queries' `bench.deep_trace` against the loaded (base) model."""
     from loka.methods import unlearn
 
     settings = json.loads(variant)
@@ -134,9 +139,14 @@ def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: 
     result = unlearn((model, tok), task, method, progress=False, **settings)
     seconds = round(time.perf_counter() - t0, 1)
     stage = next((e for e in result.log if e.get("stage") == "lookup_misdirection"), {})
-    return {"variant": variant, "method": method, "seconds": seconds, "params_changed": result.params_changed,
-            "steps": result.steps, "stopped": stage.get("stopped"), "stage": stage,
-            **measure(model, tok, data, task, full=full)}
+    row = {"variant": variant, "method": method, "seconds": seconds, "params_changed": result.params_changed,
+           "steps": result.steps, "stopped": stage.get("stopped"), "stage": stage,
+           **measure(model, tok, data, task, full=full)}
+    if trace and "layer" in stage:
+        from bench.deep_trace import trace as trace_reverse
+
+        row["reverse_trace"] = trace_reverse(hf, model, tok, data.facts.get(("forget", "reverse"), ()), stage["layer"])
+    return row
 
 
 def margins(model: Any, tok: Any, data: Any, task: Any, lowest: int = 8) -> dict[str, Any]:
@@ -195,6 +205,13 @@ def _render(out: dict[str, Any]) -> None:
     if rows:
         print_table("loka-deep on SmolLM2's request (bench.deep_real)", ("variant", *cols),
                     [(r["variant"], *(r.get(c) for c in cols)) for r in rows])
+    for r in rows:
+        if r.get("reverse_trace"):
+            print_table(f"reverse queries after {r['variant']} (bench.deep_trace; margins in nats)",
+                        ("subject", "base", "edited", "moved: name / after", "after read a stranger's",
+                         "name read a stranger's"),
+                        [(t["subject"], t["margin_base"], t["margin_edited"], f"{t['moved_name']} / {t['moved_after']}",
+                          t["after_stranger"], t["name_stranger"]) for t in r["reverse_trace"]])
     if "pick" in out:
         print(f"rule's pick: {out['pick'] and out['pick']['variant']}")
     margins_ = dict(out.get("margins", {}))
@@ -215,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("variants", nargs="*", help="JSON settings of loka-deep (a \"method\" key: another method)")
     p.add_argument("--base", action="store_true", help="measure the base model first")
     p.add_argument("--full", action="store_true", help="add the relearning attack and the MIA AUC")
+    p.add_argument("--trace", action="store_true", help="trace where each reverse query's answer still lives")
     p.add_argument("--blind", default=None, metavar="ROWS", help="append full rows to ROWS, print seen columns only")
     p.add_argument("--select", default=None, metavar="ROWS", help="apply the selection rule to ROWS")
     p.add_argument("--reveal", action="store_true", help="with --select: print the held-out columns too")
@@ -244,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         if variant == "base":
             row = {"variant": "base", "method": "base", **measure(hf, tok, data, task, full=args.full)}
         else:
-            row = run_variant(hf, tok, data, task, variant, full=args.full)
+            row = run_variant(hf, tok, data, task, variant, full=args.full, trace=args.trace)
         if args.blind:
             with open(args.blind, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row, default=float) + "\n")
