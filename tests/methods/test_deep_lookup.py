@@ -305,3 +305,33 @@ def test_name_rows_steer_the_name_alone_too(random_checkpoints):
     assert along[True] > along[False] and along[True] > 0
     assert kept[True] < kept[False]
     assert (after.mean(0) - goal).norm() < (name_before.mean(0) - goal).norm()
+
+
+def test_after_name_steers_the_words_after_a_forget_name_to_a_strangers(random_checkpoints):
+    """``lookup_after_name``: the words after each forget name that starts a text are paired token
+    for token with the same words after its stranger's name, and the edit moves their states after
+    the steered block towards the stranger's — more than the same edit without the term."""
+    from loka.methods.localized.deep_lookup import hidden_at
+    from loka.methods.localized.deep_stranger import STEMS, after_name, assign, strangers
+
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+    subjects = ["Mira Coltan"]
+    names = assign(subjects, strangers(FORGET, RETAIN))
+    rows, where, t_rows, t_where = after_name(tok, subjects, names)
+    assert len(rows) == len(STEMS) and where.any(-1).all()
+    assert torch.equal(rows.ids[where], t_rows.ids[t_where])
+    name_len = len(tok("Mira Coltan", add_special_tokens=False).input_ids)
+    assert not where[:, : name_len + 1].any()  # BOS and the name itself are not steered
+
+    with torch.no_grad():  # the target: the base model's states of the words after the stranger
+        target = hidden_at(model, t_rows, 0).float()[t_where]
+        gaps = {"base": float((hidden_at(model, rows, 0).float()[where] - target).pow(2).sum(-1).mean())}
+    for weight in (0.0, 1.0):
+        edited = copy.deepcopy(model)
+        with one_torch_thread():
+            unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                    **(LOOKUP | {"lookup_after_name": weight, "lookup_steps": 20}))
+        with torch.no_grad():
+            gaps[weight] = float((hidden_at(edited, rows, 0).float()[where] - target).pow(2).sum(-1).mean())
+    assert gaps[1.0] < gaps["base"] and gaps[1.0] < gaps[0.0], gaps

@@ -91,6 +91,9 @@ class Config(MethodConfig):
         "retain", help="how the directions are ranked: retain answers' pushed log-prob (retain), minus the "
                        "forget answers' (contrast), or the forget answers' alone, lowest first (forget)")
     lookup_name_rows: bool = knob(False, help="steer each forget subject's name alone too, keep each retain subject's")
+    lookup_after_name: float = knob(
+        0.0, ge=0, help="weight of steering the words after each forget name (name + short stems) to their states "
+                        "after a stranger's name, the same words after each retain name kept (0: off)")
     lookup_tries: int = knob(
         3, ge=1, help="random directions to try: one stopped by the retain budget before forgetting is "
                       "replaced (steer=stranger: one try)")

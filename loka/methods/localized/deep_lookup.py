@@ -53,6 +53,14 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    name as a text of its own (BOS + name) is steered with the facts' subject tokens, and every
    retain subject's name alone kept, so the edit also reaches the name where a query starts
    with it ("Barty Crouch works at the Ministry of").
+6. **The words after the name** (``after_name``, a weight, off): a query that starts with the
+   name has read it into the words after it by the steered block (`bench.deep_trace`: on
+   SmolLM2, with Barty Crouch's name tokens steered, its reverse query still answered until the
+   words after the name read a stranger's), so each forget name followed by short stems
+   (`deep_stranger.STEMS`: " is", " was", ...) is a text of its own, and the states of the stem's
+   words after the steered block are pulled to the base model's states of the same words after
+   the name's stranger (the term over its starting value); each retain name with the same stems
+   is kept at every position.
 
 Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
 the headmaster of" -> "Hogwarts") share no wording with the trained sentences, only the
@@ -79,7 +87,13 @@ from loka.evaluate import first_token_hits, first_token_margins, logits_at, prom
 from loka.methods.localized.deep_rows import Rows, build_rows, fact_rows, rows_nll, subject_mask
 from loka.methods.localized.deep_rows import logits_at as rows_logits
 from loka.methods.localized.deep_selftext import avoid_words, self_texts
-from loka.methods.localized.deep_stranger import assign, strangers, twin_texts, word_targets
+from loka.methods.localized.deep_stranger import (
+    after_name,
+    assign,
+    strangers,
+    twin_texts,
+    word_targets,
+)
 from loka.methods.localized.params import SliceDeltas
 from loka.methods.loop import LoopSettings, Outcome, StepLoss, optimise
 
@@ -222,6 +236,25 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                     k_rows, k_offsets = build_rows(tokenizer, r_names)
                     k_where = subject_mask(k_offsets, r_names, r_names, k_rows.ids.shape[1])
                     n_keep = (k_rows, k_where, hidden_at(model, k_rows, layer).float()[k_where])
+            # ``after_name``: the words after each forget name that starts a text, steered to their states
+            # after a stranger's name (what a query starting with the name has read of it by block ``layer``),
+            # the same words after each retain name kept
+            a_steer: tuple[Rows, Tensor, Tensor, Tensor] | None = None
+            a_keep: tuple[Rows, Tensor, Tensor] | None = None
+            if cfg.lookup_after_name > 0:
+                f_subjects = sorted({f.subject for f in forget if f.subject})
+                a_rows, a_where, t_rows, t_where = after_name(
+                    tokenizer, f_subjects, assign(f_subjects, strangers(forget, retain)))
+                assert t_rows is not None and t_where is not None
+                a_goal = hidden_at(model, t_rows, layer).float()[t_where]
+                a_ms = (hidden_at(model, a_rows, layer).float()[a_where] - a_goal).pow(2).sum(-1).mean()
+                a_steer = (a_rows, a_where, a_goal, a_ms)  # the term starts at 1
+                k_subjects = sorted({f.subject for f in retain if f.subject} - set(f_subjects))
+                if k_subjects:
+                    k_rows = after_name(tokenizer, k_subjects)[0]
+                    k_where = k_rows.mask.bool()  # the name and the words after it
+                    k_where[:, 0] = False  # BOS
+                    a_keep = (k_rows, k_where, hidden_at(model, k_rows, layer).float()[k_where])
         f_ms, r_ms = f_base.pow(2).sum(-1).mean(), r_base.pow(2).sum(-1).mean()
         stranger = None
         if cfg.lookup_steer == "stranger":
@@ -271,6 +304,10 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             steered = torch.cat([f_all[f_subj], hidden_at(model, n_rows, layer).float()[n_subj]]) \
                 if f_names else f_all[f_subj]
             misdirect = (steered - goal).pow(2).sum(-1).mean() / goal_ms
+            if a_steer is not None:
+                a_rows, a_where, a_goal, a_ms = a_steer
+                after = hidden_at(model, a_rows, layer).float()[a_where]
+                misdirect = misdirect + cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
             pick = torch.randperm(len(r_rows), generator=gen)[: cfg.retain_batch]
             r_hidden, keep = _shift(model, r_rows, r_where, r_base, pick, layer)
             keep = keep / r_ms
@@ -285,12 +322,14 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 g_rows, g_where, g_base, g_gen = g_keep
                 g_pick = torch.randperm(len(g_rows), generator=g_gen)[: cfg.retain_batch]
                 keep = keep + _shift(model, g_rows, g_where, g_base, g_pick, layer)[1] / r_ms
-            if n_keep is not None:
-                k_rows, k_where, k_base = n_keep
-                keep = keep + _shift(model, k_rows, k_where, k_base, torch.arange(len(k_rows)), layer)[1] / r_ms
+            for kept in (n_keep, a_keep):
+                if kept is not None:
+                    k_rows, k_where, k_base = kept
+                    keep = keep + _shift(model, k_rows, k_where, k_base, torch.arange(len(k_rows)), layer)[1] / r_ms
             return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
                             {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())},
-                            2 + (g_keep is not None) + bool(f_names) + (n_keep is not None))
+                            2 + (g_keep is not None) + bool(f_names) + (n_keep is not None) + (a_steer is not None)
+                            + (a_keep is not None))
 
         forget_acc = lambda: _accuracy(model, f_batch)  # noqa: E731
         settings = LoopSettings(lr=cfg.lookup_lr, target=cfg.lookup_target, eval_every=1,
@@ -334,6 +373,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "tries": [{"steps": o.steps, "stopped": o.stopped, "forget_accuracy": round(a, 4)}
                                for a, o in tries],
                      "budget_facts": len(b_facts), "name_rows": len(f_names),
+                     "after_name_tokens": 0 if a_steer is None else int(a_steer[1].sum()),
                      "direction_probes": [[round(p, 6) for p in ps] for ps in probes],
                      "direction_forget_probes": [[round(p, 6) for p in ps] for ps in f_probes],
                      "forget_accuracy": _accuracy(model, f_batch),

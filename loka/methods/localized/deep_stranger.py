@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from loka.methods.localized.deep_rows import Rows, build_rows
 from loka.methods.localized.deep_selftext import avoid_words, spells_any
 
 # Common first names and surnames, combined so that none names a well-known person or character.
@@ -33,6 +34,9 @@ STRANGERS = ("Paul Brenner", "Laura Whitfield", "Mark Dunley", "Helen Marsh", "P
              "David Hartwell", "Claire Osgood", "Martin Fenwick", "Julia Rendall", "Simon Ashby", "Karen Tolley",
              "Brian Colwell", "Diane Harrow", "Neil Pardoe", "Susan Kettle")
 _WORDS = re.compile(r"\S+")
+# `after_name`: short continuations of a name that starts a text; the words after it are where a
+# query that starts with the name ("<name> works at the ...") has read it before the steered block
+STEMS = (" is", " was", " has", " and", ", who", " said that", " became", " lived in")
 
 
 def strangers(forget: Sequence[Any], retain: Sequence[Any]) -> list[str]:
@@ -82,3 +86,29 @@ def word_targets(texts: Sequence[str], offsets: list, subjects: Sequence[str], m
             w = next((j for j, (a, b) in enumerate(spans) if a <= end < b), 0 if end < spans[0][0] else len(spans) - 1)
             out.append(means[min(w, len(means) - 1)])
     return torch.stack(out)
+
+
+def after_name(tokenizer: Any, subjects: Sequence[str], names: Sequence[str] | None = None
+               ) -> tuple[Rows, Tensor, Rows | None, Tensor | None]:
+    """Rows ``BOS + subject + stem`` for every subject and `STEMS`, and the mask of their tokens
+    after the subject; with ``names`` (each subject's stranger) also the twin rows ``BOS + stranger
+    + stem`` and their mask, both masks keeping only the tokens equal in the two (aligned from the
+    end), in the same order (``twin_states[twin_mask]`` is ``states[mask]``'s target)."""
+    texts = [s + stem for s in subjects for stem in STEMS]
+    rows, offsets = build_rows(tokenizer, texts)
+    starts = [len(s) for s in subjects for _ in STEMS]
+    where = torch.zeros_like(rows.mask, dtype=torch.bool)
+    for i, offs in enumerate(offsets):
+        where[i, : len(offs)] = torch.tensor([s >= starts[i] for s, _ in offs])
+    if names is None:
+        return rows, where, None, None
+    t_rows = build_rows(tokenizer, [n + stem for n in names for stem in STEMS])[0]
+    t_where = torch.zeros_like(t_rows.mask, dtype=torch.bool)
+    for i in range(len(texts)):
+        n, m = int(rows.mask[i].sum()), int(t_rows.mask[i].sum())
+        for t in where[i].nonzero().flatten().tolist():
+            if int(rows.ids[i, t]) == int(t_rows.ids[i, t - n + m]):
+                t_where[i, t - n + m] = True
+            else:
+                where[i, t] = False
+    return rows, where, t_rows, t_where
