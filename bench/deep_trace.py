@@ -29,34 +29,20 @@ import torch
 from torch import Tensor
 
 from bench.deep_real import STRANGER
-from loka.methods.localized.deep_lookup import _block
+from loka.methods.localized.deep_lookup import _block, hidden_at
+from loka.methods.localized.deep_rows import Rows, build_rows, subject_mask
 
 
-def _ids(tok: Any, text: str) -> tuple[Tensor, list[tuple[int, int]]]:
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-    bos = [] if tok.bos_token_id is None else [int(tok.bos_token_id)]
-    return torch.tensor(bos + list(enc["input_ids"])), [(-1, -1)] * len(bos) + [tuple(o) for o in enc["offset_mapping"]]
+def _query(tok: Any, text: str, name: str) -> tuple[Rows, list[int]]:
+    """One row ``BOS + text`` and the positions of the tokens that spell ``name``."""
+    rows, offsets = build_rows(tok, [text])
+    return rows, subject_mask(offsets, [text], [name], rows.ids.shape[1])[0].nonzero().flatten().tolist()
 
 
-def _name_positions(offsets: list[tuple[int, int]], text: str, name: str) -> list[int]:
-    a = text.find(name)
-    return [] if a < 0 else [t for t, (s, e) in enumerate(offsets) if s >= 0 and s < a + len(name) and e > a]
-
-
-def states_after(model: Any, ids: Tensor, layer: int) -> Tensor:
-    """``[pos d]``: the residual stream after block ``layer`` (the whole forward runs)."""
-    got: dict[str, Tensor] = {}
-
-    def grab(module: Any, inputs: Any, output: Any) -> None:
-        got["h"] = (output[0] if isinstance(output, tuple) else output)[0].detach().float().clone()
-
-    handle = _block(model, layer).register_forward_hook(grab)
-    try:
-        with torch.no_grad():
-            model(input_ids=ids[None])
-    finally:
-        handle.remove()
-    return got["h"]
+def states_after(model: Any, rows: Rows, layer: int) -> Tensor:
+    """``[pos d]``: the residual stream after block ``layer`` of the one row ``rows``."""
+    with torch.no_grad():
+        return hidden_at(model, rows, layer)[0].float()
 
 
 def margin(model: Any, ids: Tensor, answer: int, layer: int = 0, patch: dict[int, Tensor] | None = None) -> float:
@@ -85,12 +71,11 @@ def margin(model: Any, ids: Tensor, answer: int, layer: int = 0, patch: dict[int
 def trace_one(base: Any, edited: Any, tok: Any, prompt: str, subject: str, answer: str, layer: int,
               stranger: str = STRANGER) -> dict[str, Any]:
     """The module doc's columns for one reverse query."""
-    ids, offs = _ids(tok, prompt)
-    twin_text = prompt.replace(subject, stranger, 1)
-    twin, twin_offs = _ids(tok, twin_text)
-    name, twin_name = _name_positions(offs, prompt, subject), _name_positions(twin_offs, twin_text, stranger)
+    rows, name = _query(tok, prompt, subject)
+    twin_rows, twin_name = _query(tok, prompt.replace(subject, stranger, 1), stranger)
+    ids, twin = rows.ids[0], twin_rows.ids[0]
     answer_id = int(tok(" " + answer, add_special_tokens=False).input_ids[0])
-    b, e, tb = states_after(base, ids, layer), states_after(edited, ids, layer), states_after(base, twin, layer)
+    b, e, tb = states_after(base, rows, layer), states_after(edited, rows, layer), states_after(base, twin_rows, layer)
     moved = ((e - b).norm(dim=-1) / b.norm(dim=-1).clamp_min(1e-6)).tolist()
     after = list(range(max(name) + 1, len(ids))) if name else []
     shift = len(twin) - len(ids)  # the words after the name are the same tokens, aligned from the end

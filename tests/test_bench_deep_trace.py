@@ -7,7 +7,7 @@ import copy
 
 import torch
 
-from bench.deep_trace import _ids, margin, states_after, trace_one
+from bench.deep_trace import _query, margin, states_after, trace_one
 from loka.io.models import load_hf
 from tests.helpers import one_torch_thread
 
@@ -17,10 +17,11 @@ QUERY, SUBJECT, TWIN = "the miller of tessel works at", "miller", "baker"
 def test_patching_every_position_with_a_twins_states_gives_the_twins_answer(random_checkpoints):
     with one_torch_thread():
         model, tok = load_hf(random_checkpoints["llama"])
-        ids, twin = _ids(tok, QUERY)[0], _ids(tok, QUERY.replace(SUBJECT, TWIN))[0]
+        rows, twin_rows = _query(tok, QUERY, SUBJECT)[0], _query(tok, QUERY.replace(SUBJECT, TWIN), TWIN)[0]
+        ids, twin = rows.ids[0], twin_rows.ids[0]
         assert len(ids) == len(twin) and not torch.equal(ids, twin)
         answer = int(ids[3])
-        own, other = states_after(model, ids, 0), states_after(model, twin, 0)
+        own, other = states_after(model, rows, 0), states_after(model, twin_rows, 0)
         assert margin(model, ids, answer, 0, {p: own[p] for p in range(len(ids))}) == margin(model, ids, answer)
         patched = margin(model, ids, answer, 0, {p: other[p] for p in range(len(ids))})
         assert patched == margin(model, twin, answer) != margin(model, ids, answer)
