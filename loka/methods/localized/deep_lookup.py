@@ -60,7 +60,9 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    (`deep_stranger.STEMS`: " is", " was", ...) is a text of its own, and the states of the stem's
    words after the steered block are pulled to the base model's states of the same words after
    the name's stranger (the term over its starting value); each retain name with the same stems
-   is kept at every position.
+   is kept at every position. Measured on SmolLM2 and not adopted (BENCHMARKS.md round 10: tied
+   on the seen rule, kept more neighbours and forgot more held-out and reverse queries over six
+   draws, missed the confirmation bar written before its runs on the worst seed).
 
 Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
 the headmaster of" -> "Hogwarts") share no wording with the trained sentences, only the
