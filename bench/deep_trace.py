@@ -31,6 +31,7 @@ from torch import Tensor
 from bench.deep_real import STRANGER
 from loka.methods.localized.deep_lookup import _block, hidden_at
 from loka.methods.localized.deep_rows import Rows, build_rows, subject_mask
+from loka.methods.localized.deep_stranger import twin_positions
 
 
 def _query(tok: Any, text: str, name: str) -> tuple[Rows, list[int]]:
@@ -78,16 +79,15 @@ def trace_one(base: Any, edited: Any, tok: Any, prompt: str, subject: str, answe
     b, e, tb = states_after(base, rows, layer), states_after(edited, rows, layer), states_after(base, twin_rows, layer)
     moved = ((e - b).norm(dim=-1) / b.norm(dim=-1).clamp_min(1e-6)).tolist()
     after = list(range(max(name) + 1, len(ids))) if name else []
-    shift = len(twin) - len(ids)  # the words after the name are the same tokens, aligned from the end
-    same_after = bool(after) and all(int(ids[p]) == int(twin[p + shift]) for p in after)
+    pairs = twin_positions(ids, twin, after)  # the words after the name: the same tokens, aligned from the end
     row: dict[str, Any] = {
         "prompt": prompt, "answer": answer, "tokens": [tok.decode([int(i)]) for i in ids.tolist()],
         "moved": [round(m, 3) for m in moved],
         "moved_name": round(sum(moved[p] for p in name) / len(name), 3) if name else None,
         "moved_after": round(sum(moved[p] for p in after) / len(after), 3) if after else None,
         "margin_base": margin(base, ids, answer_id), "margin_edited": margin(edited, ids, answer_id),
-        "after_stranger": margin(edited, ids, answer_id, layer, {p: tb[p + shift] for p in after})
-        if same_after else None,
+        "after_stranger": margin(edited, ids, answer_id, layer, {p: tb[q] for p, q in pairs.items()})
+        if after and len(pairs) == len(after) else None,
         "name_stranger": margin(edited, ids, answer_id, layer, {p: tb[twin_name].mean(0) for p in name})
         if name and twin_name else None,
     }

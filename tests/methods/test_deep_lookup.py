@@ -335,3 +335,13 @@ def test_after_name_steers_the_words_after_a_forget_name_to_a_strangers(random_c
         with torch.no_grad():
             gaps[weight] = float((hidden_at(edited, rows, 0).float()[where] - target).pow(2).sum(-1).mean())
     assert gaps[1.0] < gaps["base"] and gaps[1.0] < gaps[0.0], gaps
+
+
+def test_twin_positions_aligns_from_the_end_and_keeps_equal_tokens_only():
+    """A name of 2 tokens and its stranger of 1: the words after them line up from the end; a
+    position whose twin token differs, or falls before the twin's start, is left out."""
+    from loka.methods.localized.deep_stranger import twin_positions
+
+    ids, twin = torch.tensor([1, 5, 6, 7, 8]), torch.tensor([1, 9, 7, 8])
+    assert twin_positions(ids, twin, [2, 3, 4]) == {3: 2, 4: 3}  # 6 vs 9: dropped
+    assert twin_positions(torch.tensor([7, 7, 8]), torch.tensor([8]), [0, 1, 2]) == {2: 0}

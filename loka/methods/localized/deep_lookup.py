@@ -92,6 +92,7 @@ from loka.methods.localized.deep_selftext import avoid_words, self_texts
 from loka.methods.localized.deep_stranger import (
     after_name,
     assign,
+    stem_rows,
     strangers,
     twin_texts,
     word_targets,
@@ -247,13 +248,12 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 f_subjects = sorted({f.subject for f in forget if f.subject})
                 a_rows, a_where, t_rows, t_where = after_name(
                     tokenizer, f_subjects, assign(f_subjects, strangers(forget, retain)))
-                assert t_rows is not None and t_where is not None
                 a_goal = hidden_at(model, t_rows, layer).float()[t_where]
                 a_ms = (hidden_at(model, a_rows, layer).float()[a_where] - a_goal).pow(2).sum(-1).mean()
                 a_steer = (a_rows, a_where, a_goal, a_ms)  # the term starts at 1
                 k_subjects = sorted({f.subject for f in retain if f.subject} - set(f_subjects))
                 if k_subjects:
-                    k_rows = after_name(tokenizer, k_subjects)[0]
+                    k_rows = stem_rows(tokenizer, k_subjects)[0]
                     k_where = k_rows.mask.bool()  # the name and the words after it
                     k_where[:, 0] = False  # BOS
                     a_keep = (k_rows, k_where, hidden_at(model, k_rows, layer).float()[k_where])

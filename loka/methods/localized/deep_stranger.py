@@ -88,27 +88,30 @@ def word_targets(texts: Sequence[str], offsets: list, subjects: Sequence[str], m
     return torch.stack(out)
 
 
-def after_name(tokenizer: Any, subjects: Sequence[str], names: Sequence[str] | None = None
-               ) -> tuple[Rows, Tensor, Rows | None, Tensor | None]:
+def twin_positions(ids: Tensor, twin: Tensor, positions: Sequence[int]) -> dict[int, int]:
+    """Each of ``positions`` of the row ``ids`` -> the same place in ``twin`` (both unpadded; aligned
+    from the end, so the words after two different names line up), where the two tokens are equal."""
+    shift = len(twin) - len(ids)
+    return {p: p + shift for p in positions if 0 <= p + shift < len(twin) and int(ids[p]) == int(twin[p + shift])}
+
+
+def stem_rows(tokenizer: Any, subjects: Sequence[str]) -> tuple[Rows, Tensor]:
     """Rows ``BOS + subject + stem`` for every subject and `STEMS`, and the mask of their tokens
-    after the subject; with ``names`` (each subject's stranger) also the twin rows ``BOS + stranger
-    + stem`` and their mask, both masks keeping only the tokens equal in the two (aligned from the
-    end), in the same order (``twin_states[twin_mask]`` is ``states[mask]``'s target)."""
-    texts = [s + stem for s in subjects for stem in STEMS]
-    rows, offsets = build_rows(tokenizer, texts)
-    starts = [len(s) for s in subjects for _ in STEMS]
-    where = torch.zeros_like(rows.mask, dtype=torch.bool)
-    for i, offs in enumerate(offsets):
-        where[i, : len(offs)] = torch.tensor([s >= starts[i] for s, _ in offs])
-    if names is None:
-        return rows, where, None, None
-    t_rows = build_rows(tokenizer, [n + stem for n in names for stem in STEMS])[0]
-    t_where = torch.zeros_like(t_rows.mask, dtype=torch.bool)
-    for i in range(len(texts)):
+    after the subject."""
+    rows = build_rows(tokenizer, [s + stem for s in subjects for stem in STEMS],
+                      [len(s) for s in subjects for _ in STEMS])[0]
+    return rows, torch.nn.functional.pad(rows.score, (1, 0))  # ``score[t]`` marks the token at ``t + 1``
+
+
+def after_name(tokenizer: Any, subjects: Sequence[str], names: Sequence[str]) -> tuple[Rows, Tensor, Rows, Tensor]:
+    """`stem_rows` of ``subjects`` and of their strangers ``names``, and the masks of the tokens after
+    the name equal in the two (`twin_positions`), in the same order (``twin_states[twin_mask]`` is
+    ``states[mask]``'s target)."""
+    rows, after = stem_rows(tokenizer, subjects)
+    t_rows = stem_rows(tokenizer, names)[0]
+    where, t_where = torch.zeros_like(after), torch.zeros_like(t_rows.mask, dtype=torch.bool)
+    for i in range(len(rows)):
         n, m = int(rows.mask[i].sum()), int(t_rows.mask[i].sum())
-        for t in where[i].nonzero().flatten().tolist():
-            if int(rows.ids[i, t]) == int(t_rows.ids[i, t - n + m]):
-                t_where[i, t - n + m] = True
-            else:
-                where[i, t] = False
+        for p, q in twin_positions(rows.ids[i, :n], t_rows.ids[i, :m], after[i].nonzero().flatten().tolist()).items():
+            where[i, p], t_where[i, q] = True, True
     return rows, where, t_rows, t_where
