@@ -312,13 +312,18 @@ def test_after_name_steers_the_words_after_a_forget_name_to_a_strangers(random_c
     for token with the same words after its stranger's name, and the edit moves their states after
     the steered block towards the stranger's — more than the same edit without the term."""
     from loka.methods.localized.deep_lookup import hidden_at
-    from loka.methods.localized.deep_stranger import STEMS, after_name, assign, strangers
+    from loka.methods.localized.deep_stranger import (
+        STEMS,
+        after_name,
+        assign,
+        fixed_stems,
+        strangers,
+    )
 
     with one_torch_thread():
         model, tok = _taught(random_checkpoints["llama"])
-    subjects = ["Mira Coltan"]
-    names = assign(subjects, strangers(FORGET, RETAIN))
-    rows, where, t_rows, t_where = after_name(tok, subjects, names)
+    subjects, stems = fixed_stems(["Mira Coltan"])
+    rows, where, t_rows, t_where = after_name(tok, subjects, assign(subjects, strangers(FORGET, RETAIN)), stems)
     assert len(rows) == len(STEMS) and where.any(-1).all()
     assert torch.equal(rows.ids[where], t_rows.ids[t_where])
     name_len = len(tok("Mira Coltan", add_special_tokens=False).input_ids)
@@ -345,3 +350,29 @@ def test_twin_positions_aligns_from_the_end_and_keeps_equal_tokens_only():
     ids, twin = torch.tensor([1, 5, 6, 7, 8]), torch.tensor([1, 9, 7, 8])
     assert twin_positions(ids, twin, [2, 3, 4]) == {3: 2, 4: 3}  # 6 vs 9: dropped
     assert twin_positions(torch.tensor([7, 7, 8]), torch.tensor([8]), [0, 1, 2]) == {2: 0}
+
+
+def test_name_continuations_are_the_models_own_seeded_and_filtered(random_checkpoints):
+    """``lookup_after_texts``: the words after each name are what the base model itself samples after
+    ``BOS + name`` — n per name, the same for the same seed, none spelling an avoided word — and the
+    after-name term then steers those instead of the fixed stems (a different edit)."""
+    from loka.methods.localized.deep_selftext import _WORD, name_continuations
+
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        names = ["Mira Coltan", "Osric Pell"]
+        subjects, stems = name_continuations(model, tok, names, 3, seed=5)
+        assert subjects == [n for n in names for _ in range(3)] and all(s.strip() for s in stems)
+        assert name_continuations(model, tok, names, 3, seed=5) == (subjects, stems)
+        assert name_continuations(model, tok, names, 3, seed=6)[1] != stems
+        avoid = frozenset(w for w in _WORD.findall(stems[0]) if len(w) >= 2)
+        assert avoid and stems[0] not in name_continuations(model, tok, names, 3, seed=5, avoid=avoid)[1]
+        edits, logs = [], []
+        for texts in (0, 2):
+            edited = copy.deepcopy(model)
+            result = unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                             **(LOOKUP | {"lookup_after_name": 1.0, "lookup_after_texts": texts, "lookup_steps": 4}))
+            logs.append(next(e for e in result.log if e["stage"] == "lookup_misdirection"))
+            edits.append(edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone())
+    assert all(log["after_name_tokens"] > 0 for log in logs)
+    assert not torch.equal(edits[0], edits[1])

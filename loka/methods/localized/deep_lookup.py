@@ -63,6 +63,10 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    is kept at every position. Measured on SmolLM2 and not adopted (BENCHMARKS.md round 10: tied
    on the seen rule, kept more neighbours and forgot more held-out and reverse queries over six
    draws, missed the confirmation bar written before its runs on the worst seed).
+   With ``after_texts`` n (off), the words after each name are n continuations the base model
+   samples itself after ``BOS + name`` (`deep_selftext.name_continuations`, 16 tokens) instead of
+   the stems: positions further after the name, where a query's answer is read ("... works at
+   the Ministry of" is five tokens past the name; the stems reach one or two).
 
 Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
 the headmaster of" -> "Hogwarts") share no wording with the trained sentences, only the
@@ -88,10 +92,11 @@ from loka.engine import adapter_for
 from loka.evaluate import first_token_hits, first_token_margins, logits_at, prompt_ends
 from loka.methods.localized.deep_rows import Rows, build_rows, fact_rows, rows_nll, subject_mask
 from loka.methods.localized.deep_rows import logits_at as rows_logits
-from loka.methods.localized.deep_selftext import avoid_words, self_texts
+from loka.methods.localized.deep_selftext import avoid_words, name_continuations, self_texts
 from loka.methods.localized.deep_stranger import (
     after_name,
     assign,
+    fixed_stems,
     stem_rows,
     strangers,
     twin_texts,
@@ -246,14 +251,21 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             a_keep: tuple[Rows, Tensor, Tensor] | None = None
             if cfg.lookup_after_name > 0:
                 f_subjects = sorted({f.subject for f in forget if f.subject})
+                k_subjects = sorted({f.subject for f in retain if f.subject} - set(f_subjects))
+                if cfg.lookup_after_texts:  # what the base model itself says after each name (its own stream)
+                    f_pairs = name_continuations(model, tokenizer, f_subjects, cfg.lookup_after_texts,
+                                                 seed=gen.initial_seed() + 2)
+                    k_pairs = name_continuations(model, tokenizer, k_subjects, cfg.lookup_after_texts,
+                                                 seed=gen.initial_seed() + 3, avoid=avoid_words(forget, retain))
+                else:
+                    f_pairs, k_pairs = fixed_stems(f_subjects), fixed_stems(k_subjects)
                 a_rows, a_where, t_rows, t_where = after_name(
-                    tokenizer, f_subjects, assign(f_subjects, strangers(forget, retain)))
+                    tokenizer, f_pairs[0], assign(f_pairs[0], strangers(forget, retain)), f_pairs[1])
                 a_goal = hidden_at(model, t_rows, layer).float()[t_where]
                 a_ms = (hidden_at(model, a_rows, layer).float()[a_where] - a_goal).pow(2).sum(-1).mean()
                 a_steer = (a_rows, a_where, a_goal, a_ms)  # the term starts at 1
-                k_subjects = sorted({f.subject for f in retain if f.subject} - set(f_subjects))
-                if k_subjects:
-                    k_rows = stem_rows(tokenizer, k_subjects)[0]
+                if k_pairs[0]:
+                    k_rows = stem_rows(tokenizer, *k_pairs)[0]
                     k_where = k_rows.mask.bool()  # the name and the words after it
                     k_where[:, 0] = False  # BOS
                     a_keep = (k_rows, k_where, hidden_at(model, k_rows, layer).float()[k_where])

@@ -10,6 +10,9 @@ or makes up), seeded, before any edit. Texts that spell a forget subject's words
 the forget prompts use (``Potter``, ``Hogwarts``) are dropped: keeping those states would fight
 the edit.
 
+`name_continuations` samples what the model says after a name itself (`lookup_after_texts`: the
+words after a forget name that the lookup edit steers, and after a retain name that it keeps).
+
 Example:
     >>> texts = self_texts(model, tok, 48, seed=0, avoid=avoid_words(forget, retain))  # doctest: +SKIP
 """
@@ -65,3 +68,31 @@ def self_texts(model: Any, tokenizer: Any, n: int, *, seed: int, avoid: frozense
                 if not spells_any(continuation, avoid):
                     texts.append(prompt + continuation)
     return texts[:n]
+
+
+def name_continuations(model: Any, tokenizer: Any, names: Sequence[str], n: int, *, seed: int,
+                       avoid: frozenset[str] = frozenset(), new_tokens: int = 16) -> tuple[list[str], list[str]]:
+    """``n`` sampled continuations of ``BOS + name`` for each of ``names``, as two parallel lists
+    (name, continuation): what the base model itself says after the name, where a query that starts
+    with it reads it. Continuations that are empty or spell a word of ``avoid`` are dropped; the same
+    ``seed`` (and thread count) gives the same texts."""
+    from loka.methods.localized.deep_rows import build_rows
+
+    if n <= 0 or not hasattr(model, "generate"):
+        return [], []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    subjects: list[str] = []
+    stems: list[str] = []
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for name in names:
+            ids = build_rows(tokenizer, [name])[0].ids
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, top_p=0.95,
+                                 temperature=1.0, max_new_tokens=new_tokens, num_return_sequences=n,
+                                 pad_token_id=pad)
+            for row in out:
+                stem = tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True)
+                if stem.strip() and not spells_any(stem, avoid):
+                    subjects.append(name)
+                    stems.append(stem)
+    return subjects, stems

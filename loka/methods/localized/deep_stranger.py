@@ -95,20 +95,25 @@ def twin_positions(ids: Tensor, twin: Tensor, positions: Sequence[int]) -> dict[
     return {p: p + shift for p in positions if 0 <= p + shift < len(twin) and int(ids[p]) == int(twin[p + shift])}
 
 
-def stem_rows(tokenizer: Any, subjects: Sequence[str]) -> tuple[Rows, Tensor]:
-    """Rows ``BOS + subject + stem`` for every subject and `STEMS`, and the mask of their tokens
-    after the subject."""
-    rows = build_rows(tokenizer, [s + stem for s in subjects for stem in STEMS],
-                      [len(s) for s in subjects for _ in STEMS])[0]
+def fixed_stems(subjects: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Every subject with every `STEMS` entry, as two parallel lists (subject, stem)."""
+    return [s for s in subjects for _ in STEMS], [stem for _ in subjects for stem in STEMS]
+
+
+def stem_rows(tokenizer: Any, subjects: Sequence[str], stems: Sequence[str]) -> tuple[Rows, Tensor]:
+    """Rows ``BOS + subjects[i] + stems[i]``, and the mask of their tokens after the subject."""
+    rows = build_rows(tokenizer, [s + stem for s, stem in zip(subjects, stems, strict=True)],
+                      [len(s) for s in subjects])[0]
     return rows, torch.nn.functional.pad(rows.score, (1, 0))  # ``score[t]`` marks the token at ``t + 1``
 
 
-def after_name(tokenizer: Any, subjects: Sequence[str], names: Sequence[str]) -> tuple[Rows, Tensor, Rows, Tensor]:
-    """`stem_rows` of ``subjects`` and of their strangers ``names``, and the masks of the tokens after
-    the name equal in the two (`twin_positions`), in the same order (``twin_states[twin_mask]`` is
-    ``states[mask]``'s target)."""
-    rows, after = stem_rows(tokenizer, subjects)
-    t_rows = stem_rows(tokenizer, names)[0]
+def after_name(tokenizer: Any, subjects: Sequence[str], names: Sequence[str], stems: Sequence[str]
+               ) -> tuple[Rows, Tensor, Rows, Tensor]:
+    """`stem_rows` of ``subjects`` and of their strangers ``names`` (each row's, with the same stem),
+    and the masks of the tokens after the name equal in the two (`twin_positions`), in the same
+    order (``twin_states[twin_mask]`` is ``states[mask]``'s target)."""
+    rows, after = stem_rows(tokenizer, subjects, stems)
+    t_rows = stem_rows(tokenizer, names, stems)[0]
     where, t_where = torch.zeros_like(after), torch.zeros_like(t_rows.mask, dtype=torch.bool)
     for i in range(len(rows)):
         n, m = int(rows.mask[i].sum()), int(t_rows.mask[i].sum())
