@@ -361,7 +361,9 @@ def test_name_continuations_are_the_models_own_seeded_and_filtered(random_checkp
     with one_torch_thread():
         model, tok = _taught(random_checkpoints["llama"])
         names = ["Mira Coltan", "Osric Pell"]
+        state = torch.get_rng_state()
         subjects, stems = name_continuations(model, tok, names, 3, seed=5)
+        assert torch.equal(torch.get_rng_state(), state)  # the caller's random stream is untouched
         assert subjects == [n for n in names for _ in range(3)] and all(s.strip() for s in stems)
         assert name_continuations(model, tok, names, 3, seed=5) == (subjects, stems)
         assert name_continuations(model, tok, names, 3, seed=6)[1] != stems
@@ -376,3 +378,19 @@ def test_name_continuations_are_the_models_own_seeded_and_filtered(random_checkp
             edits.append(edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone())
     assert all(log["after_name_tokens"] > 0 for log in logs)
     assert not torch.equal(edits[0], edits[1])
+
+
+def test_build_rows_without_bos_scores_the_tokens_past_start(random_checkpoints):
+    """A tokenizer without BOS: rows of different lengths, ``score[t]`` marks the token at ``t + 1``
+    (the first token is never predicted), exactly the tokens that reach past ``starts``."""
+    from loka.methods.localized.deep_rows import build_rows
+
+    tok = load_hf(random_checkpoints["llama"])[1]
+    tok.bos_token = None
+    assert tok.bos_token_id is None
+    texts = ["Mira Coltan is", "Osric Pell was born in Tessel"]
+    rows, offsets = build_rows(tok, texts, [len("Mira Coltan"), len("Osric Pell")])
+    assert rows.score.shape == (2, rows.ids.shape[1] - 1)
+    for i, start in enumerate([len("Mira Coltan"), len("Osric Pell")]):
+        expect = [e > start for _, e in offsets[i]][1:]
+        assert rows.score[i, : len(expect)].tolist() == expect and not rows.score[i, len(expect):].any()

@@ -95,7 +95,7 @@ class Config(MethodConfig):
         0.0, ge=0, help="weight of steering the words after each forget name (name + short stems) to their states "
                         "after a stranger's name, the same words after each retain name kept (0: off)")
     lookup_after_texts: int = knob(
-        0, ge=0, help="with lookup_after_name: n continuations the base model writes itself after each name "
+        0, ge=0, help="with lookup_after_name: up to n continuations the base model writes itself after each name "
                       "instead of the fixed short stems (0: the stems)")
     lookup_tries: int = knob(
         3, ge=1, help="random directions to try: one stopped by the retain budget before forgetting is "

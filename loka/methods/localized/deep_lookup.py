@@ -63,9 +63,9 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    is kept at every position. Measured on SmolLM2 and not adopted (BENCHMARKS.md round 10: tied
    on the seen rule, kept more neighbours and forgot more held-out and reverse queries over six
    draws, missed the confirmation bar written before its runs on the worst seed).
-   With ``after_texts`` n (off), the words after each name are n continuations the base model
-   samples itself after ``BOS + name`` (`deep_selftext.name_continuations`, 16 tokens) instead of
-   the stems: positions further after the name, where a query's answer is read ("... works at
+   With ``after_texts`` n (off), the words after each name, forget and retain, are up to n
+   continuations the base model samples itself after ``BOS + name`` (`deep_selftext.name_continuations`,
+   16 tokens; empty ones and retain ones that spell a forget word dropped) instead of the stems: positions further after the name, where a query's answer is read ("... works at
    the Ministry of" is five tokens past the name; the stems reach one or two).
 
 Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
@@ -259,12 +259,13 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                                                  seed=gen.initial_seed() + 3, avoid=avoid_words(forget, retain))
                 else:
                     f_pairs, k_pairs = fixed_stems(f_subjects), fixed_stems(k_subjects)
-                a_rows, a_where, t_rows, t_where = after_name(
-                    tokenizer, f_pairs[0], assign(f_pairs[0], strangers(forget, retain)), f_pairs[1])
-                a_goal = hidden_at(model, t_rows, layer).float()[t_where]
-                a_ms = (hidden_at(model, a_rows, layer).float()[a_where] - a_goal).pow(2).sum(-1).mean()
-                a_steer = (a_rows, a_where, a_goal, a_ms)  # the term starts at 1
-                if k_pairs[0]:
+                if f_pairs[0]:  # (every sampled continuation may have been empty)
+                    a_rows, a_where, t_rows, t_where = after_name(
+                        tokenizer, f_pairs[0], assign(f_pairs[0], strangers(forget, retain)), f_pairs[1])
+                    a_goal = hidden_at(model, t_rows, layer).float()[t_where]
+                    a_ms = (hidden_at(model, a_rows, layer).float()[a_where] - a_goal).pow(2).sum(-1).mean()
+                    a_steer = (a_rows, a_where, a_goal, a_ms)  # the term starts at 1
+                if a_steer is not None and k_pairs[0]:
                     k_rows = stem_rows(tokenizer, *k_pairs)[0]
                     k_where = k_rows.mask.bool()  # the name and the words after it
                     k_where[:, 0] = False  # BOS

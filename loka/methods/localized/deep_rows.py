@@ -58,13 +58,12 @@ def build_rows(tokenizer: Any, texts: Sequence[str], starts: Sequence[int] | Non
         rows.append(bos + list(ids))
         offsets.append([(-1, -1)] * len(bos) + [tuple(o) for o in offs])
         start = 0 if starts is None else starts[i]
-        scores.append([e > start for _, e in offs])
+        # ``score[t]`` is the token at ``t + 1``: without BOS the first token is never predicted
+        scores.append([e > start for _, e in offs][len(bos) == 0:])
     width = max(len(r) for r in rows)
     ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
     mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
     score = torch.tensor([s + [False] * (width - 1 - len(s)) for s in scores], dtype=torch.bool)
-    if not bos:  # without BOS the first token is never predicted
-        score = torch.nn.functional.pad(score[:, 1:], (0, 1))
     return Rows(ids, mask, score), offsets
 
 

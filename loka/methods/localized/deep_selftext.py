@@ -34,6 +34,14 @@ PROMPTS = ("Famous characters from novels, films and television include",
 _WORD = re.compile(r"[A-Za-z]+")  # "Potter's" -> "Potter", "s"; "Harry-Potter" -> "Harry", "Potter"
 
 
+def _continuation(tokenizer: Any, prompt: Any, row: Any) -> str:
+    """The text ``row`` adds to ``prompt`` (token ids): the whole row decoded minus the prompt's text,
+    so a decoder that strips a leading space (SentencePiece) keeps the continuation's first one."""
+    head = tokenizer.decode(prompt, skip_special_tokens=True)
+    full = tokenizer.decode(row, skip_special_tokens=True)
+    return full[len(head):] if full.startswith(head) else tokenizer.decode(row[len(prompt):], skip_special_tokens=True)
+
+
 def avoid_words(forget: Sequence[Any], retain: Sequence[Any]) -> frozenset[str]:
     """The forget subjects' words and the capitalised words only the forget prompts use."""
     subject = {w for f in forget for w in _WORD.findall(f.subject or "") if len(w) >= 3}
@@ -64,7 +72,7 @@ def self_texts(model: Any, tokenizer: Any, n: int, *, seed: int, avoid: frozense
                                  temperature=1.0, max_new_tokens=new_tokens, num_return_sequences=per,
                                  pad_token_id=pad)
             for row in out:
-                continuation = tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True)
+                continuation = _continuation(tokenizer, ids[0], row)
                 if not spells_any(continuation, avoid):
                     texts.append(prompt + continuation)
     return texts[:n]
@@ -72,10 +80,11 @@ def self_texts(model: Any, tokenizer: Any, n: int, *, seed: int, avoid: frozense
 
 def name_continuations(model: Any, tokenizer: Any, names: Sequence[str], n: int, *, seed: int,
                        avoid: frozenset[str] = frozenset(), new_tokens: int = 16) -> tuple[list[str], list[str]]:
-    """``n`` sampled continuations of ``BOS + name`` for each of ``names``, as two parallel lists
-    (name, continuation): what the base model itself says after the name, where a query that starts
-    with it reads it. Continuations that are empty or spell a word of ``avoid`` are dropped; the same
-    ``seed`` (and thread count) gives the same texts."""
+    """Up to ``n`` sampled continuations of ``BOS + name`` for each of ``names``, as two parallel
+    lists (name, continuation): what the base model itself says after the name, where a query that
+    starts with it reads it. Continuations that are empty or spell a word of ``avoid`` are dropped
+    (a name may get none); the same ``seed`` (and thread count) gives the same texts; the caller's
+    random state is left as it was."""
     from loka.methods.localized.deep_rows import build_rows
 
     if n <= 0 or not hasattr(model, "generate"):
@@ -91,7 +100,7 @@ def name_continuations(model: Any, tokenizer: Any, names: Sequence[str], n: int,
                                  temperature=1.0, max_new_tokens=new_tokens, num_return_sequences=n,
                                  pad_token_id=pad)
             for row in out:
-                stem = tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True)
+                stem = _continuation(tokenizer, ids[0], row)
                 if stem.strip() and not spells_any(stem, avoid):
                     subjects.append(name)
                     stems.append(stem)
