@@ -54,6 +54,21 @@ def spells_any(text: str, avoid: frozenset[str]) -> bool:
     return any(w in avoid or w.isupper() and w.title() in avoid for w in _WORD.findall(text))
 
 
+def _sampled(model: Any, tokenizer: Any, prompts: Sequence[Any], n: int, *, seed: int, new_tokens: int) -> list[list[str]]:
+    """``n`` sampled continuations (top-p 0.95) of each prompt (token ids ``[1, pos]``), in order,
+    from ``seed`` and on their own random stream (the caller's is left as it was)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out: list[list[str]] = []
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for ids in prompts:
+            rows = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, top_p=0.95,
+                                  temperature=1.0, max_new_tokens=new_tokens, num_return_sequences=n,
+                                  pad_token_id=pad)
+            out.append([_continuation(tokenizer, ids[0], row) for row in rows])
+    return out
+
+
 def self_texts(model: Any, tokenizer: Any, n: int, *, seed: int, avoid: frozenset[str],
                new_tokens: int = 40) -> list[str]:
     """Up to ``n`` sampled continuations (prompt included) of `PROMPTS`, none whose continuation
@@ -61,21 +76,9 @@ def self_texts(model: Any, tokenizer: Any, n: int, *, seed: int, avoid: frozense
     texts. On CPU (the lookup stage's own passes are too)."""
     if n <= 0 or not hasattr(model, "generate"):
         return []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    per = -(-n // len(PROMPTS))
-    texts: list[str] = []
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(seed)
-        for prompt in PROMPTS:
-            ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, top_p=0.95,
-                                 temperature=1.0, max_new_tokens=new_tokens, num_return_sequences=per,
-                                 pad_token_id=pad)
-            for row in out:
-                continuation = _continuation(tokenizer, ids[0], row)
-                if not spells_any(continuation, avoid):
-                    texts.append(prompt + continuation)
-    return texts[:n]
+    prompts = [tokenizer(prompt, return_tensors="pt")["input_ids"] for prompt in PROMPTS]
+    samples = _sampled(model, tokenizer, prompts, -(-n // len(PROMPTS)), seed=seed, new_tokens=new_tokens)
+    return [prompt + c for prompt, cs in zip(PROMPTS, samples, strict=True) for c in cs if not spells_any(c, avoid)][:n]
 
 
 def name_continuations(model: Any, tokenizer: Any, names: Sequence[str], n: int, *, seed: int,
@@ -89,19 +92,8 @@ def name_continuations(model: Any, tokenizer: Any, names: Sequence[str], n: int,
 
     if n <= 0 or not hasattr(model, "generate"):
         return [], []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    subjects: list[str] = []
-    stems: list[str] = []
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(seed)
-        for name in names:
-            ids = build_rows(tokenizer, [name])[0].ids
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, top_p=0.95,
-                                 temperature=1.0, max_new_tokens=new_tokens, num_return_sequences=n,
-                                 pad_token_id=pad)
-            for row in out:
-                stem = _continuation(tokenizer, ids[0], row)
-                if stem.strip() and not spells_any(stem, avoid):
-                    subjects.append(name)
-                    stems.append(stem)
-    return subjects, stems
+    samples = _sampled(model, tokenizer, [build_rows(tokenizer, [name])[0].ids for name in names], n, seed=seed,
+                       new_tokens=new_tokens)
+    pairs = [(name, c) for name, cs in zip(names, samples, strict=True) for c in cs
+             if c.strip() and not spells_any(c, avoid)]
+    return [name for name, _ in pairs], [c for _, c in pairs]
