@@ -65,8 +65,9 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    draws, missed the confirmation bar written before its runs on the worst seed).
    With ``after_texts`` n (off), the words after each name, forget and retain, are up to n
    continuations the base model samples itself after ``BOS + name`` (`deep_selftext.name_continuations`,
-   16 tokens; empty ones and retain ones that spell a forget word dropped) instead of the stems: positions further after the name, where a query's answer is read ("... works at
-   the Ministry of" is five tokens past the name; the stems reach one or two). Measured on SmolLM2
+   16 tokens; empty ones and retain ones that spell a forget word dropped) instead of the stems:
+   positions further after the name, where a query's answer is read ("... works at the Ministry
+   of" is five tokens past the name; the stems reach one or two). Measured on SmolLM2
    and not adopted (BENCHMARKS.md round 11: forgot every reverse query but one over seeds 0-2,
    Barty Crouch's on all three, tied on the seen rule, kept 0.93 of the neighbours on seed 0).
 

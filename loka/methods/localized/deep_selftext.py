@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from loka.methods.localized.deep_rows import build_rows
+
 PROMPTS = ("Famous characters from novels, films and television include",
            "Here is a list of well-known people and fictional characters with their full names:",
            "The main characters of the story are",
@@ -88,8 +90,6 @@ def name_continuations(model: Any, tokenizer: Any, names: Sequence[str], n: int,
     starts with it reads it. Continuations that are empty or spell a word of ``avoid`` are dropped
     (a name may get none); the same ``seed`` (and thread count) gives the same texts; the caller's
     random state is left as it was."""
-    from loka.methods.localized.deep_rows import build_rows
-
     if n <= 0 or not hasattr(model, "generate"):
         return [], []
     samples = _sampled(model, tokenizer, [build_rows(tokenizer, [name])[0].ids for name in names], n, seed=seed,
