@@ -380,6 +380,36 @@ def test_name_continuations_are_the_models_own_seeded_and_filtered(random_checkp
     assert not torch.equal(edits[0], edits[1])
 
 
+def test_after_batch_keeps_a_sample_of_the_retain_after_name_rows_each_step(random_checkpoints, monkeypatch):
+    """``lookup_after_batch`` n: each step keeps n of the retain names' after-name rows (drawn from
+    their own random stream), not all of them; n at least the rows' count is the full keep term,
+    weight for weight."""
+    from loka.methods.localized import deep_lookup
+
+    shift, picks = deep_lookup._shift, []
+
+    def recorded(model, rows, where, base, pick, layer):
+        picks.append((len(rows), len(pick), tuple(pick.tolist())))
+        return shift(model, rows, where, base, pick, layer)
+
+    monkeypatch.setattr(deep_lookup, "_shift", recorded)
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        edits, kept = {}, {}
+        for batch in (0, 3, 8):
+            picks.clear()
+            edited = copy.deepcopy(model)
+            result = unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                             **(LOOKUP | {"lookup_after_name": 1.0, "lookup_after_batch": batch, "lookup_steps": 4}))
+            rows = next(e for e in result.log if e["stage"] == "lookup_misdirection")["after_name_kept_rows"]
+            kept[batch] = [(n, p) for n, k, p in picks if n == rows]  # the after-name keep rows' picks
+            edits[batch] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
+    assert rows == 8 and len(kept[0]) >= 4  # one retain name, the eight stems; a pick every step
+    assert all(p == tuple(range(8)) for _, p in kept[0] + kept[8])
+    assert all(len(p) == 3 and len(set(p)) == 3 for _, p in kept[3]) and len({p for _, p in kept[3]}) > 1
+    assert torch.equal(edits[0], edits[8]) and not torch.equal(edits[0], edits[3])
+
+
 def test_build_rows_without_bos_scores_the_tokens_past_start(random_checkpoints):
     """A tokenizer without BOS: rows of different lengths, ``score[t]`` marks the token at ``t + 1``
     (the first token is never predicted), exactly the tokens that reach past ``starts``."""

@@ -252,6 +252,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             # the same words after each retain name kept
             a_steer: tuple[Rows, Tensor, Tensor, Tensor] | None = None
             a_keep: tuple[Rows, Tensor, Tensor] | None = None
+            a_gen = torch.Generator().manual_seed(gen.initial_seed() + 4)  # ``after_batch``: its own stream
             if cfg.lookup_after_name > 0:
                 f_subjects = sorted({f.subject for f in forget if f.subject})
                 k_subjects = sorted({f.subject for f in retain if f.subject} - set(f_subjects))
@@ -340,10 +341,12 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 g_rows, g_where, g_base, g_gen = g_keep
                 g_pick = torch.randperm(len(g_rows), generator=g_gen)[: cfg.retain_batch]
                 keep = keep + _shift(model, g_rows, g_where, g_base, g_pick, layer)[1] / r_ms
-            for kept in (n_keep, a_keep):
+            for kept, batch in ((n_keep, 0), (a_keep, cfg.lookup_after_batch)):
                 if kept is not None:
                     k_rows, k_where, k_base = kept
-                    keep = keep + _shift(model, k_rows, k_where, k_base, torch.arange(len(k_rows)), layer)[1] / r_ms
+                    k_pick = torch.randperm(len(k_rows), generator=a_gen)[:batch] if 0 < batch < len(k_rows) \
+                        else torch.arange(len(k_rows))
+                    keep = keep + _shift(model, k_rows, k_where, k_base, k_pick, layer)[1] / r_ms
             return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
                             {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())},
                             2 + (g_keep is not None) + bool(f_names) + (n_keep is not None) + (a_steer is not None)
@@ -392,6 +395,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                                for a, o in tries],
                      "budget_facts": len(b_facts), "name_rows": len(f_names),
                      "after_name_tokens": 0 if a_steer is None else int(a_steer[1].sum()),
+                     "after_name_kept_rows": 0 if a_keep is None else len(a_keep[0]),
                      "direction_probes": [[round(p, 6) for p in ps] for ps in probes],
                      "direction_forget_probes": [[round(p, 6) for p in ps] for ps in f_probes],
                      "forget_accuracy": _accuracy(model, f_batch),
