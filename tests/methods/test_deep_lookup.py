@@ -395,19 +395,22 @@ def test_after_batch_keeps_a_sample_of_the_retain_after_name_rows_each_step(rand
     monkeypatch.setattr(deep_lookup, "_shift", recorded)
     with one_torch_thread():
         model, tok = _taught(random_checkpoints["llama"])
-        edits, kept = {}, {}
+        edits, kept, facts = {}, {}, {}
         for batch in (0, 3, 8):
             picks.clear()
             edited = copy.deepcopy(model)
             result = unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
                              **(LOOKUP | {"lookup_after_name": 1.0, "lookup_after_batch": batch, "lookup_steps": 4}))
-            rows = next(e for e in result.log if e["stage"] == "lookup_misdirection")["after_name_kept_rows"]
+            rows = next(e for e in result.log if e["stage"] == "lookup_misdirection")["after_name_keep_rows"]
             kept[batch] = [(n, p) for n, k, p in picks if n == rows]  # the after-name keep rows' picks
+            facts[batch] = [p for n, k, p in picks if n == len(RETAIN)]  # the retain facts' (``gen``'s stream)
             edits[batch] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
     assert rows == 8 and len(kept[0]) >= 4  # one retain name, the eight stems; a pick every step
     assert all(p == tuple(range(8)) for _, p in kept[0] + kept[8])
     assert all(len(p) == 3 and len(set(p)) == 3 for _, p in kept[3]) and len({p for _, p in kept[3]}) > 1
     assert torch.equal(edits[0], edits[8]) and not torch.equal(edits[0], edits[3])
+    steps = min(len(facts[0]), len(facts[3]))
+    assert steps >= 4 and facts[0][:steps] == facts[3][:steps]  # the sample draws nothing from ``gen``
 
 
 def test_build_rows_without_bos_scores_the_tokens_past_start(random_checkpoints):

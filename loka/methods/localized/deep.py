@@ -98,8 +98,8 @@ class Config(MethodConfig):
         0, ge=0, help="with lookup_after_name: up to n continuations the base model writes itself after each name "
                       "instead of the fixed short stems (0: the stems)")
     lookup_after_batch: int = knob(
-        0, ge=0, help="with lookup_after_name: the retain names' after-name rows kept a step, drawn from their own "
-                      "random stream (0: every row every step)")
+        0, ge=0, help="with lookup_after_name: n of the retain names' after-name rows kept each step, drawn from "
+                      "their own random stream (0, or n >= the rows: every row every step)")
     lookup_tries: int = knob(
         3, ge=1, help="random directions to try: one stopped by the retain budget before forgetting is "
                       "replaced (steer=stranger: one try)")

@@ -70,6 +70,8 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    of" is five tokens past the name; the stems reach one or two). Measured on SmolLM2
    and not adopted (BENCHMARKS.md round 11: forgot every reverse query but one over seeds 0-2,
    Barty Crouch's on all three, tied on the seen rule, kept 0.93 of the neighbours on seed 0).
+   With ``after_batch`` n (off), each step keeps n of the retain names' after-name rows (drawn
+   from their own random stream) instead of all of them (with ``after_texts`` 4, up to 128).
 
 Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
 the headmaster of" -> "Hogwarts") share no wording with the trained sentences, only the
@@ -395,7 +397,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                                for a, o in tries],
                      "budget_facts": len(b_facts), "name_rows": len(f_names),
                      "after_name_tokens": 0 if a_steer is None else int(a_steer[1].sum()),
-                     "after_name_kept_rows": 0 if a_keep is None else len(a_keep[0]),
+                     "after_name_keep_rows": 0 if a_keep is None else len(a_keep[0]),
                      "direction_probes": [[round(p, 6) for p in ps] for ps in probes],
                      "direction_forget_probes": [[round(p, 6) for p in ps] for ps in f_probes],
                      "forget_accuracy": _accuracy(model, f_batch),
