@@ -72,6 +72,8 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    Barty Crouch's on all three, tied on the seen rule, kept 0.93 of the neighbours on seed 0).
    With ``after_batch`` n (off), each step keeps n of the retain names' after-name rows (drawn
    from their own random stream) instead of all of them (with ``after_texts`` 4, up to 128).
+   Measured on SmolLM2 and not adopted (BENCHMARKS.md round 12: a step 12-19 % cheaper but more
+   retain-budget stops; neighbours >= 0.95 on seeds 0-2, 0.88 on seed 3).
 
 Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
 the headmaster of" -> "Hogwarts") share no wording with the trained sentences, only the
