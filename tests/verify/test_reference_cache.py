@@ -8,10 +8,24 @@ import pytest
 from loka.verify.data import VerifyData
 from loka.verify.loaded import load_model
 from loka.verify.measure import Measurements, VerifySettings
-from loka.verify.reference_cache import cache_path, reuse_reference
+from loka.verify import reference_cache
+from loka.verify.reference_cache import reuse_reference
 from loka.verify.verifier import verify
 
 FAST = VerifySettings(relearn_steps=10, relearn_eval_every=5, seed=7)
+
+
+@pytest.fixture(autouse=True)
+def own_cache_dir(tmp_path, monkeypatch):
+    """Each test keeps its entries in its own folder: the tests of this module write the same
+    entry on purpose, and on parallel workers they would otherwise overwrite each other's."""
+    shared = reference_cache.cache_path
+    monkeypatch.setattr(reference_cache, "cache_path",
+                        lambda reference, artifacts: tmp_path / shared(reference, artifacts).name)
+
+
+def cache_path(reference, artifacts):
+    return reference_cache.cache_path(reference, artifacts)
 
 
 def _report(world, data, reference):
