@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from loka.verify import reference_cache
 from loka.verify.data import VerifyData
 from loka.verify.loaded import load_model
 from loka.verify.measure import Measurements, VerifySettings
-from loka.verify import reference_cache
 from loka.verify.reference_cache import reuse_reference
 from loka.verify.verifier import verify
 
