@@ -1,6 +1,6 @@
 """loka-deep's lookup fallback on SmolLM2's shipped request: settings side by side, chosen blind.
 
-    python -m bench.deep_real [--json] [--threads 2] [--base] [--full] [--trace] [--blind ROWS.jsonl] VARIANT...
+    python -m bench.deep_real [--json] [--threads 2] [--base] [--full] [--trace] [--shrink] [--blind ROWS.jsonl] VARIANT...
     python -m bench.deep_real --select ROWS.jsonl [--reveal] [--json]
     python -m bench.deep_real --margins [--json]
 
@@ -19,7 +19,9 @@ One process loads the model once and runs each variant on a fresh copy. Per vari
   holdout facts), with the verifier's own measurements and `make demo-real`'s settings;
   with ``--trace`` where each reverse query's answer still lives after the edit (`bench.deep_trace`:
   how far its tokens' states moved at the steered block, and its margin once the name, or the
-  words after it, read as a stranger's).
+  words after it, read as a stranger's); with ``--shrink`` the same columns for the edit scaled
+  down (`scaled`: base + alpha x (edited - base), alpha `SHRINK`): whether a smaller step of the
+  same edit keeps the forgetting and gives the neighbours back.
 
 ``--margins`` prints the base model's first-answer-token margins (answer log-prob minus the best
 other token's) on the retain facts the method sees and on the neighbours: facts answered by a
@@ -52,6 +54,7 @@ SEEN = ("forget_train", "forget_train_logp", "retain_seen", "retain_seen_logp")
 HELD_OUT = ("forget_heldout", "forget_reverse", "neighbours_train", "neighbours_question", "homonyms",
             "general", "retain_eval_train", "perplexity", "relearn_best", "mia_auc_loss", "reverse_trace")
 STRANGER = "John Smith"  # `margins`, `bench.deep_trace`: the reverse queries asked of a name the request does not know
+SHRINK = (0.9, 0.8, 0.7, 0.6, 0.5)  # ``--shrink``: the edit's scales measured besides the edit itself
 TIE = 0.005  # nats of retain-seen log-prob under which two settings count as tied
 
 
@@ -126,10 +129,25 @@ def measure(model: Any, tok: Any, data: Any, task: Any, *, full: bool) -> dict[s
     return row
 
 
+def scaled(base: Any, edited: Any, alpha: float) -> Any:
+    """A copy of ``edited`` whose every weight is ``base + alpha x (edited - base)`` (alpha 1: the
+    edit, alpha 0: the base)."""
+    import torch
+
+    out = copy.deepcopy(edited)
+    before = dict(base.named_parameters())
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            if not torch.equal(p, before[name]):
+                p.copy_(before[name] + alpha * (p - before[name]))
+    return out
+
+
 def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: bool,
-                trace: bool = False) -> dict[str, Any]:
-    """One variant on a fresh copy of the loaded model: its stage log, `measure`'s columns and with
-    ``trace`` the reverse queries' `bench.deep_trace` against the loaded (base) model."""
+                trace: bool = False, shrink: Sequence[float] = ()) -> dict[str, Any]:
+    """One variant on a fresh copy of the loaded model: its stage log, `measure`'s columns, with
+    ``trace`` the reverse queries' `bench.deep_trace` against the loaded (base) model, and with
+    ``shrink`` `measure`'s columns of the edit scaled by each alpha (`scaled`)."""
     from loka.methods import unlearn
 
     settings = json.loads(variant)
@@ -146,6 +164,8 @@ def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: 
         from bench.deep_trace import trace as trace_reverse
 
         row["reverse_trace"] = trace_reverse(hf, model, tok, data.facts.get(("forget", "reverse"), ()), stage["layer"])
+    if shrink:
+        row["shrink"] = [{"alpha": a, **measure(scaled(hf, model, a), tok, data, task, full=False)} for a in shrink]
     return row
 
 
@@ -179,7 +199,7 @@ def margins(model: Any, tok: Any, data: Any, task: Any, lowest: int = 8) -> dict
 
 
 def seen_only(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in HELD_OUT and k not in ("lost", "answered")}
+    return {k: v for k, v in row.items() if k not in HELD_OUT and k not in ("lost", "answered", "shrink")}
 
 
 def select(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -206,6 +226,9 @@ def _render(out: dict[str, Any]) -> None:
         print_table("loka-deep on SmolLM2's request (bench.deep_real)", ("variant", *cols),
                     [(r["variant"], *(r.get(c) for c in cols)) for r in rows])
     for r in rows:
+        if r.get("shrink"):
+            print_table(f"the edit of {r['variant']} scaled down (bench.deep_real --shrink)", ("alpha", *SEEN, *HELD_OUT[:8]),
+                        [(s["alpha"], *(s.get(c) for c in (*SEEN, *HELD_OUT[:8]))) for s in r["shrink"]])
         if r.get("reverse_trace"):
             print_table(f"reverse queries after {r['variant']} (bench.deep_trace; margins in nats)",
                         ("subject", "base", "edited", "moved: name / after", "after read a stranger's",
@@ -233,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", action="store_true", help="measure the base model first")
     p.add_argument("--full", action="store_true", help="add the relearning attack and the MIA AUC")
     p.add_argument("--trace", action="store_true", help="trace where each reverse query's answer still lives")
+    p.add_argument("--shrink", action="store_true", help=f"also measure the edit scaled by {SHRINK}")
     p.add_argument("--blind", default=None, metavar="ROWS", help="append full rows to ROWS, print seen columns only")
     p.add_argument("--select", default=None, metavar="ROWS", help="apply the selection rule to ROWS")
     p.add_argument("--reveal", action="store_true", help="with --select: print the held-out columns too")
@@ -262,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         if variant == "base":
             row = {"variant": "base", "method": "base", **measure(hf, tok, data, task, full=args.full)}
         else:
-            row = run_variant(hf, tok, data, task, variant, full=args.full, trace=args.trace)
+            row = run_variant(hf, tok, data, task, variant, full=args.full, trace=args.trace,
+                              shrink=SHRINK if args.shrink else ())
         if args.blind:
             with open(args.blind, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row, default=float) + "\n")

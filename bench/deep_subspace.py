@@ -1,0 +1,132 @@
+"""Could a null-space edit spare the neighbours? The preserved text's subspace, seen from the names.
+
+    python -m bench.deep_subspace [--json] [--threads 2] [--texts 48]
+
+AlphaEdit (Fang et al. 2024, arXiv 2410.02355) keeps what a model knows by projecting an edit onto
+the null space of the inputs it must preserve: a weight row that changes only along directions
+those inputs do not use leaves their outputs where they were. For `loka-deep`'s lookup neurons
+on SmolLM2 that spares the unseen neighbours only if their subject tokens lie in the preserved
+inputs' subspace while the forget subjects' do not. Per block ``0..8`` (the lookup stage's), for
+the inputs of the MLP's input rows (``up_proj``, the normed residual stream) and of its output
+columns (``down_proj``, the neuron activations), over preserved text (``--texts`` texts the base
+model writes itself, `deep_selftext`, plus every token of the retain facts the method sees):
+
+- the rank of the top-energy subspace holding 90 / 99 / 99.9 % of the preserved inputs' energy;
+- for the forget facts' subject tokens, the neighbours' (`bench.deep_real`'s held-out
+  same-relation subjects) and the seen retain facts', the mean share of each token's squared norm
+  *outside* that subspace (what a null-space edit could still change).
+
+Forget and neighbour shares alike: an edit confined to where the neighbours are spared is as
+confined where the forget subjects are. Base model only; no edit is made.
+
+Example:
+    >>> outside_share(keys, queries, 0.99)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bench._common import finish, log, machine, parser, print_table, setup
+
+ENERGIES = (0.9, 0.99, 0.999)
+LAYERS = 9  # blocks 0..8: the lookup stage's (``lookup_layer`` 8)
+
+
+def outside_share(keys: Tensor, queries: Tensor, energy: float) -> tuple[int, float]:
+    """The rank ``r`` of the top-energy subspace holding ``energy`` of ``keys``' (``[n, d]``) second
+    moment, and the mean over ``queries`` (``[m, d]``) of the share of each one's squared norm
+    outside it."""
+    values, vectors = torch.linalg.eigh(keys.T.double() @ keys.double() / len(keys))
+    values, vectors = values.flip(0), vectors.flip(1)
+    cum = values.cumsum(0) / values.sum()
+    rank = min(int((cum < energy).sum()) + 1, len(values))
+    q = queries.double()
+    outside = (q @ vectors[:, rank:]).pow(2).sum(-1) / q.pow(2).sum(-1).clamp_min(1e-30)
+    return rank, float(outside.mean())
+
+
+def module_inputs(model: Any, rows: Any, where: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+    """Per module name, its inputs at the positions ``where`` marks ``[n, d_in]``."""
+    modules, got = dict(model.named_modules()), {}
+    hooks = [modules[n].register_forward_pre_hook(lambda m, i, n=n: got.__setitem__(n, i[0].detach()))
+             for n in names]
+    try:
+        with torch.no_grad():
+            model(input_ids=rows.ids, attention_mask=rows.mask)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {n: got[n][where[:, : got[n].shape[1]]].float() for n in names}
+
+
+def subspace(model: Any, tok: Any, task: Any, neighbours: Sequence[Any], texts: int) -> list[dict[str, Any]]:
+    """The module doc's table, one row per (block, module)."""
+    from loka.methods.localized.deep_lookup import _block_names
+    from loka.methods.localized.deep_rows import build_rows, fact_rows, subject_mask
+    from loka.methods.localized.deep_selftext import avoid_words, self_texts
+
+    forget, retain = list(task.forget), list(task.retain)
+    downs = _block_names(model)[0][:LAYERS]
+    names = [n for d in downs for n in (d.replace("down_proj", "up_proj"), d)]
+
+    def subjects(facts: Sequence[Any]) -> dict[str, Tensor]:
+        rows, offsets, spelled = fact_rows(tok, [f.prompt for f in facts], [f.answer for f in facts])
+        return module_inputs(model, rows, subject_mask(offsets, spelled, [f.subject for f in facts],
+                                                       rows.ids.shape[1]), names)
+
+    g_rows = build_rows(tok, self_texts(model, tok, texts, avoid=avoid_words(forget, retain), seed=0))[0]
+    r_rows = fact_rows(tok, [f.prompt for f in retain], [f.answer for f in retain])[0]
+    keys: dict[str, list[Tensor]] = {n: [] for n in names}
+    for rows in (g_rows, r_rows):
+        where = rows.mask.bool()
+        where[:, 0] = False  # BOS
+        for n, x in module_inputs(model, rows, where, names).items():
+            keys[n].append(x)
+    sets = {"forget": subjects(forget), "neighbours": subjects(neighbours), "retain_seen": subjects(retain)}
+    out = []
+    for n in names:
+        k = torch.cat(keys[n])
+        row: dict[str, Any] = {"block": int(n.split(".layers.")[1].split(".")[0]), "module": n.rsplit(".", 1)[1],
+                               "keys": len(k)}
+        for e in ENERGIES:
+            for name, got in sets.items():
+                rank, share = outside_share(k, got[n], e)
+                row[f"rank_{e}"], row[f"{name}_{e}"] = rank, round(share, 4)
+        out.append(row)
+        log(f"{n}: {json.dumps(row)}")
+    return out
+
+
+def _render(out: dict[str, Any]) -> None:
+    e = "0.99"
+    print_table(f"share of the subject tokens' energy outside the preserved text's {e} subspace (bench.deep_subspace)",
+                ("block", "module", "rank", "forget", "neighbours", "retain seen"),
+                [(r["block"], r["module"], r[f"rank_{e}"], r[f"forget_{e}"], r[f"neighbours_{e}"],
+                  r[f"retain_seen_{e}"]) for r in out["rows"]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("python -m bench.deep_subspace", __doc__)
+    p.add_argument("--texts", type=int, default=48, help="self-written preserved texts (default: 48)")
+    args = p.parse_args(argv)
+    device = setup(args)
+    from bench.deep_real import HOMONYMS
+    from bench.real import request
+    from loka.io.models import load_hf
+
+    data, task, model = request()
+    hf, tok = load_hf(model)
+    neighbours = [f for f in data.facts[("retain_eval", "train")]
+                  if f.attribute != "general" and f.subject not in HOMONYMS]
+    rows = subspace(hf, tok, task, neighbours, args.texts)
+    return finish({"machine": machine(device), "texts": args.texts, "rows": rows}, args.json, _render)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

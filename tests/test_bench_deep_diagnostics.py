@@ -1,0 +1,37 @@
+"""`bench.deep_real --shrink` and `bench.deep_subspace`: the scaled edit is the base at alpha 0 and
+the edit at alpha 1, half-way in between at 0.5; the outside share matches a hand-computed case."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from bench.deep_real import scaled
+from bench.deep_subspace import outside_share
+from loka.io.models import load_hf
+from tests.helpers import one_torch_thread
+
+
+def test_the_scaled_edit_runs_from_the_base_to_the_edit(random_checkpoints):
+    with one_torch_thread():
+        base, _ = load_hf(random_checkpoints["llama"])
+        edited = copy.deepcopy(base)
+        with torch.no_grad():
+            edited.model.layers[0].mlp.down_proj.weight.add_(1.0)
+        name = "model.layers.0.mlp.down_proj.weight"
+        for alpha, want in ((0.0, 0.0), (0.5, 0.5), (1.0, 1.0)):
+            got = dict(scaled(base, edited, alpha).named_parameters())[name] - dict(base.named_parameters())[name]
+            torch.testing.assert_close(got, torch.full_like(got, want))
+        half = dict(scaled(base, edited, 0.5).named_parameters())
+        assert all(torch.equal(p, half[n]) for n, p in base.named_parameters() if n != name)
+
+
+def test_outside_share_on_a_hand_computed_case():
+    # keys: energy 9 along e0, 1 along e1, nothing along e2
+    keys = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    queries = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0], [1.0, 1.0, 0.0]])
+    rank, share = outside_share(keys, queries, 0.9)  # e0 holds 0.9 of the energy: rank 1
+    assert rank == 1 and abs(share - (0.0 + 1.0 + 0.5) / 3) < 1e-9
+    rank, share = outside_share(keys, queries, 0.95)  # e0 and e1: only e2 is outside
+    assert rank == 2 and abs(share - (0.0 + 1.0 + 0.0) / 3) < 1e-9
