@@ -92,7 +92,7 @@ class Config(MethodConfig):
                        "forget answers' (contrast), or the forget answers' alone, lowest first (forget)")
     lookup_name_rows: bool = knob(False, help="steer each forget subject's name alone too, keep each retain subject's")
     lookup_after_name: float = knob(
-        0.0, ge=0, help="weight of steering the words after each forget name (name + short stems) to their states "
+        1.0, ge=0, help="weight of steering the words after each forget name (name + short stems) to their states "
                         "after a stranger's name, the same words after each retain name kept (0: off)")
     lookup_after_texts: int = knob(
         0, ge=0, help="with lookup_after_name: up to n continuations the base model writes itself after each name "
