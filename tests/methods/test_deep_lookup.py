@@ -287,7 +287,8 @@ def test_name_rows_steer_the_name_alone_too(random_checkpoints):
         for on in (False, True):
             m = copy.deepcopy(model)
             result = unlearn((m, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
-                             **(LOOKUP | {"lookup_steps": 10, "lookup_name_rows": on, "lookup_directions": 1}))
+                             **(LOOKUP | {"lookup_steps": 10, "lookup_name_rows": on, "lookup_directions": 1,
+                                          "lookup_after_name": 0.0}))  # name rows alone
             logs[on] = next(e for e in result.log if e["stage"] == "lookup_misdirection")
             after = _subject_states(m, tok, ["Mira Coltan"], ["Mira Coltan"])
             along[on] = float(((after - name_before) @ u).mean())
@@ -299,7 +300,8 @@ def test_name_rows_steer_the_name_alone_too(random_checkpoints):
         goal = _subject_states(model, tok, [stranger], [stranger]).mean(0)
         m = copy.deepcopy(model)
         unlearn((m, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
-                **(LOOKUP | {"lookup_steps": 10, "lookup_name_rows": True, "lookup_steer": "stranger"}))
+                **(LOOKUP | {"lookup_steps": 10, "lookup_name_rows": True, "lookup_steer": "stranger",
+                             "lookup_after_name": 0.0}))
         after = _subject_states(m, tok, ["Mira Coltan"], ["Mira Coltan"])
     assert logs[False]["name_rows"] == 0 and logs[True]["name_rows"] == 1
     assert along[True] > along[False] and along[True] > 0
