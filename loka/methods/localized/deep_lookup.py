@@ -53,16 +53,18 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    name as a text of its own (BOS + name) is steered with the facts' subject tokens, and every
    retain subject's name alone kept, so the edit also reaches the name where a query starts
    with it ("Barty Crouch works at the Ministry of").
-6. **The words after the name** (``after_name``, a weight, off): a query that starts with the
+6. **The words after the name** (``after_name``, a weight, 1 by default): a query that starts with the
    name has read it into the words after it by the steered block (`bench.deep_trace`: on
    SmolLM2, with Barty Crouch's name tokens steered, its reverse query still answered until the
    words after the name read a stranger's), so each forget name followed by short stems
    (`deep_stranger.STEMS`: " is", " was", ...) is a text of its own, and the states of the stem's
    words after the steered block are pulled to the base model's states of the same words after
    the name's stranger (the term over its starting value); each retain name with the same stems
-   is kept at every position. Measured on SmolLM2 and not adopted (BENCHMARKS.md round 10: tied
-   on the seen rule, kept more neighbours and forgot more held-out and reverse queries over six
-   draws, missed the confirmation bar written before its runs on the worst seed).
+   is kept at every position. On SmolLM2 it tied with weight 0 on the seen rule (BENCHMARKS.md
+   round 10) and missed a confirmation bar on seeds 3-5 by its worst seed; a second bar written
+   before its runs, on seeds 6-8 and all nine draws together, it met (round 14: neighbours kept
+   >= 0.95 on 8 of 9 draws against 6, mean 0.972 against 0.948; fewer held-out and reverse
+   queries answered), and it became the default.
    With ``after_texts`` n (off), the words after each name, forget and retain, are up to n
    continuations the base model samples itself after ``BOS + name`` (`deep_selftext.name_continuations`,
    16 tokens; empty ones and retain ones that spell a forget word dropped) instead of the stems:
