@@ -42,6 +42,10 @@ def outside_share(keys: Tensor, queries: Tensor, energy: float) -> tuple[int, fl
     """The rank ``r`` of the top-energy subspace holding ``energy`` of ``keys``' (``[n, d]``) second
     moment, and the mean over ``queries`` (``[m, d]``) of the share of each one's squared norm
     outside it."""
+    if not len(queries):
+        raise ValueError("no query tokens: no subject was found in its facts")
+    if not len(keys) or not bool(keys.abs().sum() > 0):
+        raise ValueError("the preserved inputs have no energy")
     values, vectors = torch.linalg.eigh(keys.T.double() @ keys.double() / len(keys))
     values, vectors = values.flip(0), vectors.flip(1)
     cum = values.cumsum(0) / values.sum()

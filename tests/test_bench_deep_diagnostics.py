@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from bench.deep_real import scaled
@@ -31,7 +32,11 @@ def test_outside_share_on_a_hand_computed_case():
     # keys: energy 9 along e0, 1 along e1, nothing along e2
     keys = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     queries = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0], [1.0, 1.0, 0.0]])
-    rank, share = outside_share(keys, queries, 0.9)  # e0 holds 0.9 of the energy: rank 1
+    rank, share = outside_share(keys, queries, 0.85)  # e0 holds 0.9 of the energy: rank 1
     assert rank == 1 and abs(share - (0.0 + 1.0 + 0.5) / 3) < 1e-9
     rank, share = outside_share(keys, queries, 0.95)  # e0 and e1: only e2 is outside
     assert rank == 2 and abs(share - (0.0 + 1.0 + 0.0) / 3) < 1e-9
+    with pytest.raises(ValueError, match="no query"):
+        outside_share(keys, queries[:0], 0.9)
+    with pytest.raises(ValueError, match="no energy"):
+        outside_share(torch.zeros(2, 3), queries, 0.9)

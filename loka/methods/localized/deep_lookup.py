@@ -61,7 +61,7 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    words after the steered block are pulled to the base model's states of the same words after
    the name's stranger (the term over its starting value); each retain name with the same stems
    is kept at every position. On SmolLM2 it tied with weight 0 on the seen rule (BENCHMARKS.md
-   round 10) and missed a confirmation bar on seeds 3-5 by its worst seed; a second bar written
+   round 10) and missed a confirmation bar on seeds 3-5 on its mean and its worst seed; a second bar written
    before its runs, on seeds 6-8 and all nine draws together, it met (round 14: neighbours kept
    >= 0.95 on 8 of 9 draws against 6, mean 0.972 against 0.948; fewer held-out and reverse
    queries answered), and it became the default.
