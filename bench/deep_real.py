@@ -58,6 +58,12 @@ SHRINK = (0.9, 0.8, 0.7, 0.6, 0.5)  # ``--shrink``: the edit's scales measured b
 TIE = 0.005  # nats of retain-seen log-prob under which two settings count as tied
 
 
+def neighbours(facts: Sequence[Any]) -> list[Any]:
+    """The same-relation neighbours among ``facts``: other fiction's characters (neither general
+    knowledge nor `HOMONYMS`)."""
+    return [f for f in facts if f.attribute != "general" and f.subject not in HOMONYMS]
+
+
 def _first(model: Any, tok: Any, prompts: Sequence[str], answers: Sequence[str]) -> tuple[Any, Any]:
     """The logits ``[n, vocab]`` that predict each answer's first token, and those tokens ``[n, 1]``."""
     import torch
@@ -99,8 +105,7 @@ def measure(model: Any, tok: Any, data: Any, task: Any, *, full: bool) -> dict[s
     sets = {"forget_train": list(task.forget), "retain_seen": list(task.retain),
             "forget_heldout": list(facts.get(("forget", "heldout"), ())),
             "forget_reverse": list(facts.get(("forget", "reverse"), ())),
-            "neighbours_train": [f for f in ev_train if not general(f) and f.subject not in HOMONYMS],
-            "neighbours_question": [f for f in ev_q if not general(f) and f.subject not in HOMONYMS],
+            "neighbours_train": neighbours(ev_train), "neighbours_question": neighbours(ev_q),
             "homonyms": [f for f in ev_train + ev_q if f.subject in HOMONYMS],
             "general": [f for f in ev_train + ev_q if general(f)], "retain_eval_train": ev_train}
     row: dict[str, Any] = {}
@@ -181,7 +186,7 @@ def margins(model: Any, tok: Any, data: Any, task: Any, lowest: int = 8) -> dict
 
     ev = list(data.facts[("retain_eval", "train")]) + list(data.facts.get(("retain_eval", "heldout"), ()))
     sets = {"retain_seen": list(task.retain),
-            "neighbours": [f for f in ev if f.attribute != "general" and f.subject not in HOMONYMS]}
+            "neighbours": neighbours(ev)}
     out: dict[str, Any] = {}
     for name, facts in sets.items():
         gap, _ = gaps([f.prompt for f in facts], [f.answer for f in facts])

@@ -20,7 +20,7 @@ Forget and neighbour shares alike: an edit confined to where the neighbours are 
 confined where the forget subjects are. Base model only; no edit is made.
 
 Example:
-    >>> outside_share(keys, queries, 0.99)   # doctest: +SKIP
+    >>> outside_share(preserved_basis(keys), queries, 0.99)   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -38,18 +38,24 @@ ENERGIES = (0.9, 0.99, 0.999)
 LAYERS = 9  # blocks 0..8: the lookup stage's (``lookup_layer`` 8)
 
 
-def outside_share(keys: Tensor, queries: Tensor, energy: float) -> tuple[int, float]:
-    """The rank ``r`` of the top-energy subspace holding ``energy`` of ``keys``' (``[n, d]``) second
-    moment, and the mean over ``queries`` (``[m, d]``) of the share of each one's squared norm
-    outside it."""
-    if not len(queries):
-        raise ValueError("no query tokens: no subject was found in its facts")
+def preserved_basis(keys: Tensor) -> tuple[Tensor, Tensor]:
+    """The eigenvectors of ``keys``' (``[n, d]``) second moment, largest first, and the cumulative
+    share of the energy they hold: what `outside_share` reads, computed once per module."""
     if not len(keys) or not bool(keys.abs().sum() > 0):
         raise ValueError("the preserved inputs have no energy")
     values, vectors = torch.linalg.eigh(keys.T.double() @ keys.double() / len(keys))
     values, vectors = values.flip(0), vectors.flip(1)
-    cum = values.cumsum(0) / values.sum()
-    rank = min(int((cum < energy).sum()) + 1, len(values))
+    return values.cumsum(0) / values.sum(), vectors
+
+
+def outside_share(basis: tuple[Tensor, Tensor], queries: Tensor, energy: float) -> tuple[int, float]:
+    """The rank ``r`` of the top-energy subspace holding ``energy`` of the preserved inputs
+    (`preserved_basis`), and the mean over ``queries`` (``[m, d]``) of the share of each one's
+    squared norm outside it."""
+    if not len(queries):
+        raise ValueError("no query tokens: no subject was found in its facts")
+    cum, vectors = basis
+    rank = min(int((cum < energy).sum()) + 1, len(cum))
     q = queries.double()
     outside = (q @ vectors[:, rank:]).pow(2).sum(-1) / q.pow(2).sum(-1).clamp_min(1e-30)
     return rank, float(outside.mean())
@@ -69,7 +75,7 @@ def module_inputs(model: Any, rows: Any, where: Tensor, names: Sequence[str]) ->
     return {n: got[n][where[:, : got[n].shape[1]]].float() for n in names}
 
 
-def subspace(model: Any, tok: Any, task: Any, neighbours: Sequence[Any], texts: int) -> list[dict[str, Any]]:
+def subspace(model: Any, tok: Any, task: Any, others: Sequence[Any], texts: int) -> list[dict[str, Any]]:
     """The module doc's table, one row per (block, module)."""
     from loka.methods.localized.deep_lookup import _block_names
     from loka.methods.localized.deep_rows import build_rows, fact_rows, subject_mask
@@ -92,15 +98,16 @@ def subspace(model: Any, tok: Any, task: Any, neighbours: Sequence[Any], texts: 
         where[:, 0] = False  # BOS
         for n, x in module_inputs(model, rows, where, names).items():
             keys[n].append(x)
-    sets = {"forget": subjects(forget), "neighbours": subjects(neighbours), "retain_seen": subjects(retain)}
+    sets = {"forget": subjects(forget), "neighbours": subjects(others), "retain_seen": subjects(retain)}
     out = []
     for n in names:
         k = torch.cat(keys[n])
+        basis = preserved_basis(k)
         row: dict[str, Any] = {"block": int(n.split(".layers.")[1].split(".")[0]), "module": n.rsplit(".", 1)[1],
                                "keys": len(k)}
         for e in ENERGIES:
             for name, got in sets.items():
-                rank, share = outside_share(k, got[n], e)
+                rank, share = outside_share(basis, got[n], e)
                 row[f"rank_{e}"], row[f"{name}_{e}"] = rank, round(share, 4)
         out.append(row)
         log(f"{n}: {json.dumps(row)}")
@@ -120,15 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--texts", type=int, default=48, help="self-written preserved texts (default: 48)")
     args = p.parse_args(argv)
     device = setup(args)
-    from bench.deep_real import HOMONYMS
+    from bench.deep_real import neighbours
     from bench.real import request
     from loka.io.models import load_hf
 
     data, task, model = request()
     hf, tok = load_hf(model)
-    neighbours = [f for f in data.facts[("retain_eval", "train")]
-                  if f.attribute != "general" and f.subject not in HOMONYMS]
-    rows = subspace(hf, tok, task, neighbours, args.texts)
+    rows = subspace(hf, tok, task, neighbours(data.facts[("retain_eval", "train")]), args.texts)
     return finish({"machine": machine(device), "texts": args.texts, "rows": rows}, args.json, _render)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.deep_real import scaled
-from bench.deep_subspace import outside_share
+from bench.deep_subspace import outside_share, preserved_basis
 from loka.io.models import load_hf
 from tests.helpers import one_torch_thread
 
@@ -32,11 +32,12 @@ def test_outside_share_on_a_hand_computed_case():
     # keys: energy 9 along e0, 1 along e1, nothing along e2
     keys = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     queries = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0], [1.0, 1.0, 0.0]])
-    rank, share = outside_share(keys, queries, 0.85)  # e0 holds 0.9 of the energy: rank 1
+    basis = preserved_basis(keys)
+    rank, share = outside_share(basis, queries, 0.85)  # e0 holds 0.9 of the energy: rank 1
     assert rank == 1 and abs(share - (0.0 + 1.0 + 0.5) / 3) < 1e-9
-    rank, share = outside_share(keys, queries, 0.95)  # e0 and e1: only e2 is outside
+    rank, share = outside_share(basis, queries, 0.95)  # e0 and e1: only e2 is outside
     assert rank == 2 and abs(share - (0.0 + 1.0 + 0.0) / 3) < 1e-9
     with pytest.raises(ValueError, match="no query"):
-        outside_share(keys, queries[:0], 0.9)
+        outside_share(basis, queries[:0], 0.9)
     with pytest.raises(ValueError, match="no energy"):
-        outside_share(torch.zeros(2, 3), queries, 0.9)
+        preserved_basis(torch.zeros(2, 3))

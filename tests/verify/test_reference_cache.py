@@ -24,10 +24,6 @@ def own_cache_dir(tmp_path, monkeypatch):
                         lambda reference, artifacts: tmp_path / shared(reference, artifacts).name)
 
 
-def cache_path(reference, artifacts):
-    return reference_cache.cache_path(reference, artifacts)
-
-
 def _report(world, data, reference):
     out = verify(world.base_dir, data, retrain=reference, base=world.base_dir, name="base",
                  settings=FAST).to_dict()
@@ -41,21 +37,21 @@ def _base(world, data):
 def test_a_stored_reference_verifies_exactly_like_a_measured_one(tiny_world):
     data = VerifyData.from_world(tiny_world)
     measured = Measurements(load_model(tiny_world.retrain_dir, name="retrain"), data, FAST)
-    path = cache_path(measured, tiny_world)
+    path = reference_cache.cache_path(measured, tiny_world)
     path.unlink(missing_ok=True)
     assert reuse_reference(measured, _base(tiny_world, data), tiny_world) is False and path.is_file()
     stored = Measurements(load_model(tiny_world.retrain_dir, name="retrain"), data, FAST)
     assert reuse_reference(stored, _base(tiny_world, data), tiny_world) is True
     assert _report(tiny_world, data, stored) == _report(tiny_world, data, measured)
     other = Measurements(stored.model, data, VerifySettings(relearn_steps=11))
-    assert cache_path(other, tiny_world) != path  # other settings: another entry
+    assert reference_cache.cache_path(other, tiny_world) != path  # other settings: another entry
 
 
 @pytest.mark.parametrize("text", ["{", '{"mia": 1}', "[]"])
 def test_an_unreadable_entry_is_measured_again_and_replaced(tiny_world, text):
     data = VerifyData.from_world(tiny_world)
     reference = Measurements(load_model(tiny_world.retrain_dir, name="retrain"), data, FAST)
-    path = cache_path(reference, tiny_world)
+    path = reference_cache.cache_path(reference, tiny_world)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     assert reuse_reference(reference, _base(tiny_world, data), tiny_world) is False
