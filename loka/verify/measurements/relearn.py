@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,20 +83,26 @@ def _sentence_loss(model: Any, batch: Any) -> torch.Tensor:
 
 
 def finetune_attack(model: Any, tokenizer: Any, train: Sequence[Any], evaluate: Mapping[str, Sequence[Any]],
-                    *, steps: int, lr: float, eval_every: int, seed: int = 0) -> dict[str, list]:
-    """Fine-tune a *copy* of ``model`` (all parameters, AdamW, whole-sentence loss, full batch)
-    on ``train`` facts; first-token accuracy on each ``evaluate`` set at step 0, every
-    ``eval_every`` steps and at the end: ``{"steps": [...], name: [...]}``. A diverged copy
-    (non-finite loss) stops the curve there."""
+                    *, steps: int, lr: float, eval_every: int, seed: int = 0,
+                    trainable: Callable[[str], bool] | None = None) -> dict[str, list]:
+    """Fine-tune a *copy* of ``model`` (all parameters, or those whose name ``trainable``
+    accepts; AdamW, whole-sentence loss, full batch) on ``train`` facts; first-token accuracy on
+    each ``evaluate`` set at step 0, every ``eval_every`` steps and at the end:
+    ``{"steps": [...], name: [...]}``. A diverged copy (non-finite loss) stops the curve there."""
     attacked = copy.deepcopy(model)
     attacked.eval()  # no dropout: the attack is deterministic given the seed
     attacked.requires_grad_(True)  # all parameters, even ones a method froze
+    if trainable is not None:
+        for name, p in attacked.named_parameters():
+            p.requires_grad_(trainable(name))
+        if not any(p.requires_grad for p in attacked.parameters()):
+            raise ValueError("the relearning attack was given no parameter to train")
     prompts = [f["prompt"] if isinstance(f, dict) else f.prompt for f in train]
     answers = [f["answer"] if isinstance(f, dict) else f.answer for f in train]
     batch = tokenize_facts(tokenizer, prompts, answers).to(input_device(attacked))
     checks = {name: FirstTokenEval(tokenizer, facts) for name, facts in evaluate.items()}
     torch.manual_seed(seed)
-    opt = adamw(attacked.parameters(), lr=lr, large=is_large(attacked))
+    opt = adamw([p for p in attacked.parameters() if p.requires_grad], lr=lr, large=is_large(attacked))
     curve: dict[str, list] = {"steps": []} | {name: [] for name in checks}
 
     def measure(step: int, model: Any) -> None:

@@ -1,0 +1,119 @@
+"""Where does the relearning attack find loka-deep's forgotten facts on SmolLM2? The attack with its parameters split.
+
+    python -m bench.deep_relearn [--json] [--threads 2] [--seed S] [--steps N] [VARIANT]
+
+The verifier's relearning attack (`loka.verify.measurements.relearn`, with `make demo-real`'s
+settings: full-batch AdamW at lr 3e-4 on half the forget characters' trained facts, recall of
+the other half's) brings back 0.29-0.47 of loka-deep's forgotten facts on SmolLM2 (README). A
+model that never knew them would recall none, but a real model has no retrained twin to show
+that; and the recall alone does not say whether the knowledge survived inside the edited weights
+or around them. One run measures, with the same attack, the same steps and the same split:
+
+- **never known** (the floor): the base model attacked on the request's holdout — invented
+  characters it does not answer — trained on half of them, recall of the other half: what the
+  attack teaches by itself, the level a model that never knew the forget facts would reach;
+- **base**: the base model attacked on the forget facts (it knows them all);
+- **edited, all**: the edited model (``VARIANT``, a JSON object of loka-deep settings, ``'{}'``
+  by default, with ``--seed``), every parameter trained — the verifier's number;
+- **edited, edited matrices only**: the attack may change only the weight matrices the edit
+  changed (the lookup slices' MLP matrices in blocks ``0..layer``);
+- **edited, all but those**: it may change every other parameter (attention, embeddings,
+  norms, the MLPs above) and none of the edited matrices.
+
+If the attack recovers as much through the untouched parameters as through all of them, the
+facts are still computed by the network and the edit only hides them where it steers: the
+answer needs another way back, not the knowledge. If only the edited matrices bring them back,
+the edit is a small move those matrices undo.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Any
+
+from bench._common import finish, log, machine, parser, print_table, setup
+
+
+def changed_params(base: Any, edited: Any) -> set[str]:
+    """Names of the parameters whose values differ between ``base`` and ``edited``."""
+    import torch
+
+    before = dict(base.named_parameters())
+    return {n for n, p in edited.named_parameters() if not torch.equal(p, before[n])}
+
+
+def attack(model: Any, tok: Any, facts: Any, *, steps: int, lr: float, eval_every: int, seed: int,
+           trainable: Any = None) -> dict[str, Any]:
+    """The verifier's relearning attack on ``facts`` (half the subjects trained, the other half
+    tested), with ``trainable`` (a name predicate) limiting what it may change."""
+    from loka.verify.measurements.relearn import finetune_attack, split_by_person
+    from loka.verify.missing import Missing
+
+    halves = split_by_person(facts, seed)
+    if isinstance(halves, Missing):
+        raise SystemExit(f"bench.deep_relearn: {halves}")
+    train, test = halves
+    t0 = time.perf_counter()
+    curve = finetune_attack(model, tok, train, {"test": test, "train": train}, steps=steps, lr=lr,
+                            eval_every=eval_every, seed=seed, trainable=trainable)
+    return {"steps": curve["steps"], "test": [round(x, 4) for x in curve["test"]],
+            "train": [round(x, 4) for x in curve["train"]], "best": round(max(curve["test"]), 4),
+            "n_train": len(train), "n_test": len(test), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("python -m bench.deep_relearn", __doc__)
+    p.add_argument("variant", nargs="?", default="{}", help="JSON settings of loka-deep (default: its defaults)")
+    p.add_argument("--steps", type=int, default=None, help="attack steps (default: make demo-real's)")
+    args = p.parse_args(argv)
+    device = setup(args)
+    from bench.real import DEMO_VERIFY, request
+    from loka.io.models import load_hf
+    from loka.methods import unlearn
+    from loka.verify.measure import VerifySettings
+
+    settings = json.loads(args.variant)
+    if not isinstance(settings, dict):
+        p.error("VARIANT is a JSON object of loka-deep settings, e.g. '{}' or '{\"lookup_k\": 512}'")
+    settings.setdefault("seed", args.seed)
+    defaults = VerifySettings()
+    steps = args.steps or int(DEMO_VERIFY.get("relearn_steps", defaults.relearn_steps))
+    knobs = {"steps": steps, "lr": float(DEMO_VERIFY.get("relearn_lr", defaults.relearn_lr)),
+             "eval_every": int(DEMO_VERIFY.get("relearn_eval_every", defaults.relearn_eval_every)),
+             "seed": defaults.seed}
+    data, task, model_dir = request()
+    hf, tok = load_hf(model_dir)
+    forget, holdout = data.fact_set("forget"), data.fact_set("holdout")
+    out: dict[str, Any] = {"machine": machine(device), "variant": json.dumps(settings), "attack": knobs, "rows": []}
+
+    def row(name: str, result: dict[str, Any]) -> None:
+        out["rows"].append({"row": name, **result})
+        log(f"{name}: recall of the held-back half {result['test']} at steps {result['steps']}")
+
+    row("never known (base, holdout's invented characters)", attack(hf, tok, holdout, **knobs))
+    row("base (forget facts)", attack(hf, tok, forget, **knobs))
+    edited = copy.deepcopy(hf)
+    t0 = time.perf_counter()
+    unlearn((edited, tok), task, "loka-deep", progress=False, **settings)
+    out["unlearn_seconds"] = round(time.perf_counter() - t0, 1)
+    touched = changed_params(hf, edited)
+    out["edited_matrices"] = sorted(touched)
+    log(f"loka-deep {out['variant']}: {len(touched)} matrices changed in {out['unlearn_seconds']} s")
+    row("edited, all parameters", attack(edited, tok, forget, **knobs))
+    row("edited, edited matrices only", attack(edited, tok, forget, trainable=touched.__contains__, **knobs))
+    row("edited, all but the edited matrices",
+        attack(edited, tok, forget, trainable=lambda n: n not in touched, **knobs))
+    return finish(out, args.json, _render)
+
+
+def _render(out: dict[str, Any]) -> None:
+    print_table(f"relearning attack ({out['attack']}) on {out['variant']} — recall of the held-back half",
+                ("row", "recall by step", "best", "trained half", "facts train / test", "s"),
+                [(r["row"], " / ".join(f"{x:.2f}" for x in r["test"]), f"{r['best']:.2f}",
+                  f"{r['train'][-1]:.2f}", f"{r['n_train']} / {r['n_test']}", r["seconds"]) for r in out["rows"]])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
