@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 import loka.memory
 import loka.verify.measurements.relearn as relearn
 from loka.io.data import FactRecord
@@ -62,3 +65,31 @@ def test_a_model_with_dropout_is_attacked_in_eval_mode(random_checkpoints, monke
     assert not loka.memory.dropout_free(llama)
     _, _, modes, _ = attack(random_checkpoints["gpt2"], 0, monkeypatch)
     assert modes == [False] * 4
+
+
+def test_the_attack_changes_only_the_parameters_it_may_train(random_checkpoints, monkeypatch):
+    """``trainable`` (bench.deep_relearn's split): the other parameters of the attacked copy stay
+    bit-identical, the allowed ones move; accepting every name is the default attack."""
+    model, tok = load_hf(random_checkpoints["llama"])
+    copies: list[tuple[object, dict[str, torch.Tensor]]] = []
+    loss_of = relearn._sentence_loss
+
+    def spy(attacked, batch):
+        if not copies:  # the copy before its first step
+            copies.append((attacked, {n: p.detach().clone() for n, p in attacked.named_parameters()}))
+        return loss_of(attacked, batch)
+
+    monkeypatch.setattr(relearn, "_sentence_loss", spy)
+    mlp = lambda name: ".mlp." in name  # noqa: E731
+    relearn.finetune_attack(model, tok, TRAIN, {"train": TRAIN}, steps=3, lr=3e-3, eval_every=3, trainable=mlp)
+    attacked, before = copies[0]
+    moved = {n: not torch.equal(p, before[n]) for n, p in attacked.named_parameters()}
+    assert not any(m for n, m in moved.items() if not mlp(n))
+    assert all(m for n, m in moved.items() if mlp(n) and n.endswith("proj.weight"))
+    monkeypatch.undo()
+    every = relearn.finetune_attack(model, tok, TRAIN, {"train": TRAIN}, steps=2, lr=3e-3, eval_every=1,
+                                    trainable=lambda name: True)
+    assert every == relearn.finetune_attack(model, tok, TRAIN, {"train": TRAIN}, steps=2, lr=3e-3, eval_every=1)
+    with pytest.raises(ValueError, match="no parameter"):
+        relearn.finetune_attack(model, tok, TRAIN, {"train": TRAIN}, steps=1, lr=3e-3, eval_every=1,
+                                trainable=lambda name: False)
