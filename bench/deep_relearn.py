@@ -24,6 +24,13 @@ If the attack recovers as much through the untouched parameters as through all o
 facts are still computed by the network and the edit only hides them where it steers: the
 answer needs another way back, not the knowledge. If only the edited matrices bring them back,
 the edit is a small move those matrices undo.
+
+Beside the attack, no training at all: **directional ablation** (Lucki et al. 2024, "An
+Adversarial Perspective on Machine Unlearning for AI Safety", against RMU). The edit steers every
+forget subject's states after block ``layer`` towards one direction; projecting the mean edited
+subject state's direction out of every position's state there (a forward hook) and asking the
+forget facts again (trained, held-out question, reverse; the seen retain facts beside them) shows
+how much of the answer that one shared direction switches off.
 """
 
 from __future__ import annotations
@@ -63,6 +70,45 @@ def attack(model: Any, tok: Any, facts: Any, *, steps: int, lr: float, eval_ever
             "n_train": len(train), "n_test": len(test), "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def direction_ablated(base: Any, edited: Any, tok: Any, data: Any, task: Any, layer: int) -> dict[str, Any]:
+    """First-token accuracy of the forget facts (and the seen retain facts) on ``edited`` and on
+    ``base``, with and without the edited forget subjects' mean state direction after block
+    ``layer`` projected out of every position's state there."""
+    import torch
+
+    from bench.deep_real import _scores
+    from loka.methods.localized.deep_lookup import _block, hidden_at
+    from loka.methods.localized.deep_rows import fact_rows, subject_mask
+
+    forget = list(task.forget)
+    rows, offsets, texts = fact_rows(tok, [f.prompt for f in forget], [f.answer for f in forget])
+    where = subject_mask(offsets, texts, [f.subject for f in forget], rows.ids.shape[1])
+    with torch.no_grad():
+        states = hidden_at(edited, rows, layer).float()[where]
+    u = states.mean(0)
+    u = u / u.norm()
+    sets = {"forget_train": forget, "forget_heldout": list(data.fact_set("forget", "heldout")),
+            "forget_reverse": list(data.fact_set("forget", "reverse")), "retain_seen": list(task.retain)}
+
+    def ablate(module: Any, inputs: Any, output: Any) -> Any:
+        hidden = output[0] if isinstance(output, tuple) else output
+        hidden = hidden - (hidden @ u.to(hidden.dtype))[..., None] * u.to(hidden.dtype)
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+    out: dict[str, Any] = {"layer": layer, "subject_states_along_u": round(float((states @ u).mean()), 3),
+                           "subject_state_norm": round(float(states.norm(dim=-1).mean()), 3)}
+    for name, model in (("edited", edited), ("base", base)):
+        for ablated in (False, True):
+            handle = _block(model, layer).register_forward_hook(ablate) if ablated else None
+            try:
+                out[f"{name}{', ablated' if ablated else ''}"] = {
+                    k: _scores(model, tok, facts)[0] for k, facts in sets.items() if facts}
+            finally:
+                if handle is not None:
+                    handle.remove()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser("python -m bench.deep_relearn", __doc__)
     p.add_argument("variant", nargs="?", default="{}", help="JSON settings of loka-deep (default: its defaults)")
@@ -96,11 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     row("base (forget facts)", attack(hf, tok, forget, **knobs))
     edited = copy.deepcopy(hf)
     t0 = time.perf_counter()
-    unlearn((edited, tok), task, "loka-deep", progress=False, **settings)
+    result = unlearn((edited, tok), task, "loka-deep", progress=False, **settings)
     out["unlearn_seconds"] = round(time.perf_counter() - t0, 1)
     touched = changed_params(hf, edited)
     out["edited_matrices"] = sorted(touched)
     log(f"loka-deep {out['variant']}: {len(touched)} matrices changed in {out['unlearn_seconds']} s")
+    stage = next((e for e in result.log if e.get("stage") == "lookup_misdirection"), {})
+    if "layer" in stage:
+        out["direction_ablation"] = direction_ablated(hf, edited, tok, data, task, int(stage["layer"]))
+        log(f"directional ablation: {json.dumps(out['direction_ablation'])}")
     row("edited, all parameters", attack(edited, tok, forget, **knobs))
     row("edited, edited matrices only", attack(edited, tok, forget, trainable=touched.__contains__, **knobs))
     row("edited, all but the edited matrices",
@@ -113,6 +163,12 @@ def _render(out: dict[str, Any]) -> None:
                 ("row", "recall by step", "best", "trained half", "facts train / test", "s"),
                 [(r["row"], " / ".join(f"{x:.2f}" for x in r["test"]), f"{r['best']:.2f}",
                   f"{r['train'][-1]:.2f}", f"{r['n_train']} / {r['n_test']}", r["seconds"]) for r in out["rows"]])
+    ab = out.get("direction_ablation")
+    if ab:
+        runs = [k for k in ab if isinstance(ab[k], dict)]
+        cols = list(ab[runs[0]])
+        print_table(f"first-token accuracy with the edited subjects' mean direction after block {ab['layer']} "
+                    "projected out", ("model", *cols), [(k, *(ab[k].get(c) for c in cols)) for k in runs])
 
 
 if __name__ == "__main__":
