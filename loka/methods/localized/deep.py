@@ -100,6 +100,9 @@ class Config(MethodConfig):
     lookup_after_batch: int = knob(
         0, ge=0, help="with lookup_after_name: n of the retain names' after-name rows kept each step, drawn from "
                       "their own random stream (0, or n >= the rows: every row every step)")
+    lookup_per_subject: bool = knob(
+        False, help="one steering direction per forget subject (each the best-probed of lookup_directions of its "
+                    "own) instead of one shared by all: a relearned subject does not unlock the others")
     lookup_tries: int = knob(
         3, ge=1, help="random directions to try: one stopped by the retain budget before forgetting is "
                       "replaced (steer=stranger: one try)")

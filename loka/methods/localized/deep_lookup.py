@@ -292,8 +292,30 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
         probes: list[list[float]] = []  # per try: each candidate's pushed retain log-prob
         f_probes: list[list[float]] = []  # ... and pushed forget log-prob (``probe`` contrast, forget)
 
+        # ``per_subject``: which forget subject each steered token spells (the facts' tokens, then the names')
+        f_people = sorted({f.subject for f in forget if f.subject})
+        spelled = [forget[int(i)].subject for i in f_subj.nonzero()[:, 0].tolist()]
+        spelled += [f_names[int(i)] for i in n_subj.nonzero()[:, 0].tolist()] if f_names else []
+        f_token_person = torch.tensor([f_people.index(name) for name in spelled], dtype=torch.long)
+
+        def per_subject_goal() -> tuple[Tensor, Tensor]:
+            """One direction per forget subject, each the best-probed (``probe`` retain) of ``directions``
+            drawn for it: every steered token goes towards its own subject's."""
+            chosen = []
+            for _ in f_people:
+                us = [torch.randn(f_base.shape[-1], generator=gen) for _ in range(cfg.lookup_directions)]
+                goals = [(push * u / u.norm()).to(f_base.dtype) for u in us]
+                if len(goals) > 1 and r_probe.any():
+                    probes.append([pushed_logp(model, r_rows, r_probe, layer, g, PROBE_SHARE) for g in goals])
+                    chosen.append(goals[max(range(len(goals)), key=probes[-1].__getitem__)])
+                else:
+                    chosen.append(goals[0])
+            return torch.stack(chosen)[f_token_person], f_ms
+
         def draw_goal() -> tuple[Tensor, Tensor]:
             """The misdirection target of the subject states and the term's normaliser."""
+            if cfg.lookup_per_subject and stranger is None:
+                return per_subject_goal()
             # drawn either way: the retain batches stay the same
             us = [torch.randn(f_base.shape[-1], generator=gen) for _ in range(cfg.lookup_directions)]
             if stranger is not None:  # each subject token towards a stranger's state (`deep_stranger`)
