@@ -70,6 +70,12 @@ def attack(model: Any, tok: Any, facts: Any, *, steps: int, lr: float, eval_ever
             "n_train": len(train), "n_test": len(test), "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def project_out(hidden: Any, u: Any) -> Any:
+    """``hidden`` with its component along the unit vector ``u`` removed (last dimension)."""
+    u = u.to(hidden.dtype)
+    return hidden - (hidden @ u)[..., None] * u
+
+
 def direction_ablated(base: Any, edited: Any, tok: Any, data: Any, task: Any, layer: int) -> dict[str, Any]:
     """First-token accuracy of the forget facts (and the seen retain facts) on ``edited`` and on
     ``base``, with and without the edited forget subjects' mean state direction after block
@@ -92,7 +98,7 @@ def direction_ablated(base: Any, edited: Any, tok: Any, data: Any, task: Any, la
 
     def ablate(module: Any, inputs: Any, output: Any) -> Any:
         hidden = output[0] if isinstance(output, tuple) else output
-        hidden = hidden - (hidden @ u.to(hidden.dtype))[..., None] * u.to(hidden.dtype)
+        hidden = project_out(hidden, u)
         return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
     out: dict[str, Any] = {"layer": layer, "subject_states_along_u": round(float((states @ u).mean()), 3),

@@ -41,3 +41,25 @@ def test_outside_share_on_a_hand_computed_case():
         outside_share(basis, queries[:0], 0.9)
     with pytest.raises(ValueError, match="no energy"):
         preserved_basis(torch.zeros(2, 3))
+
+
+def test_the_ablated_direction_is_gone_and_nothing_else_moves():
+    from bench.deep_relearn import project_out
+
+    u = torch.tensor([0.6, 0.8, 0.0])
+    hidden = torch.tensor([[[3.0, 4.0, 1.0], [0.0, 0.0, 2.0]]])  # [batch pos d]
+    out = project_out(hidden, u)
+    torch.testing.assert_close(out, torch.tensor([[[0.0, 0.0, 1.0], [0.0, 0.0, 2.0]]]))
+    torch.testing.assert_close(out @ u, torch.zeros(1, 2))
+
+
+def test_changed_params_names_exactly_the_edited_matrices(random_checkpoints):
+    from bench.deep_relearn import changed_params
+
+    with one_torch_thread():
+        base, _ = load_hf(random_checkpoints["llama"])
+        edited = copy.deepcopy(base)
+        assert changed_params(base, edited) == set()
+        with torch.no_grad():
+            edited.model.layers[0].mlp.up_proj.weight[3, 0] += 1e-3
+        assert changed_params(base, edited) == {"model.layers.0.mlp.up_proj.weight"}
