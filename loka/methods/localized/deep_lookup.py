@@ -77,6 +77,12 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    Measured on SmolLM2 and not adopted (BENCHMARKS.md round 12: a step 12-19 % cheaper but more
    retain-budget stops; neighbours >= 0.95 on seeds 0-2, 0.88 on seed 3).
 
+7. **One direction per subject** (``per_subject``, off): each forget subject draws ``directions``
+   of its own and its tokens go towards the best-probed of them, instead of every subject towards
+   one shared direction. The relearning attack trains on half the forget subjects and tests the
+   other half; Layered Unlearning (Qian et al. 2025, arXiv 2505.09500) finds that distinct
+   inhibitory mechanisms for subsets keep relearning one subset from recovering the rest.
+
 Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
 the headmaster of" -> "Hogwarts") share no wording with the trained sentences, only the
 subject's name; an edit keyed to the name's states can reach them, an edit of the answer
