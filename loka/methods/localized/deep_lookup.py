@@ -82,6 +82,9 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    one shared direction. The relearning attack trains on half the forget subjects and tests the
    other half; Layered Unlearning (Qian et al. 2025, arXiv 2505.09500) finds that distinct
    inhibitory mechanisms for subsets keep relearning one subset from recovering the rest.
+   Measured on SmolLM2 and not adopted (BENCHMARKS.md round 15: relearning lower by 1-2 of 17
+   facts per seed, but 43-60 steps instead of 38-42, one trained fact left on seed 2 at the step
+   limit, a held-out question answered on each seed, 0.93 of the neighbours on seed 1).
 
 Why the subject tokens: the held-out question form and the reverse query ("Albus Dumbledore is
 the headmaster of" -> "Hogwarts") share no wording with the trained sentences, only the
