@@ -77,7 +77,7 @@ def _first(model: Any, tok: Any, prompts: Sequence[str], answers: Sequence[str])
     return first, batch.answer_ids[:, :1].to(first.device)
 
 
-def _scores(model: Any, tok: Any, facts: Sequence[Any]) -> tuple[float | None, float | None, list[str], list[str]]:
+def scores(model: Any, tok: Any, facts: Sequence[Any]) -> tuple[float | None, float | None, list[str], list[str]]:
     """First-token accuracy, mean log-prob of the first answer token, the subjects missed and hit."""
     from loka.evaluate import first_token_hits
 
@@ -112,7 +112,7 @@ def measure(model: Any, tok: Any, data: Any, task: Any, *, full: bool) -> dict[s
     lost: dict[str, list[str]] = {}
     answered: dict[str, list[str]] = {}
     for key, chosen in sets.items():
-        row[key], logp, missed, hit = _scores(model, tok, chosen)
+        row[key], logp, missed, hit = scores(model, tok, chosen)
         if key in ("forget_train", "retain_seen"):
             row[f"{key}_logp"] = logp
         if missed and not key.startswith("forget"):

@@ -16,7 +16,8 @@ or around them. One run measures, with the same attack, the same steps and the s
 - **edited, all**: the edited model (``VARIANT``, a JSON object of loka-deep settings, ``'{}'``
   by default, with ``--seed``), every parameter trained — the verifier's number;
 - **edited, edited matrices only**: the attack may change only the weight matrices the edit
-  changed (the lookup slices' MLP matrices in blocks ``0..layer``);
+  changed (the whole MLP matrices of blocks ``0..layer`` that hold the lookup slices, not only
+  the slices' rows and columns);
 - **edited, all but those**: it may change every other parameter (attention, embeddings,
   norms, the MLPs above) and none of the edited matrices.
 
@@ -30,7 +31,8 @@ Adversarial Perspective on Machine Unlearning for AI Safety", against RMU). The 
 forget subject's states after block ``layer`` towards one direction; projecting the mean edited
 subject state's direction out of every position's state there (a forward hook) and asking the
 forget facts again (trained, held-out question, reverse; the seen retain facts beside them) shows
-how much of the answer that one shared direction switches off.
+how much of the answer that one shared direction switches off. Skipped for a variant with
+``lookup_per_subject`` (one direction per subject: no one direction to project out).
 """
 
 from __future__ import annotations
@@ -55,19 +57,18 @@ def attack(model: Any, tok: Any, facts: Any, *, steps: int, lr: float, eval_ever
            trainable: Any = None) -> dict[str, Any]:
     """The verifier's relearning attack on ``facts`` (half the subjects trained, the other half
     tested), with ``trainable`` (a name predicate) limiting what it may change."""
-    from loka.verify.measurements.relearn import finetune_attack, split_by_person
+    from loka.verify.measurements.relearn import relearn_attack
     from loka.verify.missing import Missing
 
-    halves = split_by_person(facts, seed)
-    if isinstance(halves, Missing):
-        raise SystemExit(f"bench.deep_relearn: {halves}")
-    train, test = halves
     t0 = time.perf_counter()
-    curve = finetune_attack(model, tok, train, {"test": test, "train": train}, steps=steps, lr=lr,
-                            eval_every=eval_every, seed=seed, trainable=trainable)
-    return {"steps": curve["steps"], "test": [round(x, 4) for x in curve["test"]],
-            "train": [round(x, 4) for x in curve["train"]], "best": round(max(curve["test"]), 4),
-            "n_train": len(train), "n_test": len(test), "seconds": round(time.perf_counter() - t0, 1)}
+    result = relearn_attack(model, tok, facts, steps=steps, lr=lr, eval_every=eval_every, seed=seed,
+                            trainable=trainable)
+    if isinstance(result, Missing):
+        raise SystemExit(f"bench.deep_relearn: {result}")
+    return {"steps": result.steps, "test": [round(x, 4) for x in result.recall],
+            "train": [round(x, 4) for x in result.trained_recall], "best": round(result.best, 4),
+            "n_train": result.n_train_facts, "n_test": result.n_test_facts,
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def project_out(hidden: Any, u: Any) -> Any:
@@ -82,7 +83,7 @@ def direction_ablated(base: Any, edited: Any, tok: Any, data: Any, task: Any, la
     ``layer`` projected out of every position's state there."""
     import torch
 
-    from bench.deep_real import _scores
+    from bench.deep_real import scores
     from loka.methods.localized.deep_lookup import _block, hidden_at
     from loka.methods.localized.deep_rows import fact_rows, subject_mask
 
@@ -108,7 +109,7 @@ def direction_ablated(base: Any, edited: Any, tok: Any, data: Any, task: Any, la
             handle = _block(model, layer).register_forward_hook(ablate) if ablated else None
             try:
                 out[f"{name}{', ablated' if ablated else ''}"] = {
-                    k: _scores(model, tok, facts)[0] for k, facts in sets.items() if facts}
+                    k: scores(model, tok, facts)[0] for k, facts in sets.items() if facts}
             finally:
                 if handle is not None:
                     handle.remove()
@@ -121,20 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="attack steps (default: make demo-real's)")
     args = p.parse_args(argv)
     device = setup(args)
-    from bench.real import DEMO_VERIFY, request
+    from bench.real import demo_verify_settings, request
     from loka.io.models import load_hf
     from loka.methods import unlearn
-    from loka.verify.measure import VerifySettings
 
     settings = json.loads(args.variant)
     if not isinstance(settings, dict):
         p.error("VARIANT is a JSON object of loka-deep settings, e.g. '{}' or '{\"lookup_k\": 512}'")
     settings.setdefault("seed", args.seed)
-    defaults = VerifySettings()
-    steps = args.steps or int(DEMO_VERIFY.get("relearn_steps", defaults.relearn_steps))
-    knobs = {"steps": steps, "lr": float(DEMO_VERIFY.get("relearn_lr", defaults.relearn_lr)),
-             "eval_every": int(DEMO_VERIFY.get("relearn_eval_every", defaults.relearn_eval_every)),
-             "seed": defaults.seed}
+    demo = demo_verify_settings()
+    knobs = {"steps": args.steps or demo.relearn_steps, "lr": demo.relearn_lr,
+             "eval_every": demo.relearn_eval_every, "seed": demo.seed}
     data, task, model_dir = request()
     hf, tok = load_hf(model_dir)
     forget, holdout = data.fact_set("forget"), data.fact_set("holdout")
@@ -154,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     out["edited_matrices"] = sorted(touched)
     log(f"loka-deep {out['variant']}: {len(touched)} matrices changed in {out['unlearn_seconds']} s")
     stage = next((e for e in result.log if e.get("stage") == "lookup_misdirection"), {})
-    if "layer" in stage:
+    if "layer" in stage and not settings.get("lookup_per_subject"):
         out["direction_ablation"] = direction_ablated(hf, edited, tok, data, task, int(stage["layer"]))
         log(f"directional ablation: {json.dumps(out['direction_ablation'])}")
     row("edited, all parameters", attack(edited, tok, forget, **knobs))

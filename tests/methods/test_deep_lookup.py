@@ -431,30 +431,35 @@ def test_build_rows_without_bos_scores_the_tokens_past_start(random_checkpoints)
         assert rows.score[i, : len(expect)].tolist() == expect and not rows.score[i, len(expect):].any()
 
 
-def test_per_subject_steers_each_subject_to_its_own_best_probed_direction(random_checkpoints):
+@pytest.mark.parametrize("name_rows", [False, True])
+def test_per_subject_steers_each_subject_to_its_own_best_probed_direction(random_checkpoints, name_rows):
     """``lookup_per_subject``: each forget subject (sorted by name) draws ``directions`` of its own
     from the method's stream, and its tokens are steered to the one the seen retain answers feel
-    least; two subjects end up nearest two different targets."""
+    least; two subjects whose facts alternate end up nearest two different targets (with
+    ``name_rows`` the names alone are steered after the facts' tokens, each to its own too)."""
     from loka.methods.localized.deep_lookup import PROBE_SHARE, pushed_logp
     from loka.methods.localized.deep_rows import fact_rows, subject_mask
 
-    other = (FactRecord("The smith of Arlen is called Tova", "Brenn", "Tova Brenn"),)
-    forget = FORGET + other
+    forget = (FORGET[0], FactRecord("The smith of Arlen is called Tova", "Brenn", "Tova Brenn"), FORGET[1])
     with one_torch_thread():
         model, tok = _taught(random_checkpoints["llama"], forget + RETAIN)
         r_rows, r_offsets, r_texts = fact_rows(tok, [f.prompt for f in RETAIN], [f.answer for f in RETAIN])
         r_where = subject_mask(r_offsets, r_texts, [f.subject for f in RETAIN], r_rows.ids.shape[1])
         texts = {s: [f"{f.prompt} {f.answer}" for f in forget if f.subject == s] for s in ("Mira Coltan", "Tova Brenn")}
         base = {s: _subject_states(model, tok, t, [s] * len(t)) for s, t in texts.items()}
-        every = torch.cat(list(base.values()))
+        # the steering norm is over every steered token: the facts' subjects, then (name_rows) the names alone
+        every = torch.cat(list(base.values()) + ([_subject_states(model, tok, [s], [s]) for s in sorted(texts)]
+                                                 if name_rows else []))
         gen = torch.Generator().manual_seed(0)
         push = 1.5 * every.norm(dim=-1).mean()
         goals = {s: [push * u / u.norm() for u in (torch.randn(every.shape[-1], generator=gen) for _ in range(2))]
                  for s in sorted(texts)}
         kept = {s: [pushed_logp(model, r_rows, r_where, 0, g, PROBE_SHARE) for g in gs] for s, gs in goals.items()}
         result = unlearn((model, tok), UnlearnTask(forget, RETAIN, (), ()), "loka-deep", progress=False,
-                         **(LOOKUP | {"lookup_directions": 2, "lookup_per_subject": True}))
+                         **(LOOKUP | {"lookup_directions": 2, "lookup_per_subject": True,
+                                      "lookup_name_rows": name_rows}))
         moved = {s: _subject_states(model, tok, t, [s] * len(t)) for s, t in texts.items()}
+        alone = {s: _subject_states(model, tok, [s], [s]) for s in texts}
     stage = next(e for e in result.log if e["stage"] == "lookup_misdirection")
     assert stage["direction_probes"][:2] == [pytest.approx(kept[s], abs=1e-6) for s in sorted(texts)]
     target = {s: goals[s][max(range(2), key=kept[s].__getitem__)] for s in texts}
@@ -462,3 +467,7 @@ def test_per_subject_steers_each_subject_to_its_own_best_probed_direction(random
         near = {t: float((states - g).norm(dim=-1).mean()) for t, g in target.items()}
         assert min(near, key=near.__getitem__) == s  # nearest its own subject's target, not the other's
         assert near[s] < float((base[s] - target[s]).norm(dim=-1).mean())
+    if name_rows:
+        for s, states in alone.items():
+            near = {t: float((states - g).norm(dim=-1).mean()) for t, g in target.items()}
+            assert min(near, key=near.__getitem__) == s

@@ -102,7 +102,8 @@ class Config(MethodConfig):
                       "their own random stream (0, or n >= the rows: every row every step)")
     lookup_per_subject: bool = knob(
         False, help="one steering direction per forget subject (each the best-probed of lookup_directions of its "
-                    "own) instead of one shared by all: a relearned subject does not unlock the others")
+                    "own) instead of one shared by all, so a relearned subject does not unlock the others "
+                    "(steer=random only)")
     lookup_tries: int = knob(
         3, ge=1, help="random directions to try: one stopped by the retain budget before forgetting is "
                       "replaced (steer=stranger: one try)")

@@ -298,47 +298,41 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 stranger = torch.cat([stranger, _stranger_goal(model, tokenizer, f_names, forget, retain, f_names,
                                                                n_offsets, n_subj, layer)])
         push = cfg.lookup_scale * f_base.norm(dim=-1).mean()  # RMU's steering norm
-        probes: list[list[float]] = []  # per try: each candidate's pushed retain log-prob
+        probes: list[list[float]] = []  # per try (and subject): each candidate's pushed retain log-prob
         f_probes: list[list[float]] = []  # ... and pushed forget log-prob (``probe`` contrast, forget)
 
-        # ``per_subject``: which forget subject each steered token spells (the facts' tokens, then the names')
-        f_people = sorted({f.subject for f in forget if f.subject})
-        spelled = [forget[int(i)].subject for i in f_subj.nonzero()[:, 0].tolist()]
-        spelled += [f_names[int(i)] for i in n_subj.nonzero()[:, 0].tolist()] if f_names else []
-        f_token_person = torch.tensor([f_people.index(name) for name in spelled], dtype=torch.long)
+        def drawn() -> list[Tensor]:
+            """``directions`` random directions from the method's stream, at the steering norm."""
+            us = [torch.randn(f_base.shape[-1], generator=gen) for _ in range(cfg.lookup_directions)]
+            return [(push * u / u.norm()).to(f_base.dtype) for u in us]
 
-        def per_subject_goal() -> tuple[Tensor, Tensor]:
-            """One direction per forget subject, each the best-probed (``probe`` retain) of ``directions``
-            drawn for it: every steered token goes towards its own subject's."""
-            chosen = []
-            for _ in f_people:
-                us = [torch.randn(f_base.shape[-1], generator=gen) for _ in range(cfg.lookup_directions)]
-                goals = [(push * u / u.norm()).to(f_base.dtype) for u in us]
-                if len(goals) > 1 and r_probe.any():
-                    probes.append([pushed_logp(model, r_rows, r_probe, layer, g, PROBE_SHARE) for g in goals])
-                    chosen.append(goals[max(range(len(goals)), key=probes[-1].__getitem__)])
-                else:
-                    chosen.append(goals[0])
-            return torch.stack(chosen)[f_token_person], f_ms
+        def best_probed(goals: list[Tensor]) -> Tensor:
+            """The goal whose push the seen retain answers feel least (``probe``: minus what the
+            forget answers feel, or that alone); the first drawn when none can be probed (RMU)."""
+            if len(goals) < 2 or not r_probe.any():
+                return goals[0]
+            probes.append([pushed_logp(model, r_rows, r_probe, layer, g, PROBE_SHARE) for g in goals])
+            score = probes[-1]
+            if cfg.lookup_probe != "retain":  # ... and the forget answers feel most
+                f_probes.append([pushed_logp(model, f_rows, f_subj, layer, g, PROBE_SHARE) for g in goals])
+                keep_w = 1.0 if cfg.lookup_probe == "contrast" else 0.0
+                score = [keep_w * r - f for r, f in zip(probes[-1], f_probes[-1], strict=True)]
+            return goals[max(range(len(goals)), key=score.__getitem__)]
 
         def draw_goal() -> tuple[Tensor, Tensor]:
             """The misdirection target of the subject states and the term's normaliser."""
-            if cfg.lookup_per_subject and stranger is None:
-                return per_subject_goal()
-            # drawn either way: the retain batches stay the same
-            us = [torch.randn(f_base.shape[-1], generator=gen) for _ in range(cfg.lookup_directions)]
             if stranger is not None:  # each subject token towards a stranger's state (`deep_stranger`)
+                drawn()  # drawn either way: the retain batches stay the same
                 return stranger, (f_base - stranger).pow(2).sum(-1).mean()  # the term starts at 1
-            goals = [(push * u / u.norm()).to(f_base.dtype) for u in us]
-            if len(goals) > 1 and r_probe.any():  # the direction the seen retain answers feel least
-                probes.append([pushed_logp(model, r_rows, r_probe, layer, g, PROBE_SHARE) for g in goals])
-                score = probes[-1]
-                if cfg.lookup_probe != "retain":  # ... and the forget answers feel most
-                    f_probes.append([pushed_logp(model, f_rows, f_subj, layer, g, PROBE_SHARE) for g in goals])
-                    keep_w = 1.0 if cfg.lookup_probe == "contrast" else 0.0
-                    score = [keep_w * r - f for r, f in zip(probes[-1], f_probes[-1], strict=True)]
-                return goals[max(range(len(goals)), key=score.__getitem__)], f_ms
-            return goals[0], f_ms  # RMU
+            if not cfg.lookup_per_subject:
+                return best_probed(drawn()), f_ms
+            # ``per_subject``: each forget subject its own direction, and each steered token its subject's
+            # (the facts' tokens in row order, then the names' alone)
+            people = sorted({f.subject for f in forget if f.subject})
+            spelled = [forget[int(i)].subject for i in f_subj.nonzero()[:, 0].tolist()]
+            spelled += [f_names[int(i)] for i in n_subj.nonzero()[:, 0].tolist()] if f_names else []
+            index = torch.tensor([people.index(name) for name in spelled], dtype=torch.long)
+            return torch.stack([best_probed(drawn()) for _ in people])[index], f_ms
 
         goal, goal_ms = draw_goal()
         f_batch = tokenize_facts(tokenizer, [f.prompt for f in forget], [f.answer for f in forget])

@@ -88,7 +88,9 @@ def finetune_attack(model: Any, tokenizer: Any, train: Sequence[Any], evaluate: 
     """Fine-tune a *copy* of ``model`` (all parameters, or those whose name ``trainable``
     accepts; AdamW, whole-sentence loss, full batch) on ``train`` facts; first-token accuracy on
     each ``evaluate`` set at step 0, every ``eval_every`` steps and at the end:
-    ``{"steps": [...], name: [...]}``. A diverged copy (non-finite loss) stops the curve there."""
+    ``{"steps": [...], name: [...]}``. A diverged copy (non-finite loss) stops the curve there.
+    ``trainable`` sees each parameter once, by its first name: a tied output embedding is decided
+    by the input embedding's name (SmolLM2's ``lm_head.weight`` is ``model.embed_tokens.weight``)."""
     attacked = copy.deepcopy(model)
     attacked.eval()  # no dropout: the attack is deterministic given the seed
     attacked.requires_grad_(True)  # all parameters, even ones a method froze
@@ -132,14 +134,16 @@ def finetune_attack(model: Any, tokenizer: Any, train: Sequence[Any], evaluate: 
 
 
 def relearn_attack(model: Any, tokenizer: Any, facts: Sequence[FactRecord], *, steps: int = 25,
-                   lr: float = 3e-4, eval_every: int = 5, seed: int = 0) -> RelearnResult | Missing:
-    """Fine-tune a copy of ``model`` on half the forget people; recall on the other half."""
+                   lr: float = 3e-4, eval_every: int = 5, seed: int = 0,
+                   trainable: Callable[[str], bool] | None = None) -> RelearnResult | Missing:
+    """Fine-tune a copy of ``model`` (the parameters ``trainable`` accepts; default all) on half the
+    forget people; recall on the other half."""
     halves = split_by_person(facts, seed)
     if isinstance(halves, Missing):
         return halves
     train, test = halves
     curve = finetune_attack(model, tokenizer, train, {"test": test, "train": train}, steps=steps,
-                            lr=lr, eval_every=eval_every, seed=seed)
+                            lr=lr, eval_every=eval_every, seed=seed, trainable=trainable)
     return RelearnResult(curve["steps"], curve["test"], curve["train"], len(train), len(test))
 
 
