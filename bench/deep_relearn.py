@@ -37,6 +37,7 @@ how much of the answer that one shared direction switches off. Skipped for a var
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -84,7 +85,7 @@ def direction_ablated(base: Any, edited: Any, tok: Any, data: Any, task: Any, la
     import torch
 
     from bench.deep_real import scores
-    from loka.methods.localized.deep_lookup import _block, hidden_at
+    from loka.methods.localized.deep_lookup import block_output_edited, hidden_at
     from loka.methods.localized.deep_rows import fact_rows, subject_mask
 
     forget = list(task.forget)
@@ -97,22 +98,14 @@ def direction_ablated(base: Any, edited: Any, tok: Any, data: Any, task: Any, la
     sets = {"forget_train": forget, "forget_heldout": list(data.fact_set("forget", "heldout")),
             "forget_reverse": list(data.fact_set("forget", "reverse")), "retain_seen": list(task.retain)}
 
-    def ablate(module: Any, inputs: Any, output: Any) -> Any:
-        hidden = output[0] if isinstance(output, tuple) else output
-        hidden = project_out(hidden, u)
-        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
-
     out: dict[str, Any] = {"layer": layer, "subject_states_along_u": round(float((states @ u).mean()), 3),
                            "subject_state_norm": round(float(states.norm(dim=-1).mean()), 3)}
     for name, model in (("edited", edited), ("base", base)):
         for ablated in (False, True):
-            handle = _block(model, layer).register_forward_hook(ablate) if ablated else None
-            try:
+            with block_output_edited(model, layer, lambda h: project_out(h, u)) if ablated \
+                    else contextlib.nullcontext():
                 out[f"{name}{', ablated' if ablated else ''}"] = {
                     k: scores(model, tok, facts)[0] for k, facts in sets.items() if facts}
-            finally:
-                if handle is not None:
-                    handle.remove()
     return out
 
 

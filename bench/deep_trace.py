@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ import torch
 from torch import Tensor
 
 from bench.deep_real import STRANGER
-from loka.methods.localized.deep_lookup import _block, hidden_at
+from loka.methods.localized.deep_lookup import block_output_edited, hidden_at
 from loka.methods.localized.deep_rows import Rows, build_rows, subject_mask
 from loka.methods.localized.deep_stranger import twin_positions
 
@@ -49,21 +50,14 @@ def states_after(model: Any, rows: Rows, layer: int) -> Tensor:
 def margin(model: Any, ids: Tensor, answer: int, layer: int = 0, patch: dict[int, Tensor] | None = None) -> float:
     """The next token's log-prob of ``answer`` minus the best other token's, with the states after
     block ``layer`` at ``patch``'s positions replaced by its vectors."""
-    handle = None
-    if patch:
-        def put(module: Any, inputs: Any, output: Any) -> Any:
-            hidden = (output[0] if isinstance(output, tuple) else output).clone()
-            for pos, vec in patch.items():
-                hidden[0, pos] = vec.to(hidden.dtype)
-            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+    def put(hidden: Tensor) -> Tensor:
+        hidden = hidden.clone()
+        for pos, vec in (patch or {}).items():
+            hidden[0, pos] = vec.to(hidden.dtype)
+        return hidden
 
-        handle = _block(model, layer).register_forward_hook(put)
-    try:
-        with torch.no_grad():
-            logp = model(input_ids=ids[None]).logits[0, -1].float().log_softmax(-1)
-    finally:
-        if handle is not None:
-            handle.remove()
+    with block_output_edited(model, layer, put) if patch else contextlib.nullcontext(), torch.no_grad():
+        logp = model(input_ids=ids[None]).logits[0, -1].float().log_softmax(-1)
     others = logp.clone()
     others[answer] = -float("inf")
     return round(float(logp[answer] - others.max()), 3)

@@ -97,8 +97,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -161,6 +162,22 @@ def hidden_at(model: Any, rows: Rows, layer: int) -> Tensor:
     finally:
         handle.remove()
     raise RuntimeError(f"block {layer} never ran")
+
+
+@contextlib.contextmanager
+def block_output_edited(model: Any, layer: int, edit: Callable[[Tensor], Tensor]) -> Iterator[None]:
+    """Within the block, block ``layer``'s output states are ``edit(states)`` (``[batch pos d]``;
+    ``edit`` must not change its argument in place)."""
+
+    def hook(module: Any, inputs: Any, output: Any) -> Any:
+        hidden = edit(output[0] if isinstance(output, tuple) else output)
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+    handle = _block(model, layer).register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def lookup_scores(model: Any, rows: Rows, where: Tensor, layers: int) -> Tensor:
@@ -448,21 +465,14 @@ def _stranger_goal(model: Any, tokenizer: Any, subjects: list[str], forget: Sequ
 def pushed_logp(model: Any, rows: Rows, where: Tensor, layer: int, goal: Tensor, share: float) -> float:
     """Mean log-prob of ``rows``' scored tokens with the states after block ``layer`` at ``where``
     moved ``share`` of the way towards ``goal``: how much the answers feel a push that way."""
-    block = _block(model, layer)
-
-    def push(module: Any, inputs: Any, output: Any) -> Any:
-        hidden = output[0] if isinstance(output, tuple) else output
+    def push(hidden: Tensor) -> Tensor:
         w = where[:, : hidden.shape[1]]
         hidden = hidden.clone()
         hidden[w] = hidden[w] + share * (goal.to(hidden.dtype) - hidden[w])
-        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+        return hidden
 
-    handle = block.register_forward_hook(push)
-    try:
-        with torch.no_grad():
-            return -float(rows_nll(model, rows))
-    finally:
-        handle.remove()
+    with block_output_edited(model, layer, push), torch.no_grad():
+        return -float(rows_nll(model, rows))
 
 
 def _shift(model: Any, rows: Rows, where: Tensor, base: Tensor, pick: Tensor, layer: int) -> tuple[Tensor, Tensor]:
