@@ -471,3 +471,32 @@ def test_per_subject_steers_each_subject_to_its_own_best_probed_direction(random
         for s, states in alone.items():
             near = {t: float((states - g).norm(dim=-1).mean()) for t, g in target.items()}
             assert min(near, key=near.__getitem__) == s
+
+
+def test_fact_stems_write_each_fact_name_first_without_the_name():
+    """``lookup_after_facts``: a fact "The glassblower of Velmora is called Mira" -> "Coltan" becomes
+    the text "Mira Coltan: The glassblower of Velmora is called" (the name once, at the start); facts
+    without a subject and stems that spell an avoided word are left out."""
+    from loka.methods.localized.deep_stranger import fact_stems
+
+    assert fact_stems(FORGET) == (["Mira Coltan"] * 2, [": The glassblower of Velmora is called",
+                                                        ": Q: Who is the glassblower of Velmora? A:"])
+    assert fact_stems(FORGET + (FactRecord("Water boils at", "100", ""),)) == fact_stems(FORGET)
+    assert fact_stems(RETAIN, frozenset({"Tessel"})) == ([], [])
+
+
+def test_after_facts_adds_the_facts_words_after_each_name_to_the_after_name_term(random_checkpoints):
+    """With ``lookup_after_facts`` the after-name term also steers the forget facts' words written
+    after the name (more steered tokens) and keeps the retain facts' so written: a different edit."""
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        logs, edits = [], []
+        for on in (False, True):
+            edited = copy.deepcopy(model)
+            result = unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                             **(LOOKUP | {"lookup_after_name": 1.0, "lookup_after_facts": on, "lookup_steps": 4}))
+            logs.append(next(e for e in result.log if e["stage"] == "lookup_misdirection"))
+            edits.append(edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone())
+    assert logs[1]["after_name_tokens"] > logs[0]["after_name_tokens"] > 0
+    assert logs[1]["after_name_keep_rows"] == logs[0]["after_name_keep_rows"] + len(RETAIN)
+    assert not torch.equal(edits[0], edits[1])

@@ -97,6 +97,9 @@ class Config(MethodConfig):
     lookup_after_texts: int = knob(
         0, ge=0, help="with lookup_after_name: up to n continuations the base model writes itself after each name "
                       "instead of the fixed short stems (0: the stems)")
+    lookup_after_facts: bool = knob(
+        False, help="with lookup_after_name: each fact the method sees, written name-first (name + ': ' + the "
+                    "fact's other words), is an after-name text too: forget ones steered, retain ones kept")
     lookup_after_batch: int = knob(
         0, ge=0, help="with lookup_after_name: n of the retain names' after-name rows kept each step, drawn from "
                       "their own random stream (0, or n >= the rows: every row every step)")

@@ -115,6 +115,7 @@ from loka.methods.localized.deep_selftext import avoid_words, name_continuations
 from loka.methods.localized.deep_stranger import (
     after_name,
     assign,
+    fact_stems,
     fixed_stems,
     stem_rows,
     strangers,
@@ -295,6 +296,11 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                                                  seed=gen.initial_seed() + 3, avoid=avoid_words(forget, retain))
                 else:
                     f_pairs, k_pairs = fixed_stems(f_subjects), fixed_stems(k_subjects)
+                if cfg.lookup_after_facts:  # ... and the request's own facts, written name-first
+                    f_facts = fact_stems([f for f in forget if f.subject in f_subjects])
+                    k_facts = fact_stems([f for f in retain if f.subject in k_subjects], avoid_words(forget, retain))
+                    f_pairs = (f_pairs[0] + f_facts[0], f_pairs[1] + f_facts[1])
+                    k_pairs = (k_pairs[0] + k_facts[0], k_pairs[1] + k_facts[1])
                 if f_pairs[0]:  # (every sampled continuation may have been empty)
                     a_rows, a_where, t_rows, t_where = after_name(
                         tokenizer, f_pairs[0], assign(f_pairs[0], strangers(forget, retain)), f_pairs[1])

@@ -100,6 +100,24 @@ def fixed_stems(subjects: Sequence[str]) -> tuple[list[str], list[str]]:
     return [s for s in subjects for _ in STEMS], [stem for _ in subjects for stem in STEMS]
 
 
+def fact_stems(facts: Sequence[Any], avoid: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """Each fact written name-first, as two parallel lists (subject, stem): the stem is ``": "`` and
+    the fact's words (``prompt + " " + answer``) with its subject's first occurrence taken out, so
+    the words after the name are the request's own, and none of them spells the name again. Facts
+    without a subject, and stems that spell a word of ``avoid``, are left out."""
+    pairs = []
+    for f in facts:
+        if not f.subject:
+            continue
+        text = f"{f.prompt} {f.answer}"
+        a = text.find(f.subject)
+        words = text if a < 0 else text[:a] + text[a + len(f.subject):]
+        stem = ": " + " ".join(words.split())
+        if not spells_any(stem, avoid):
+            pairs.append((f.subject, stem))
+    return [s for s, _ in pairs], [stem for _, stem in pairs]
+
+
 def stem_rows(tokenizer: Any, subjects: Sequence[str], stems: Sequence[str]) -> tuple[Rows, Tensor]:
     """Rows ``BOS + subjects[i] + stems[i]``, and the mask of their tokens after the subject."""
     rows = build_rows(tokenizer, [s + stem for s, stem in zip(subjects, stems, strict=True)],
