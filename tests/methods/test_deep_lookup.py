@@ -500,3 +500,20 @@ def test_after_facts_adds_the_facts_words_after_each_name_to_the_after_name_term
     assert logs[1]["after_name_tokens"] > logs[0]["after_name_tokens"] > 0
     assert logs[1]["after_name_keep_rows"] == logs[0]["after_name_keep_rows"] + len(RETAIN)
     assert not torch.equal(edits[0], edits[1])
+
+
+def test_hidden_at_runs_short_and_long_rows_apart_with_the_same_states(random_checkpoints):
+    """Short stems beside long sentences run as two batches (padding would be most of one): the
+    states at every real position are the one-batch states."""
+    from loka.methods.localized import deep_lookup
+    from loka.methods.localized.deep_rows import build_rows
+
+    model, tok = load_hf(random_checkpoints["llama"])
+    texts = ["Mira is", "Osric was", "Mira Coltan: The glassblower of Velmora who lives by the sea and sells "
+             "green glass to the miller of Tessel is called"]
+    rows = build_rows(tok, texts)[0]
+    assert rows.mask.numel() > 2 * int(rows.mask.sum())  # the split applies
+    with torch.no_grad(), one_torch_thread():
+        split, whole = deep_lookup.hidden_at(model, rows, 1), deep_lookup._hidden_at(model, rows, 1)
+    real = rows.mask.bool()
+    assert torch.allclose(split[real], whole[real], atol=1e-5)

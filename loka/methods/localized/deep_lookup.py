@@ -77,6 +77,11 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    Measured on SmolLM2 and not adopted (BENCHMARKS.md round 12: a step 12-19 % cheaper but more
    retain-budget stops; neighbours >= 0.95 on seeds 0-2, 0.88 on seed 3).
 
+   With ``after_facts`` (off), the request's own facts the method sees are after-name texts too,
+   written name-first (`deep_stranger.fact_stems`: "Barty Crouch: In the Harry Potter books, the
+   Ministry official whose son was a Death Eater is called"): the forget ones steered, the retain
+   ones kept — the whole fact, its relation's words after the name, without a query's wording.
+
 7. **One direction per subject** (``per_subject``, off): each forget subject draws ``directions``
    of its own and its tokens go towards the best-probed of them, instead of every subject towards
    one shared direction. The relearning attack trains on half the forget subjects and tests the
@@ -149,7 +154,24 @@ def _block(model: Any, layer: int) -> Any:
 
 
 def hidden_at(model: Any, rows: Rows, layer: int) -> Tensor:
-    """The residual stream after block ``layer`` ``[batch pos d]``; blocks above it never run."""
+    """The residual stream after block ``layer`` ``[batch pos d]``; blocks above it never run.
+
+    Rows of very different lengths (short stems beside whole sentences, `lookup_after_facts`) run
+    as two batches, the short rows at their own width, when padding would be most of the batch
+    (the same states at every real position; padded ones hold nothing to read either way)."""
+    lengths = rows.mask.sum(-1)
+    short = lengths <= rows.mask.shape[1] // 2
+    if short.any() and not short.all() and rows.mask.numel() > 2 * int(lengths.sum()):
+        parts = [short.nonzero().flatten(), (~short).nonzero().flatten()]
+        states = [_hidden_at(model, rows.take(part), layer) for part in parts]
+        out = states[0].new_zeros(len(rows), rows.mask.shape[1], states[0].shape[-1])
+        for part, state in zip(parts, states, strict=True):
+            out[part, : state.shape[1]] = state
+        return out
+    return _hidden_at(model, rows, layer)
+
+
+def _hidden_at(model: Any, rows: Rows, layer: int) -> Tensor:
     block = _block(model, layer)
 
     def stop(module: Any, inputs: Any, output: Any) -> None:
