@@ -81,6 +81,9 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    written name-first (`deep_stranger.fact_stems`: "Barty Crouch: In the Harry Potter books, the
    Ministry official whose son was a Death Eater is called"): the forget ones steered, the retain
    ones kept — the whole fact, its relation's words after the name, without a query's wording.
+   Tried on SmolLM2 and not adopted (BENCHMARKS.md round 16: seed 0's first two directions stopped
+   at the retain budget with 14 and 5 of 32 trained facts left — the fact texts share their
+   template words with the retain facts' — and the round was stopped unmeasured).
 
 7. **One direction per subject** (``per_subject``, off): each forget subject draws ``directions``
    of its own and its tokens go towards the best-probed of them, instead of every subject towards
