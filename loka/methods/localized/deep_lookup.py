@@ -314,16 +314,17 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             if cfg.lookup_after_name > 0:
                 f_subjects = sorted({f.subject for f in forget if f.subject})
                 k_subjects = sorted({f.subject for f in retain if f.subject} - set(f_subjects))
+                avoid = avoid_words(forget, retain)  # what a kept retain text must not spell
                 if cfg.lookup_after_texts:  # what the base model itself says after each name (its own stream)
                     f_pairs = name_continuations(model, tokenizer, f_subjects, cfg.lookup_after_texts,
                                                  seed=gen.initial_seed() + 2)
                     k_pairs = name_continuations(model, tokenizer, k_subjects, cfg.lookup_after_texts,
-                                                 seed=gen.initial_seed() + 3, avoid=avoid_words(forget, retain))
+                                                 seed=gen.initial_seed() + 3, avoid=avoid)
                 else:
                     f_pairs, k_pairs = fixed_stems(f_subjects), fixed_stems(k_subjects)
                 if cfg.lookup_after_facts:  # ... and the request's own facts, written name-first
-                    f_facts = fact_stems([f for f in forget if f.subject in f_subjects])
-                    k_facts = fact_stems([f for f in retain if f.subject in k_subjects], avoid_words(forget, retain))
+                    f_facts = fact_stems(forget)
+                    k_facts = fact_stems([f for f in retain if f.subject in k_subjects], avoid)
                     f_pairs = (f_pairs[0] + f_facts[0], f_pairs[1] + f_facts[1])
                     k_pairs = (k_pairs[0] + k_facts[0], k_pairs[1] + k_facts[1])
                 if f_pairs[0]:  # (every sampled continuation may have been empty)
