@@ -517,3 +517,32 @@ def test_hidden_at_runs_short_and_long_rows_apart_with_the_same_states(random_ch
         split, whole = deep_lookup.hidden_at(model, rows, 1), deep_lookup._hidden_at(model, rows, 1)
     real = rows.mask.bool()
     assert torch.allclose(split[real], whole[real], atol=1e-5)
+
+
+def test_after_layer_steers_and_keeps_the_words_after_the_name_at_its_own_block(random_checkpoints):
+    """``lookup_after_layer``: the after-name term is measured after its own block (the subject
+    tokens' stays at ``lookup_layer``): the same block as ``lookup_layer`` is the edit without the
+    knob; a higher one is another edit, which brings the words after the name closer to the
+    stranger's there than the edit steering them at ``lookup_layer``."""
+    from loka.methods.localized.deep_lookup import hidden_at
+    from loka.methods.localized.deep_stranger import after_name, assign, fixed_stems, strangers
+
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        subjects, stems = fixed_stems(["Mira Coltan"])
+        rows, where, t_rows, t_where = after_name(tok, subjects, assign(subjects, strangers(FORGET, RETAIN)), stems)
+        with torch.no_grad():
+            target = hidden_at(model, t_rows, 1).float()[t_where]
+        logs, edits, gaps = {}, {}, {}
+        for after in (None, 0, 1):
+            edited = copy.deepcopy(model)
+            result = unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                             **(LOOKUP | {"lookup_after_name": 1.0, "lookup_after_layer": after, "lookup_steps": 20}))
+            logs[after] = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+            edits[after] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
+            with torch.no_grad():
+                gaps[after] = float((hidden_at(edited, rows, 1).float()[where] - target).pow(2).sum(-1).mean())
+    assert [logs[a]["layer"] for a in logs] == [0, 0, 0]
+    assert [logs[a]["after_layer"] for a in logs] == [0, 0, 1]
+    assert torch.equal(edits[None], edits[0]) and not torch.equal(edits[0], edits[1])
+    assert gaps[1] < gaps[0], gaps

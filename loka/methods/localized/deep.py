@@ -94,6 +94,9 @@ class Config(MethodConfig):
     lookup_after_name: float = knob(
         1.0, ge=0, help="weight of steering the words after each forget name (name + short stems) to their states "
                         "after a stranger's name, the same words after each retain name kept (0: off)")
+    lookup_after_layer: int | None = knob(
+        None, help="with lookup_after_name: block whose output the after-name term steers and keeps (negative: "
+                   "from the top; none: lookup_layer)")
     lookup_after_texts: int = knob(
         0, ge=0, help="with lookup_after_name: up to n continuations the base model writes itself after each name "
                       "instead of the fixed short stems (0: the stems)")

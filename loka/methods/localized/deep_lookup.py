@@ -248,7 +248,9 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                         forget: Sequence[Any], retain: Sequence[Any]) -> tuple[Outcome | None, dict[str, Any]]:
     """The fallback stage (module doc) on ``forget`` and ``retain`` facts; edits ``model`` in place."""
     n_layers = int(model.config.num_hidden_layers)
-    layer = min(max(cfg.lookup_layer if cfg.lookup_layer >= 0 else n_layers + cfg.lookup_layer, 0), n_layers - 1)
+    clamp = lambda i: min(max(i if i >= 0 else n_layers + i, 0), n_layers - 1)  # noqa: E731
+    layer = clamp(cfg.lookup_layer)
+    a_layer = layer if cfg.lookup_after_layer is None else clamp(cfg.lookup_after_layer)  # ``after_layer``
     f_rows, f_offsets, f_texts = fact_rows(tokenizer, [f.prompt for f in forget], [f.answer for f in forget])
     r_rows, r_offsets, r_texts = fact_rows(tokenizer, [f.prompt for f in retain], [f.answer for f in retain])
     f_subj = subject_mask(f_offsets, f_texts, [f.subject for f in forget], f_rows.ids.shape[1])
@@ -330,14 +332,14 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 if f_pairs[0]:  # (every sampled continuation may have been empty)
                     a_rows, a_where, t_rows, t_where = after_name(
                         tokenizer, f_pairs[0], assign(f_pairs[0], strangers(forget, retain)), f_pairs[1])
-                    a_goal = hidden_at(model, t_rows, layer).float()[t_where]
-                    a_ms = (hidden_at(model, a_rows, layer).float()[a_where] - a_goal).pow(2).sum(-1).mean()
+                    a_goal = hidden_at(model, t_rows, a_layer).float()[t_where]
+                    a_ms = (hidden_at(model, a_rows, a_layer).float()[a_where] - a_goal).pow(2).sum(-1).mean()
                     a_steer = (a_rows, a_where, a_goal, a_ms)  # the term starts at 1
                 if a_steer is not None and k_pairs[0]:
                     k_rows = stem_rows(tokenizer, *k_pairs)[0]
                     k_where = k_rows.mask.bool()  # the name and the words after it
                     k_where[:, 0] = False  # BOS
-                    a_keep = (k_rows, k_where, hidden_at(model, k_rows, layer).float()[k_where])
+                    a_keep = (k_rows, k_where, hidden_at(model, k_rows, a_layer).float()[k_where])
         f_ms, r_ms = f_base.pow(2).sum(-1).mean(), r_base.pow(2).sum(-1).mean()
         stranger = None
         if cfg.lookup_steer == "stranger":
@@ -405,7 +407,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             misdirect = (steered - goal).pow(2).sum(-1).mean() / goal_ms
             if a_steer is not None:
                 a_rows, a_where, a_goal, a_ms = a_steer
-                after = hidden_at(model, a_rows, layer).float()[a_where]
+                after = hidden_at(model, a_rows, a_layer).float()[a_where]
                 misdirect = misdirect + cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
             pick = torch.randperm(len(r_rows), generator=gen)[: cfg.retain_batch]
             r_hidden, keep = _shift(model, r_rows, r_where, r_base, pick, layer)
@@ -421,12 +423,12 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 g_rows, g_where, g_base, g_gen = g_keep
                 g_pick = torch.randperm(len(g_rows), generator=g_gen)[: cfg.retain_batch]
                 keep = keep + _shift(model, g_rows, g_where, g_base, g_pick, layer)[1] / r_ms
-            for kept, batch in ((n_keep, 0), (a_keep, cfg.lookup_after_batch)):
+            for kept, batch, at in ((n_keep, 0, layer), (a_keep, cfg.lookup_after_batch, a_layer)):
                 if kept is not None:
                     k_rows, k_where, k_base = kept
                     k_pick = torch.randperm(len(k_rows), generator=a_gen)[:batch] if 0 < batch < len(k_rows) \
                         else torch.arange(len(k_rows))
-                    keep = keep + _shift(model, k_rows, k_where, k_base, k_pick, layer)[1] / r_ms
+                    keep = keep + _shift(model, k_rows, k_where, k_base, k_pick, at)[1] / r_ms
             return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
                             {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())},
                             2 + (g_keep is not None) + bool(f_names) + (n_keep is not None) + (a_steer is not None)
@@ -466,7 +468,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             p.requires_grad_(flags[n])
             p.grad = None
     layers = sorted({c.layer for c in components})
-    return outcome, {"stage": "lookup_misdirection", "layer": layer, "steer": cfg.lookup_steer,
+    return outcome, {"stage": "lookup_misdirection", "layer": layer, "after_layer": a_layer, "steer": cfg.lookup_steer,
                      "neurons": len(components),
                      "neuron_layers": {str(lay): sum(c.layer == lay for c in components) for lay in layers},
                      "trainable": deltas.n_trainable, "kept_texts": len(g_texts), "steps": outcome.steps,
