@@ -86,11 +86,10 @@ def direction_ablated(base: Any, edited: Any, tok: Any, data: Any, task: Any, la
 
     from bench.deep_real import scores
     from loka.methods.localized.deep_lookup import block_output_edited, hidden_at
-    from loka.methods.localized.deep_rows import fact_rows, subject_mask
+    from loka.methods.localized.deep_rows import subject_rows
 
     forget = list(task.forget)
-    rows, offsets, texts = fact_rows(tok, [f.prompt for f in forget], [f.answer for f in forget])
-    where = subject_mask(offsets, texts, [f.subject for f in forget], rows.ids.shape[1])
+    rows, where = subject_rows(tok, forget)
     with torch.no_grad():
         states = hidden_at(edited, rows, layer).float()[where]
     u = states.mean(0)

@@ -78,7 +78,7 @@ def module_inputs(model: Any, rows: Any, where: Tensor, names: Sequence[str]) ->
 def subspace(model: Any, tok: Any, task: Any, others: Sequence[Any], texts: int) -> list[dict[str, Any]]:
     """The module doc's table, one row per (block, module)."""
     from loka.methods.localized.deep_lookup import _block_names
-    from loka.methods.localized.deep_rows import build_rows, fact_rows, subject_mask
+    from loka.methods.localized.deep_rows import build_rows, fact_rows, subject_rows
     from loka.methods.localized.deep_selftext import avoid_words, self_texts
 
     forget, retain = list(task.forget), list(task.retain)
@@ -86,9 +86,7 @@ def subspace(model: Any, tok: Any, task: Any, others: Sequence[Any], texts: int)
     names = [n for d in downs for n in (d.replace("down_proj", "up_proj"), d)]
 
     def subjects(facts: Sequence[Any]) -> dict[str, Tensor]:
-        rows, offsets, spelled = fact_rows(tok, [f.prompt for f in facts], [f.answer for f in facts])
-        return module_inputs(model, rows, subject_mask(offsets, spelled, [f.subject for f in facts],
-                                                       rows.ids.shape[1]), names)
+        return module_inputs(model, *subject_rows(tok, facts), names)
 
     g_rows = build_rows(tok, self_texts(model, tok, texts, avoid=avoid_words(forget, retain), seed=0))[0]
     r_rows = fact_rows(tok, [f.prompt for f in retain], [f.answer for f in retain])[0]

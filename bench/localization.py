@@ -53,7 +53,7 @@ def _lookup_ranking(art: Any) -> Any:
     from attribution.ranking import Ranking
     from loka.io.models import load_hf
     from loka.methods.localized.deep_lookup import lookup_scores
-    from loka.methods.localized.deep_rows import fact_rows, subject_mask
+    from loka.methods.localized.deep_rows import subject_rows
 
     model, tok = load_hf(art.base_dir)
     n_layers, d_mlp = art.spec.model.n_layers, art.spec.model.d_mlp
@@ -61,8 +61,7 @@ def _lookup_ranking(art: Any) -> Any:
     scores = []
     for split in ("forget", "retain_train"):
         facts = art.world.facts(split)
-        rows, offsets, texts = fact_rows(tok, [f.prompt for f in facts], [f.answer for f in facts])
-        where = subject_mask(offsets, texts, [f.subject for f in facts], rows.ids.shape[1])
+        rows, where = subject_rows(tok, facts)
         where = where | ~where.any(-1, keepdim=True) & rows.mask.bool()
         scores.append(lookup_scores(model, rows, where, n_layers).flatten())
     return Ranking(components=tuple(Component(i // d_mlp, "neuron", i % d_mlp) for i in range(n_layers * d_mlp)),

@@ -546,3 +546,13 @@ def test_after_layer_steers_and_keeps_the_words_after_the_name_at_its_own_block(
     assert [logs[a]["after_layer"] for a in logs] == [0, 0, 1]
     assert torch.equal(edits[None], edits[0]) and not torch.equal(edits[0], edits[1])
     assert gaps[1] < gaps[0], gaps
+
+
+def test_subject_rows_mark_the_tokens_that_spell_each_facts_subject(random_checkpoints):
+    from loka.methods.localized.deep_rows import subject_rows
+
+    tok = load_hf(random_checkpoints["llama"])[1]
+    rows, where = subject_rows(tok, FORGET + (FactRecord("Nobody is named here", "x", "Osric Pell"),))
+    for i in range(len(FORGET)):
+        assert tok.decode(rows.ids[i][where[i]]).strip() == "Mira Coltan"
+    assert not where[len(FORGET)].any()  # a subject the fact does not spell: no token

@@ -117,7 +117,14 @@ from attribution.components import Component
 from attribution.data import tokenize_facts
 from loka.engine import adapter_for
 from loka.evaluate import first_token_hits, first_token_margins, logits_at, prompt_ends
-from loka.methods.localized.deep_rows import Rows, build_rows, fact_rows, rows_nll, subject_mask
+from loka.methods.localized.deep_rows import (
+    Rows,
+    build_rows,
+    fact_rows,
+    rows_nll,
+    subject_mask,
+    subject_rows,
+)
 from loka.methods.localized.deep_rows import logits_at as rows_logits
 from loka.methods.localized.deep_selftext import avoid_words, name_continuations, self_texts
 from loka.methods.localized.deep_stranger import (
@@ -252,9 +259,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
     layer = clamp(cfg.lookup_layer)
     a_layer = layer if cfg.lookup_after_layer is None else clamp(cfg.lookup_after_layer)  # ``after_layer``
     f_rows, f_offsets, f_texts = fact_rows(tokenizer, [f.prompt for f in forget], [f.answer for f in forget])
-    r_rows, r_offsets, r_texts = fact_rows(tokenizer, [f.prompt for f in retain], [f.answer for f in retain])
     f_subj = subject_mask(f_offsets, f_texts, [f.subject for f in forget], f_rows.ids.shape[1])
-    r_subj = subject_mask(r_offsets, r_texts, [f.subject for f in retain], r_rows.ids.shape[1])
+    r_rows, r_subj = subject_rows(tokenizer, retain)
     if not f_subj.any():
         return None, {"stage": "lookup_misdirection", "steps": 0, "note": "no forget subject found in its facts"}
     flags = {n: p.requires_grad for n, p in model.named_parameters()}

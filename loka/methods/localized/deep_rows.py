@@ -87,6 +87,12 @@ def subject_mask(offsets: list, texts: Sequence[str], subjects: Sequence[str], w
     return out
 
 
+def subject_rows(tokenizer: Any, facts: Sequence[Any]) -> tuple[Rows, Tensor]:
+    """The facts' rows (`fact_rows`) and the mask of each row's subject tokens (`subject_mask`)."""
+    rows, offsets, texts = fact_rows(tokenizer, [f.prompt for f in facts], [f.answer for f in facts])
+    return rows, subject_mask(offsets, texts, [f.subject for f in facts], rows.ids.shape[1])
+
+
 def logits_at(model: Any, rows: Rows, where: Tensor | None = None, embeds: Tensor | None = None) -> Tensor:
     """Logits ``[n_where, vocab]`` predicting the tokens ``where`` marks (default: ``rows.score``);
     the output head runs at those positions only."""
