@@ -84,6 +84,10 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    Tried on SmolLM2 and not adopted (BENCHMARKS.md round 16: seed 0's first two directions stopped
    at the retain budget with 14 and 5 of 32 trained facts left — the fact texts share their
    template words with the retain facts' — and the round was stopped unmeasured).
+   With ``after_layer`` (off: ``layer``), the after-name term is measured after a block of its own,
+   the subject tokens still steered after ``layer``. Tried on SmolLM2 and not adopted (BENCHMARKS.md
+   screen 19: at block 6 under the default's block 8, Barty Crouch's reverse query still answered
+   on seed 1, every neighbour kept — steering block 6 forgets it through the subject tokens).
 
 7. **One direction per subject** (``per_subject``, off): each forget subject draws ``directions``
    of its own and its tokens go towards the best-probed of them, instead of every subject towards
