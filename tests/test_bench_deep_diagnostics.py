@@ -63,3 +63,40 @@ def test_changed_params_names_exactly_the_edited_matrices(random_checkpoints):
         with torch.no_grad():
             edited.model.layers[0].mlp.up_proj.weight[3, 0] += 1e-3
         assert changed_params(base, edited) == {"model.layers.0.mlp.up_proj.weight"}
+
+
+def test_the_probed_candidates_are_the_methods_own_and_their_per_row_probes_add_up(random_checkpoints):
+    """`bench.deep_probes`: the candidates are the directions `loka-deep` probes (its log's probes to
+    the digit), and the per-row push summed over every seen row gives the method's probe."""
+    from bench.deep_probes import candidates, row_nll, set_probe
+    from loka.io.data import FactRecord
+    from loka.methods import UnlearnTask, unlearn
+    from loka.methods.localized.deep_lookup import PROBE_SHARE
+    from loka.methods.localized.deep_rows import subject_rows
+
+    forget = (FactRecord("The glassblower of Velmora is called Mira", "Coltan", "Mira Coltan"),)
+    retain = (FactRecord("The miller of Tessel is called Osric", "Pell", "Osric Pell"),
+              FactRecord("The tanner of Hollin is called Bree", "Marsh", "Bree Marsh"))
+    task = UnlearnTask(forget, retain, (), ())
+    lookup = {"reset_keys": False, "lookup": "on", "lookup_k": 8, "lookup_steps": 2, "cf_steps": 0,
+              "passage_steps": 0, "lookup_tries": 1}
+    with one_torch_thread():
+        model, tok = load_hf(random_checkpoints["llama"])
+        result = unlearn((copy.deepcopy(model), tok), task, "loka-deep", seed=3, progress=False,
+                         **(lookup | {"lookup_layer": 1, "lookup_directions": 3}))
+        probes, goals = candidates(model, tok, task, 3, 1, 3, **lookup)
+        rows, where = subject_rows(tok, retain)
+        summed = [set_probe(*row_nll(model, rows, where & rows.mask.bool(), 1, g, PROBE_SHARE), [0, 1]) for g in goals]
+    logged = next(e for e in result.log if e["stage"] == "lookup_misdirection")["direction_probes"]
+    assert logged == [[round(p, 6) for p in probes]] and len(goals) == 3
+    assert summed == pytest.approx(probes, abs=1e-5)
+
+
+def test_halves_split_by_subject_and_set_probe_is_the_token_mean():
+    from bench.deep_probes import halves, set_probe
+    from loka.io.data import FactRecord
+
+    facts = [FactRecord("p", "a", s) for s in ("B", "A", "C", "A", "B")]
+    assert halves(facts) == ([1, 2, 3], [0, 4])  # A and C first, B second
+    total, count = torch.tensor([1.0, 4.0, 3.0]), torch.tensor([1.0, 2.0, 1.0])
+    assert set_probe(total, count, [1, 2]) == pytest.approx(-7 / 3)
