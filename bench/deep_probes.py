@@ -73,16 +73,10 @@ def row_nll(model: Any, rows: Any, where: Tensor, layer: int, goal: Tensor, shar
     """Per row, the summed NLL of its scored tokens and their count, with the states after block
     ``layer`` at ``where`` moved ``share`` of the way towards ``goal`` (`deep_lookup.pushed_logp`'s
     push, kept per row)."""
-    from loka.methods.localized.deep_lookup import block_output_edited
+    from loka.methods.localized.deep_lookup import block_output_edited, push_towards
     from loka.methods.localized.deep_rows import logits_at
 
-    def push(hidden: Tensor) -> Tensor:
-        w = where[:, : hidden.shape[1]]
-        hidden = hidden.clone()
-        hidden[w] = hidden[w] + share * (goal.to(hidden.dtype) - hidden[w])
-        return hidden
-
-    with block_output_edited(model, layer, push):
+    with block_output_edited(model, layer, push_towards(where, goal, share)):
         nll = torch.nn.functional.cross_entropy(logits_at(model, rows), rows.ids[:, 1:][rows.score], reduction="none")
     owner = rows.score.nonzero()[:, 0]
     total = torch.zeros(len(rows), dtype=nll.dtype).index_add_(0, owner, nll)

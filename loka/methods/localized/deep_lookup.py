@@ -506,16 +506,21 @@ def _stranger_goal(model: Any, tokenizer: Any, subjects: list[str], forget: Sequ
     return word_targets(texts, offsets, subjects, mask, twins, t_offsets, names, states)
 
 
-def pushed_logp(model: Any, rows: Rows, where: Tensor, layer: int, goal: Tensor, share: float) -> float:
-    """Mean log-prob of ``rows``' scored tokens with the states after block ``layer`` at ``where``
-    moved ``share`` of the way towards ``goal``: how much the answers feel a push that way."""
+def push_towards(where: Tensor, goal: Tensor, share: float) -> Callable[[Tensor], Tensor]:
+    """A `block_output_edited` edit: the states at ``where`` moved ``share`` of the way towards ``goal``."""
     def push(hidden: Tensor) -> Tensor:
         w = where[:, : hidden.shape[1]]
         hidden = hidden.clone()
         hidden[w] = hidden[w] + share * (goal.to(hidden.dtype) - hidden[w])
         return hidden
 
-    with block_output_edited(model, layer, push), torch.no_grad():
+    return push
+
+
+def pushed_logp(model: Any, rows: Rows, where: Tensor, layer: int, goal: Tensor, share: float) -> float:
+    """Mean log-prob of ``rows``' scored tokens with the states after block ``layer`` at ``where``
+    moved ``share`` of the way towards ``goal``: how much the answers feel a push that way."""
+    with block_output_edited(model, layer, push_towards(where, goal, share)), torch.no_grad():
         return -float(rows_nll(model, rows))
 
 
