@@ -13,9 +13,16 @@ cheap). Data flows one way — attribute -> edit -> verify -> report:
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 __version__ = "0.1.0"
+
+# transformers 5.25 swaps layers for Hugging Face hub kernels on every load unless USE_HUB_KERNELS says
+# no. LOKA hooks and edits the reference modules (an MLP's activations and weights), promises the same
+# weights bit for bit in every process, must not reach for the hub, and checks a checkpoint on the meta
+# device, where kernelizing fails ("Unsupported device type 'meta'"). Off unless the user set it.
+os.environ.setdefault("USE_HUB_KERNELS", "0")
 
 # name -> module that defines it; `loka.__getattr__` imports the module on first use.
 _EXPORTS: dict[str, str] = {
