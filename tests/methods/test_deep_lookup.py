@@ -556,3 +556,50 @@ def test_subject_rows_mark_the_tokens_that_spell_each_facts_subject(random_check
     for i in range(len(FORGET)):
         assert tok.decode(rows.ids[i][where[i]]).strip() == "Mira Coltan"
     assert not where[len(FORGET)].any()  # a subject the fact does not spell: no token
+
+
+def test_name_layer_steers_the_names_own_tokens_to_the_strangers_at_a_lower_block(random_checkpoints):
+    """``lookup_name_layer``: in the after-name texts the name's own tokens are pulled, after a
+    lower block, to the stranger's tokens of the same word (`name_targets`: the mask spells the
+    name; with the name as its own stranger each target is its own word's mean); the edit differs
+    from the one without it and brings those tokens closer to the stranger's there."""
+    from loka.methods.localized.deep_lookup import hidden_at
+    from loka.methods.localized.deep_rows import build_rows
+    from loka.methods.localized.deep_stranger import (
+        assign,
+        fixed_stems,
+        name_targets,
+        stem_rows,
+        strangers,
+    )
+
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        subjects, stems = fixed_stems(["Mira Coltan"])
+        rows = stem_rows(tok, subjects, stems)[0]
+        states = torch.randn(*rows.ids.shape, 5)
+        mask, own = name_targets(tok, subjects, subjects, stems, states)
+        offsets = build_rows(tok, [s + stem for s, stem in zip(subjects, stems, strict=True)])[1]
+        expected = []
+        for i in range(len(subjects)):
+            assert tok.decode(rows.ids[i][mask[i]]).strip() == "Mira Coltan"
+            words = [[t for t, (s, e) in enumerate(offsets[i]) if s >= 0 and s < b and e > a] for a, b in ((0, 4), (5, 11))]
+            expected += [states[i, next(w for w in words if t in w)].mean(0) for t in mask[i].nonzero().flatten().tolist()]
+        assert own.shape == (int(mask.sum()), 5) and torch.allclose(own, torch.stack(expected))
+        names = assign(subjects, strangers(FORGET, RETAIN))
+        t_rows = stem_rows(tok, names, stems)[0]
+        with torch.no_grad():
+            where, goal = name_targets(tok, subjects, names, stems, hidden_at(model, t_rows, 0).float())
+        logs, edits, gaps = {}, {}, {}
+        for name_layer in (None, 0):
+            edited = copy.deepcopy(model)
+            result = unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                             **(LOOKUP | {"lookup_layer": 1, "lookup_after_name": 1.0, "lookup_name_layer": name_layer,
+                                          "lookup_steps": 20}))
+            logs[name_layer] = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+            edits[name_layer] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
+            with torch.no_grad():
+                gaps[name_layer] = float((hidden_at(edited, rows, 0).float()[where] - goal).pow(2).sum(-1).mean())
+    assert [logs[n]["name_layer"] for n in logs] == [None, 0]
+    assert not torch.equal(edits[None], edits[0])
+    assert gaps[0] < gaps[None], gaps

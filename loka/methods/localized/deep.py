@@ -97,6 +97,10 @@ class Config(MethodConfig):
     lookup_after_layer: int | None = knob(
         None, help="with lookup_after_name: block whose output the after-name term steers and keeps (negative: "
                    "from the top; none: lookup_layer)")
+    lookup_name_layer: int | None = knob(
+        None, help="with lookup_after_name: also steer the name's own tokens in the after-name texts to their "
+                   "stranger's after this (lower) block, and keep the retain names' texts there (negative: from "
+                   "the top; none: off)")
     lookup_after_texts: int = knob(
         0, ge=0, help="with lookup_after_name: up to n continuations the base model writes itself after each name "
                       "instead of the fixed short stems (0: the stems)")

@@ -136,6 +136,7 @@ from loka.methods.localized.deep_stranger import (
     assign,
     fact_stems,
     fixed_stems,
+    name_targets,
     stem_rows,
     strangers,
     twin_texts,
@@ -322,6 +323,12 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             # the same words after each retain name kept
             a_steer: tuple[Rows, Tensor, Tensor, Tensor] | None = None
             a_keep: tuple[Rows, Tensor, Tensor] | None = None
+            # ``name_layer``: the name's own tokens in those texts steered to the stranger's after a lower block
+            # (what the words after the name read of it below ``layer``), the retain names' texts kept there
+            n_layer = None if cfg.lookup_name_layer is None else clamp(cfg.lookup_name_layer)
+            nm_steer: tuple[Tensor, Tensor, Tensor] | None = None
+            nm_keep: tuple[Rows, Tensor, Tensor] | None = None
+            n_at = layer if n_layer is None else n_layer
             a_gen = torch.Generator().manual_seed(gen.initial_seed() + 4)  # ``after_batch``: its own stream
             if cfg.lookup_after_name > 0:
                 f_subjects = sorted({f.subject for f in forget if f.subject})
@@ -340,16 +347,23 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                     f_pairs = (f_pairs[0] + f_facts[0], f_pairs[1] + f_facts[1])
                     k_pairs = (k_pairs[0] + k_facts[0], k_pairs[1] + k_facts[1])
                 if f_pairs[0]:  # (every sampled continuation may have been empty)
-                    a_rows, a_where, t_rows, t_where = after_name(
-                        tokenizer, f_pairs[0], assign(f_pairs[0], strangers(forget, retain)), f_pairs[1])
+                    a_names = assign(f_pairs[0], strangers(forget, retain))
+                    a_rows, a_where, t_rows, t_where = after_name(tokenizer, f_pairs[0], a_names, f_pairs[1])
                     a_goal = hidden_at(model, t_rows, a_layer).float()[t_where]
                     a_ms = (hidden_at(model, a_rows, a_layer).float()[a_where] - a_goal).pow(2).sum(-1).mean()
                     a_steer = (a_rows, a_where, a_goal, a_ms)  # the term starts at 1
+                    if n_layer is not None:  # ``name_layer``: the name's own tokens there, towards the stranger's
+                        nm_where, nm_goal = name_targets(tokenizer, f_pairs[0], a_names, f_pairs[1],
+                                                         hidden_at(model, t_rows, n_at).float())
+                        nm_ms = (hidden_at(model, a_rows, n_at).float()[nm_where] - nm_goal).pow(2).sum(-1).mean()
+                        nm_steer = (nm_where, nm_goal, nm_ms)
                 if a_steer is not None and k_pairs[0]:
                     k_rows = stem_rows(tokenizer, *k_pairs)[0]
                     k_where = k_rows.mask.bool()  # the name and the words after it
                     k_where[:, 0] = False  # BOS
                     a_keep = (k_rows, k_where, hidden_at(model, k_rows, a_layer).float()[k_where])
+                    if nm_steer is not None:
+                        nm_keep = (k_rows, k_where, hidden_at(model, k_rows, n_at).float()[k_where])
         f_ms, r_ms = f_base.pow(2).sum(-1).mean(), r_base.pow(2).sum(-1).mean()
         stranger = None
         if cfg.lookup_steer == "stranger":
@@ -419,6 +433,10 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 a_rows, a_where, a_goal, a_ms = a_steer
                 after = hidden_at(model, a_rows, a_layer).float()[a_where]
                 misdirect = misdirect + cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
+                if nm_steer is not None:
+                    nm_where, nm_goal, nm_ms = nm_steer
+                    low = hidden_at(model, a_rows, n_at).float()[nm_where]
+                    misdirect = misdirect + cfg.lookup_after_name * (low - nm_goal).pow(2).sum(-1).mean() / nm_ms
             pick = torch.randperm(len(r_rows), generator=gen)[: cfg.retain_batch]
             r_hidden, keep = _shift(model, r_rows, r_where, r_base, pick, layer)
             keep = keep / r_ms
@@ -433,7 +451,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 g_rows, g_where, g_base, g_gen = g_keep
                 g_pick = torch.randperm(len(g_rows), generator=g_gen)[: cfg.retain_batch]
                 keep = keep + _shift(model, g_rows, g_where, g_base, g_pick, layer)[1] / r_ms
-            for kept, batch, at in ((n_keep, 0, layer), (a_keep, cfg.lookup_after_batch, a_layer)):
+            for kept, batch, at in ((n_keep, 0, layer), (a_keep, cfg.lookup_after_batch, a_layer),
+                                    (nm_keep, cfg.lookup_after_batch, n_at)):
                 if kept is not None:
                     k_rows, k_where, k_base = kept
                     k_pick = torch.randperm(len(k_rows), generator=a_gen)[:batch] if 0 < batch < len(k_rows) \
@@ -442,7 +461,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
                             {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())},
                             2 + (g_keep is not None) + bool(f_names) + (n_keep is not None) + (a_steer is not None)
-                            + (a_keep is not None))
+                            + (a_keep is not None) + 2 * (nm_steer is not None))
 
         forget_acc = lambda: _accuracy(model, f_batch)  # noqa: E731
         settings = LoopSettings(lr=cfg.lookup_lr, target=cfg.lookup_target, eval_every=1,
@@ -478,7 +497,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             p.requires_grad_(flags[n])
             p.grad = None
     layers = sorted({c.layer for c in components})
-    return outcome, {"stage": "lookup_misdirection", "layer": layer, "after_layer": a_layer, "steer": cfg.lookup_steer,
+    return outcome, {"stage": "lookup_misdirection", "layer": layer, "after_layer": a_layer, "name_layer": n_layer,
+                     "steer": cfg.lookup_steer,
                      "neurons": len(components),
                      "neuron_layers": {str(lay): sum(c.layer == lay for c in components) for lay in layers},
                      "trainable": deltas.n_trainable, "kept_texts": len(g_texts), "steps": outcome.steps,

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from loka.methods.localized.deep_rows import Rows, build_rows
+from loka.methods.localized.deep_rows import Rows, build_rows, subject_mask
 from loka.methods.localized.deep_selftext import avoid_words, spells_any
 
 # Common first names and surnames, combined so that none names a well-known person or character.
@@ -123,6 +123,19 @@ def stem_rows(tokenizer: Any, subjects: Sequence[str], stems: Sequence[str]) -> 
     rows = build_rows(tokenizer, [s + stem for s, stem in zip(subjects, stems, strict=True)],
                       [len(s) for s in subjects])[0]
     return rows, torch.nn.functional.pad(rows.score, (1, 0))  # ``score[t]`` marks the token at ``t + 1``
+
+
+def name_targets(tokenizer: Any, subjects: Sequence[str], names: Sequence[str], stems: Sequence[str],
+                 twin_states: Tensor) -> tuple[Tensor, Tensor]:
+    """The mask of each name's own tokens in `stem_rows` of ``subjects`` and, in ``states[mask]``'s
+    order, each token's target: the mean of ``twin_states`` (the states of `stem_rows` of the
+    strangers ``names`` with the same stems) over the stranger's tokens of the same word."""
+    texts = [s + stem for s, stem in zip(subjects, stems, strict=True)]
+    twins = [n + stem for n, stem in zip(names, stems, strict=True)]
+    rows, offsets = build_rows(tokenizer, texts, [len(s) for s in subjects])
+    t_offsets = build_rows(tokenizer, twins, [len(n) for n in names])[1]
+    mask = subject_mask(offsets, texts, subjects, rows.ids.shape[1])
+    return mask, word_targets(texts, offsets, subjects, mask, twins, t_offsets, names, twin_states)
 
 
 def after_name(tokenizer: Any, subjects: Sequence[str], names: Sequence[str], stems: Sequence[str]
