@@ -89,6 +89,12 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    screen 19: at block 6 under the default's block 8, Barty Crouch's reverse query still answered
    on seed 1, every neighbour kept — steering block 6 forgets it through the subject tokens).
 
+   With ``name_layer`` N (off), the name's own tokens in those after-name texts are steered too,
+   after the lower block N, to their stranger's word-aligned states there (weight ``name_weight``),
+   and the retain names' after-name texts are kept after block N as well: what the words after
+   the name read of it is the name's states below ``layer``. On SmolLM2's base model, Barty
+   Crouch's reverse query goes once the name reads as a stranger's after block 4 (not after 6-8).
+
 7. **One direction per subject** (``per_subject``, off): each forget subject draws ``directions``
    of its own and its tokens go towards the best-probed of them, instead of every subject towards
    one shared direction. The relearning attack trains on half the forget subjects and tests the
@@ -436,7 +442,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 if nm_steer is not None:
                     nm_where, nm_goal, nm_ms = nm_steer
                     low = hidden_at(model, a_rows, n_at).float()[nm_where]
-                    misdirect = misdirect + cfg.lookup_after_name * (low - nm_goal).pow(2).sum(-1).mean() / nm_ms
+                    misdirect = misdirect + cfg.lookup_name_weight * (low - nm_goal).pow(2).sum(-1).mean() / nm_ms
             pick = torch.randperm(len(r_rows), generator=gen)[: cfg.retain_batch]
             r_hidden, keep = _shift(model, r_rows, r_where, r_base, pick, layer)
             keep = keep / r_ms
