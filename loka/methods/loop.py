@@ -177,7 +177,7 @@ def _run(model, loss_fn, cfg, total_steps, named, frozen, optimizer, guard, out,
                                  f"weights after step {guard.snapshot_step}")
                 return False
             entry["forget_accuracy"] = _evaluate(model, forget_accuracy, out)
-            if entry["forget_accuracy"] <= cfg.target:
+            if cfg.target is not None and entry["forget_accuracy"] <= cfg.target:
                 out.stopped = "target"
                 return False
         if on_step is not None and on_step(step, entry):

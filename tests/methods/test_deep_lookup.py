@@ -603,3 +603,17 @@ def test_name_layer_steers_the_names_own_tokens_to_the_strangers_at_a_lower_bloc
     assert [logs[n]["name_layer"] for n in logs] == [None, 0]
     assert not torch.equal(edits[None], edits[0])
     assert gaps[0] < gaps[None], gaps
+
+
+def test_name_steps_run_the_name_term_alone_after_the_forget_target(random_checkpoints):
+    """``lookup_name_steps``: once the forget target is reached, more steps of the name term alone
+    (keeps and retain budget on) bring it lower; they are counted in the method's steps and logged."""
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        result = unlearn((model, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                         **(LOOKUP | {"lookup_layer": 1, "lookup_after_name": 1.0, "lookup_name_layer": 0,
+                                      "lookup_name_steps": 10, "lookup_steps": 20}))
+    entry = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+    phase = entry["name_phase"]
+    assert phase["steps"] > 0 and phase["term_end"] < phase["term_start"], phase
+    assert result.steps == sum(t["steps"] for t in entry["tries"]) + phase["steps"]

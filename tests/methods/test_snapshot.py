@@ -157,3 +157,16 @@ def test_a_large_models_guard_restores_its_last_good_weights_from_disk(monkeypat
     in_memory, _ = run(10**12)
     assert all(torch.equal(v, in_memory[k]) for k, v in on_disk.items())
     run(0, disk_fills_at=3)  # the refresh before step 3 fails: kept in memory, restored all the same
+
+
+def test_a_retain_budget_without_a_forget_target_runs_every_step_and_logs_forget_accuracy():
+    """``retain_floor`` with ``target=None`` (`loka-deep`'s ``lookup_name_steps``): the budget is
+    checked, nothing stops on forget accuracy, which is still measured and logged each step."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    x = torch.randn(16, 4)
+    out = optimise(model, lambda step: StepLoss(model(x).pow(2).mean()),
+                   LoopSettings(lr=1e-2, target=None, retain_floor=0.5), total_steps=4, progress=False,
+                   forget_accuracy=lambda: 0.0, retain_accuracy=lambda: 1.0)
+    assert out.steps == 4 and out.stopped != "target"
+    assert [e["forget_accuracy"] for e in out.log if "forget_accuracy" in e] == [0.0] * 4

@@ -102,6 +102,9 @@ class Config(MethodConfig):
                    "stranger's after this (lower) block, and keep the retain names' texts there (negative: from "
                    "the top; none: off)")
     lookup_name_weight: float = knob(1.0, ge=0, help="with lookup_name_layer: weight of that name term")
+    lookup_name_steps: int = knob(
+        0, ge=0, help="with lookup_name_layer: steps of the name term alone (the keeps and the retain budget on) "
+                      "after the forget target is reached")
     lookup_after_texts: int = knob(
         0, ge=0, help="with lookup_after_name: up to n continuations the base model writes itself after each name "
                       "instead of the fixed short stems (0: the stems)")

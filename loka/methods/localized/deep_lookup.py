@@ -94,6 +94,9 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    and the retain names' after-name texts are kept after block N as well: what the words after
    the name read of it is the name's states below ``layer``. On SmolLM2's base model, Barty
    Crouch's reverse query goes once the name reads as a stranger's after block 4 (not after 6-8).
+   With ``name_steps`` n (off), once the forget target is reached, up to n more steps train the
+   name term alone, the keeps and the retain budget still on (the forget target stops the stage
+   long before the name term gets far: BENCHMARKS.md screens 22-23).
 
 7. **One direction per subject** (``per_subject``, off): each forget subject draws ``directions``
    of its own and its tokens go towards the best-probed of them, instead of every subject towards
@@ -430,19 +433,30 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             tokenize_facts(tokenizer, [f.prompt for f in b_facts], [f.answer for f in b_facts])
         floor = cfg.lookup_retain_budget * _accuracy(model, b_batch)
 
+        def name_term() -> Tensor:
+            """``name_layer``: the forget names' own tokens after block ``n_at`` against their stranger's."""
+            assert a_steer is not None and nm_steer is not None
+            nm_where, nm_goal, nm_ms = nm_steer
+            low = hidden_at(model, a_steer[0], n_at).float()[nm_where]
+            return cfg.lookup_name_weight * (low - nm_goal).pow(2).sum(-1).mean() / nm_ms
+
+        name_only = [False]  # ``name_steps``: after the forget target, the name term alone (and the keeps)
+
         def loss_fn(step: int) -> StepLoss:
-            f_all = hidden_at(model, f_rows, layer).float()
-            steered = torch.cat([f_all[f_subj], hidden_at(model, n_rows, layer).float()[n_subj]]) \
-                if f_names else f_all[f_subj]
-            misdirect = (steered - goal).pow(2).sum(-1).mean() / goal_ms
-            if a_steer is not None:
-                a_rows, a_where, a_goal, a_ms = a_steer
-                after = hidden_at(model, a_rows, a_layer).float()[a_where]
-                misdirect = misdirect + cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
-                if nm_steer is not None:
-                    nm_where, nm_goal, nm_ms = nm_steer
-                    low = hidden_at(model, a_rows, n_at).float()[nm_where]
-                    misdirect = misdirect + cfg.lookup_name_weight * (low - nm_goal).pow(2).sum(-1).mean() / nm_ms
+            f_all = hidden_at(model, f_rows, layer).float() if f_ctx.any() or not name_only[0] else None
+            if name_only[0]:
+                misdirect = name_term()
+            else:
+                assert f_all is not None
+                steered = torch.cat([f_all[f_subj], hidden_at(model, n_rows, layer).float()[n_subj]]) \
+                    if f_names else f_all[f_subj]
+                misdirect = (steered - goal).pow(2).sum(-1).mean() / goal_ms
+                if a_steer is not None:
+                    a_rows, a_where, a_goal, a_ms = a_steer
+                    after = hidden_at(model, a_rows, a_layer).float()[a_where]
+                    misdirect = misdirect + cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
+                    if nm_steer is not None:
+                        misdirect = misdirect + name_term()
             pick = torch.randperm(len(r_rows), generator=gen)[: cfg.retain_batch]
             r_hidden, keep = _shift(model, r_rows, r_where, r_base, pick, layer)
             keep = keep / r_ms
@@ -452,6 +466,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 name_h = r_hidden[r_name[pick, :width]].float()
                 keep = keep + cfg.lookup_keep_subject * (name_h - name_ref).pow(2).sum(-1).mean() / r_ms
             if f_ctx.any():
+                assert f_all is not None
                 keep = keep + (f_all[f_ctx] - f_ctx_base).pow(2).sum(-1).mean() / r_ms
             if g_keep is not None:
                 g_rows, g_where, g_base, g_gen = g_keep
@@ -473,6 +488,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
         settings = LoopSettings(lr=cfg.lookup_lr, target=cfg.lookup_target, eval_every=1,
                                 retain_floor=floor)
         tries: list[tuple[float, Outcome]] = []
+        name_phase: dict[str, Any] | None = None
+        extra: list[Outcome] = []  # ``name_steps``' loop
         best: tuple[int, list[Tensor]] | None = None  # the try that forgot most (the first of equals), its deltas
         with deltas.attached(model):
             # a direction that stops at the retain budget before forgetting is dropped and another one drawn
@@ -494,10 +511,21 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             with torch.no_grad():  # the try that forgot the most (the first to reach the target)
                 for (_, p), kept in zip(deltas.named(), best[1], strict=True):
                     p.copy_(kept)
+            if cfg.lookup_name_steps and nm_steer is not None:  # the name term on, the keeps and budget still
+                name_only[0] = True
+                name_start = float(name_term().detach())
+                more = optimise(model, loss_fn, dataclasses.replace(settings, target=None),
+                                total_steps=cfg.lookup_name_steps, params=deltas.named(), forget_accuracy=forget_acc,
+                                retain_accuracy=lambda: _accuracy(model, b_batch), progress=False,
+                                desc="lookup name steps")
+                name_phase = {"steps": more.steps, "stopped": more.stopped, "term_start": round(name_start, 4),
+                              "term_end": round(float(name_term().detach()), 4), "forget_accuracy": forget_acc()}
+                extra.append(more)
         deltas.merge(model)
-        outcome = dataclasses.replace(tries[best[0]][1], steps=sum(o.steps for _, o in tries),
-                                      forward_passes=sum(o.forward_passes for _, o in tries),
-                                      backward_passes=sum(o.backward_passes for _, o in tries))
+        runs = [o for _, o in tries] + extra
+        outcome = dataclasses.replace(tries[best[0]][1], steps=sum(o.steps for o in runs),
+                                      forward_passes=sum(o.forward_passes for o in runs),
+                                      backward_passes=sum(o.backward_passes for o in runs))
     finally:
         for n, p in model.named_parameters():
             p.requires_grad_(flags[n])
@@ -511,7 +539,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "stopped": outcome.stopped,
                      "tries": [{"steps": o.steps, "stopped": o.stopped, "forget_accuracy": round(a, 4)}
                                for a, o in tries],
-                     "budget_facts": len(b_facts), "name_rows": len(f_names),
+                     "budget_facts": len(b_facts), "name_rows": len(f_names), "name_phase": name_phase,
                      "after_name_tokens": 0 if a_steer is None else int(a_steer[1].sum()),
                      "after_name_keep_rows": 0 if a_keep is None else len(a_keep[0]),
                      "direction_probes": [[round(p, 6) for p in ps] for ps in probes],
