@@ -481,8 +481,9 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                     keep = keep + _shift(model, k_rows, k_where, k_base, k_pick, at)[1] / r_ms
             return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
                             {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())},
-                            2 + (g_keep is not None) + bool(f_names) + (n_keep is not None) + (a_steer is not None)
-                            + (a_keep is not None) + 2 * (nm_steer is not None))
+                            (f_all is not None) + 1 + (g_keep is not None) + (n_keep is not None) + (a_keep is not None)
+                            + (nm_keep is not None) + (1 if name_only[0] else
+                                                       bool(f_names) + (a_steer is not None) + (nm_steer is not None)))
 
         forget_acc = lambda: _accuracy(model, f_batch)  # noqa: E731
         settings = LoopSettings(lr=cfg.lookup_lr, target=cfg.lookup_target, eval_every=1,
