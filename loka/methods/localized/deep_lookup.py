@@ -440,26 +440,12 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             low = hidden_at(model, a_steer[0], n_at).float()[nm_where]
             return cfg.lookup_name_weight * (low - nm_goal).pow(2).sum(-1).mean() / nm_ms
 
-        name_only = [False]  # ``name_steps``: after the forget target, the name term alone (and the keeps)
-
-        def loss_fn(step: int) -> StepLoss:
-            f_all = hidden_at(model, f_rows, layer).float() if f_ctx.any() or not name_only[0] else None
-            if name_only[0]:
-                misdirect = name_term()
-            else:
-                assert f_all is not None
-                steered = torch.cat([f_all[f_subj], hidden_at(model, n_rows, layer).float()[n_subj]]) \
-                    if f_names else f_all[f_subj]
-                misdirect = (steered - goal).pow(2).sum(-1).mean() / goal_ms
-                if a_steer is not None:
-                    a_rows, a_where, a_goal, a_ms = a_steer
-                    after = hidden_at(model, a_rows, a_layer).float()[a_where]
-                    misdirect = misdirect + cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
-                    if nm_steer is not None:
-                        misdirect = misdirect + name_term()
+        def keep_terms(f_all: Tensor | None) -> tuple[Tensor, int]:
+            """The keep terms (each over ``r_ms``) and the forward passes they ran; ``f_all``: the
+            forget rows' states after block ``layer`` (needed with ``keep_context``)."""
             pick = torch.randperm(len(r_rows), generator=gen)[: cfg.retain_batch]
             r_hidden, keep = _shift(model, r_rows, r_where, r_base, pick, layer)
-            keep = keep / r_ms
+            keep, passes = keep / r_ms, 1
             width = r_hidden.shape[1]
             if r_name[pick, :width].any():
                 name_ref = r_name_base[_flat_index(r_name, pick, width)]
@@ -472,18 +458,42 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 g_rows, g_where, g_base, g_gen = g_keep
                 g_pick = torch.randperm(len(g_rows), generator=g_gen)[: cfg.retain_batch]
                 keep = keep + _shift(model, g_rows, g_where, g_base, g_pick, layer)[1] / r_ms
-            for kept, batch, at in ((n_keep, 0, layer), (a_keep, cfg.lookup_after_batch, a_layer),
-                                    (nm_keep, cfg.lookup_after_batch, n_at)):
-                if kept is not None:
-                    k_rows, k_where, k_base = kept
+                passes += 1
+            for kept_rows, batch, at in ((n_keep, 0, layer), (a_keep, cfg.lookup_after_batch, a_layer),
+                                         (nm_keep, cfg.lookup_after_batch, n_at)):
+                if kept_rows is not None:
+                    k_rows, k_where, k_base = kept_rows
                     k_pick = torch.randperm(len(k_rows), generator=a_gen)[:batch] if 0 < batch < len(k_rows) \
                         else torch.arange(len(k_rows))
                     keep = keep + _shift(model, k_rows, k_where, k_base, k_pick, at)[1] / r_ms
+                    passes += 1
+            return keep, passes
+
+        def step_loss(misdirect: Tensor, keep: Tensor, passes: int) -> StepLoss:
             return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
-                            {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())},
-                            (f_all is not None) + 1 + (g_keep is not None) + (n_keep is not None) + (a_keep is not None)
-                            + (nm_keep is not None) + (1 if name_only[0] else
-                                                       bool(f_names) + (a_steer is not None) + (nm_steer is not None)))
+                            {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())}, passes)
+
+        def loss_fn(step: int) -> StepLoss:
+            f_all = hidden_at(model, f_rows, layer).float()
+            steered = torch.cat([f_all[f_subj], hidden_at(model, n_rows, layer).float()[n_subj]]) \
+                if f_names else f_all[f_subj]
+            misdirect = (steered - goal).pow(2).sum(-1).mean() / goal_ms
+            if a_steer is not None:
+                a_rows, a_where, a_goal, a_ms = a_steer
+                after = hidden_at(model, a_rows, a_layer).float()[a_where]
+                misdirect = misdirect + cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
+                if nm_steer is not None:
+                    misdirect = misdirect + name_term()
+            keep, passes = keep_terms(f_all)
+            return step_loss(misdirect, keep, 1 + bool(f_names) + (a_steer is not None) + (nm_steer is not None)
+                             + passes)
+
+        def name_loss(step: int) -> StepLoss:
+            """``name_steps``: after the forget target, the name term alone (and the keeps)."""
+            f_all = hidden_at(model, f_rows, layer).float() if f_ctx.any() else None
+            misdirect = name_term()
+            keep, passes = keep_terms(f_all)
+            return step_loss(misdirect, keep, (f_all is not None) + 1 + passes)
 
         forget_acc = lambda: _accuracy(model, f_batch)  # noqa: E731
         settings = LoopSettings(lr=cfg.lookup_lr, target=cfg.lookup_target, eval_every=1,
@@ -513,9 +523,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 for (_, p), kept in zip(deltas.named(), best[1], strict=True):
                     p.copy_(kept)
             if cfg.lookup_name_steps and nm_steer is not None:  # the name term on, the keeps and budget still
-                name_only[0] = True
                 name_start = float(name_term().detach())
-                more = optimise(model, loss_fn, dataclasses.replace(settings, target=None),
+                more = optimise(model, name_loss, dataclasses.replace(settings, target=None),
                                 total_steps=cfg.lookup_name_steps, params=deltas.named(), forget_accuracy=forget_acc,
                                 retain_accuracy=lambda: _accuracy(model, b_batch), progress=False,
                                 desc="lookup name steps")
