@@ -1,12 +1,13 @@
 """Could a null-space edit spare the neighbours? The preserved text's subspace, seen from the names.
 
-    python -m bench.deep_subspace [--json] [--threads 2] [--texts 48]
+    python -m bench.deep_subspace [--json] [--threads 2] [--texts 48] [--layer N]
 
 AlphaEdit (Fang et al. 2024, arXiv 2410.02355) keeps what a model knows by projecting an edit onto
 the null space of the inputs it must preserve: a weight row that changes only along directions
 those inputs do not use leaves their outputs where they were. For `loka-deep`'s lookup neurons
 on SmolLM2 that spares the unseen neighbours only if their subject tokens lie in the preserved
-inputs' subspace while the forget subjects' do not. Per block ``0..8`` (the lookup stage's), for
+inputs' subspace while the forget subjects' do not. Per block ``0..N`` (``--layer``, default
+the lookup stage's ``lookup_layer``, 8; a negative one counts from the top), for
 the inputs of the MLP's input rows (``up_proj``, the normed residual stream) and of its output
 columns (``down_proj``, the neuron activations), over preserved text (``--texts`` texts the base
 model writes itself, `deep_selftext`, plus every token of the retain facts the method sees):
@@ -35,7 +36,6 @@ from torch import Tensor
 from bench._common import finish, log, machine, parser, print_table, setup
 
 ENERGIES = (0.9, 0.99, 0.999)
-LAYERS = 9  # blocks 0..8: the lookup stage's (``lookup_layer`` 8)
 
 
 def preserved_basis(keys: Tensor) -> tuple[Tensor, Tensor]:
@@ -75,14 +75,15 @@ def module_inputs(model: Any, rows: Any, where: Tensor, names: Sequence[str]) ->
     return {n: got[n][where[:, : got[n].shape[1]]].float() for n in names}
 
 
-def subspace(model: Any, tok: Any, task: Any, others: Sequence[Any], texts: int) -> list[dict[str, Any]]:
-    """The module doc's table, one row per (block, module)."""
+def subspace(model: Any, tok: Any, task: Any, others: Sequence[Any], texts: int, layer: int) -> list[dict[str, Any]]:
+    """The module doc's table, one row per (block, module) of blocks ``0..layer``."""
     from loka.methods.localized.deep_lookup import _block_names
     from loka.methods.localized.deep_rows import build_rows, fact_rows, subject_rows
     from loka.methods.localized.deep_selftext import avoid_words, self_texts
 
     forget, retain = list(task.forget), list(task.retain)
-    downs = _block_names(model)[0][:LAYERS]
+    downs = _block_names(model)[0]
+    downs = downs[: layer % len(downs) + 1]
     names = [n for d in downs for n in (d.replace("down_proj", "up_proj"), d)]
 
     def subjects(facts: Sequence[Any]) -> dict[str, Tensor]:
@@ -122,7 +123,12 @@ def _render(out: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("python -m bench.deep_subspace", __doc__)
+    from loka.methods.localized.deep import Config
+
+    layer = Config().lookup_layer
     p.add_argument("--texts", type=int, default=48, help="self-written preserved texts (default: 48)")
+    p.add_argument("--layer", type=int, default=layer,
+                   help=f"the last block measured (default: loka-deep's lookup_layer, {layer}; negative: from the top)")
     args = p.parse_args(argv)
     device = setup(args)
     from bench.deep_real import neighbours
@@ -131,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
 
     data, task, model = request()
     hf, tok = load_hf(model)
-    rows = subspace(hf, tok, task, neighbours(data.facts[("retain_eval", "train")]), args.texts)
-    return finish({"machine": machine(device), "texts": args.texts, "rows": rows}, args.json, _render)
+    n = int(hf.config.num_hidden_layers)
+    if not -n <= args.layer < n:
+        p.error(f"--layer {args.layer}: this model has blocks 0..{n - 1} (a negative one counts from the top)")
+    rows = subspace(hf, tok, task, neighbours(data.facts[("retain_eval", "train")]), args.texts, args.layer)
+    return finish({"machine": machine(device), "texts": args.texts, "layer": args.layer, "rows": rows}, args.json, _render)
 
 
 if __name__ == "__main__":
