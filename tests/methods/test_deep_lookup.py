@@ -601,6 +601,14 @@ def test_name_layer_steers_the_names_own_tokens_to_the_strangers_at_a_lower_bloc
             with torch.no_grad():
                 gaps[name_layer] = float((hidden_at(edited, rows, 0).float()[where] - goal).pow(2).sum(-1).mean())
     assert [logs[n]["name_layer"] for n in logs] == [None, 0]
+    for name_layer, names_logged in ((None, ["after_name", "misdirect", "retain_shift", "subject"]),
+                                     (0, ["after_name", "misdirect", "name", "retain_shift", "subject"])):
+        terms = logs[name_layer]["tries"][-1]["terms"]  # each term at the first and last step, their sum misdirect
+        assert sorted(terms) == names_logged, terms
+        for at in ("first", "last"):
+            parts = sum(terms[k][at] for k in ("subject", "after_name", "name") if k in terms)
+            assert terms["misdirect"][at] == pytest.approx(parts, rel=1e-5, abs=1e-6)
+        assert terms["subject"]["last"] < terms["subject"]["first"], terms
     assert not torch.equal(edits[None], edits[0])
     assert gaps[0] < gaps[None], gaps
 
@@ -616,4 +624,6 @@ def test_name_steps_run_the_name_term_alone_after_the_forget_target(random_check
     entry = next(e for e in result.log if e["stage"] == "lookup_misdirection")
     phase = entry["name_phase"]
     assert phase["steps"] > 0 and phase["term_end"] < phase["term_start"], phase
+    assert sorted(phase["terms"]) == ["misdirect", "name", "retain_shift"]  # the name term alone, and the keeps
+    assert phase["terms"]["name"]["first"] == pytest.approx(phase["term_start"], rel=1e-4)
     assert result.steps == sum(t["steps"] for t in entry["tries"]) + phase["steps"]

@@ -469,31 +469,35 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                     passes += 1
             return keep, passes
 
-        def step_loss(misdirect: Tensor, keep: Tensor, passes: int) -> StepLoss:
+        def step_loss(terms: dict[str, Tensor], keep: Tensor, passes: int) -> StepLoss:
+            """The misdirection ``terms`` (each already weighted; logged one by one, `TERMS`, and as
+            their sum ``misdirect``) plus the weighted keeps."""
+            first, *rest = terms.values()
+            misdirect = sum(rest, first)  # in the order the terms were added: the loss as before the split
             return StepLoss(misdirect + cfg.lookup_retain_weight * keep,
-                            {"misdirect": float(misdirect.detach()), "retain_shift": float(keep.detach())}, passes)
+                            {"misdirect": float(misdirect.detach()), **{k: float(v.detach()) for k, v in terms.items()},
+                             "retain_shift": float(keep.detach())}, passes)
 
         def loss_fn(step: int) -> StepLoss:
             f_all = hidden_at(model, f_rows, layer).float()
             steered = torch.cat([f_all[f_subj], hidden_at(model, n_rows, layer).float()[n_subj]]) \
                 if f_names else f_all[f_subj]
-            misdirect = (steered - goal).pow(2).sum(-1).mean() / goal_ms
+            terms = {"subject": (steered - goal).pow(2).sum(-1).mean() / goal_ms}
             if a_steer is not None:
                 a_rows, a_where, a_goal, a_ms = a_steer
                 after = hidden_at(model, a_rows, a_layer).float()[a_where]
-                misdirect = misdirect + cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
+                terms["after_name"] = cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
                 if nm_steer is not None:
-                    misdirect = misdirect + name_term()
+                    terms["name"] = name_term()
             keep, passes = keep_terms(f_all)
-            return step_loss(misdirect, keep, 1 + bool(f_names) + (a_steer is not None) + (nm_steer is not None)
+            return step_loss(terms, keep, 1 + bool(f_names) + (a_steer is not None) + (nm_steer is not None)
                              + passes)
 
         def name_loss(step: int) -> StepLoss:
             """``name_steps``: after the forget target, the name term alone (and the keeps)."""
             f_all = hidden_at(model, f_rows, layer).float() if f_ctx.any() else None
-            misdirect = name_term()
             keep, passes = keep_terms(f_all)
-            return step_loss(misdirect, keep, (f_all is not None) + 1 + passes)
+            return step_loss({"name": name_term()}, keep, (f_all is not None) + 1 + passes)
 
         forget_acc = lambda: _accuracy(model, f_batch)  # noqa: E731
         settings = LoopSettings(lr=cfg.lookup_lr, target=cfg.lookup_target, eval_every=1,
@@ -529,7 +533,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                                 retain_accuracy=lambda: _accuracy(model, b_batch), progress=False,
                                 desc="lookup name steps")
                 name_phase = {"steps": more.steps, "stopped": more.stopped, "term_start": round(name_start, 4),
-                              "term_end": round(float(name_term().detach()), 4), "forget_accuracy": forget_acc()}
+                              "term_end": round(float(name_term().detach()), 4), "forget_accuracy": forget_acc(),
+                              "terms": _terms(more)}
                 extra.append(more)
         deltas.merge(model)
         runs = [o for _, o in tries] + extra
@@ -547,8 +552,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "neuron_layers": {str(lay): sum(c.layer == lay for c in components) for lay in layers},
                      "trainable": deltas.n_trainable, "kept_texts": len(g_texts), "steps": outcome.steps,
                      "stopped": outcome.stopped,
-                     "tries": [{"steps": o.steps, "stopped": o.stopped, "forget_accuracy": round(a, 4)}
-                               for a, o in tries],
+                     "tries": [{"steps": o.steps, "stopped": o.stopped, "forget_accuracy": round(a, 4),
+                                "terms": _terms(o)} for a, o in tries],
                      "budget_facts": len(b_facts), "name_rows": len(f_names), "name_phase": name_phase,
                      "after_name_tokens": 0 if a_steer is None else int(a_steer[1].sum()),
                      "after_name_keep_rows": 0 if a_keep is None else len(a_keep[0]),
@@ -556,6 +561,19 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "direction_forget_probes": [[round(p, 6) for p in ps] for ps in f_probes],
                      "forget_accuracy": _accuracy(model, f_batch),
                      "retain_floor": round(floor, 4), "retain_accuracy": _accuracy(model, r_batch)}
+
+
+TERMS = ("misdirect", "subject", "after_name", "name", "retain_shift")  # a step's logged parts (``step_loss``)
+
+
+def _terms(outcome: Outcome) -> dict[str, dict[str, float]]:
+    """Each logged term at a run's first and last step (its value before that step's update): how
+    far each part of the joint loss moved, e.g. whether the name term lagged while the subject's
+    reached its target."""
+    if not outcome.log:
+        return {}
+    return {k: {"first": round(outcome.log[0][k], 6), "last": round(outcome.log[-1][k], 6)}
+            for k in TERMS if k in outcome.log[0]}
 
 
 @torch.no_grad()
