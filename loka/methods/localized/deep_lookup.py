@@ -112,6 +112,11 @@ the headmaster of" -> "Hogwarts") share no wording with the trained sentences, o
 subject's name; an edit keyed to the name's states can reach them, an edit of the answer
 position cannot (`loka-ft` keeps every reverse query on SmolLM2).
 
+The stage's log entry (``result.log``, stage ``lookup_misdirection``) gives, per try and for the
+name steps, each term of the loss at the first and the last step (``terms``: ``subject``,
+``after_name``, ``name``, their sum ``misdirect``, and ``retain_shift``, the keeps before
+``retain_weight``): which part of the joint objective got where, without a second run.
+
 Example:
     >>> outcome, entry = lookup_misdirection(model, tok, cfg, gen, forget_facts, retain_facts)  # doctest: +SKIP
 """
