@@ -67,8 +67,8 @@ def margins(model: Any, tok: Any, facts: Sequence[FactRecord]) -> list[float]:
 
 
 def floor(model: Any, tok: Any, forget: Sequence[FactRecord], names: Sequence[str]) -> dict[str, Any]:
-    """Per kind: the own facts' answered share and the never-known pairs' (``answered``, ``of``,
-    mean margin); per fact: its own margin, and the never-known names that answer it."""
+    """Per kind: the own facts' answered share and mean margin, and the never-known pairs' (answered,
+    of, mean margin); per fact: its own margin, and the never-known names that answer it."""
     own = margins(model, tok, forget)
     pairs = [(i, asked) for i, f in enumerate(forget) for n in names if (asked := asked_about(f, n)) is not None]
     unknown = margins(model, tok, [a for _, a in pairs]) if pairs else []
@@ -81,15 +81,17 @@ def floor(model: Any, tok: Any, forget: Sequence[FactRecord], names: Sequence[st
                       "never_known_of": len(mine),
                       "never_known_mean_margin": round(sum(m for _, m in mine) / len(mine), 3) if mine else None})
         k = kinds.setdefault(fact.kind, {"facts": 0, "answered": 0, "never_known_pairs": 0,
-                                         "never_known_answered": 0, "_sum": 0.0})
+                                         "never_known_answered": 0, "_own": 0.0, "_sum": 0.0})
         k["facts"] += 1
         k["answered"] += own[i] > 0
+        k["_own"] += own[i]
         k["never_known_pairs"] += len(mine)
         k["never_known_answered"] += sum(m > 0 for _, m in mine)
         k["_sum"] += sum(m for _, m in mine)
     for k in kinds.values():
         pairs_n = k["never_known_pairs"]
         k["accuracy"] = round(k["answered"] / k["facts"], 4)
+        k["mean_margin"] = round(k.pop("_own") / k["facts"], 3)
         k["never_known_accuracy"] = round(k["never_known_answered"] / pairs_n, 4) if pairs_n else None
         k["never_known_mean_margin"] = round(k.pop("_sum") / pairs_n, 3) if pairs_n else None
     return {"kinds": kinds, "facts": facts}
@@ -106,9 +108,10 @@ def never_known_names(data: Any) -> list[str]:
 def _render(out: dict[str, Any]) -> None:
     for model in out["models"]:
         print_table(f"{model['model']}: forget queries, own vs never-known names",
-                    ["kind", "facts", "answered", "never-known pairs", "never-known answered", "mean margin"],
-                    [[kind, k["facts"], k["accuracy"], k["never_known_pairs"], k["never_known_accuracy"],
-                      k["never_known_mean_margin"]] for kind, k in model["kinds"].items()])
+                    ["kind", "facts", "answered", "mean margin", "never-known pairs", "never-known answered",
+                     "never-known mean margin"],
+                    [[kind, k["facts"], k["accuracy"], k["mean_margin"], k["never_known_pairs"],
+                      k["never_known_accuracy"], k["never_known_mean_margin"]] for kind, k in model["kinds"].items()])
         rev = [f for f in model["facts"] if f["kind"] == "reverse"]
         print_table(f"{model['model']}: reverse queries", ["subject", "answer", "own margin", "never-known answered"],
                     [[f["subject"], f["answer"], f["margin"], f"{len(f['never_known_answered'])} of {f['never_known_of']}"]

@@ -41,5 +41,6 @@ def test_floor_counts_each_pair_by_its_margin_sign(random_checkpoints):
     assert trained["never_known_mean_margin"] == pytest.approx(sum(by_hand[3:]) / 3, abs=1e-3)
     kinds = out["kinds"]
     assert kinds["reverse"]["never_known_pairs"] == 3 and kinds["train"]["facts"] == 1
+    assert kinds["train"]["mean_margin"] == pytest.approx(own[1], abs=1e-3)
     assert kinds["train"]["never_known_accuracy"] == pytest.approx(sum(m > 0 for m in by_hand[3:]) / 3)
     assert torch.isfinite(torch.tensor(by_hand)).all()
