@@ -101,7 +101,8 @@ def never_known_names(data: Any) -> list[str]:
     """The holdout's invented characters and the strangers the method's targets use."""
     from loka.methods.localized.deep_stranger import STRANGERS
 
-    invented = sorted({f.subject for kind in ("train",) for f in data.facts.get(("holdout", kind), ()) if f.subject})
+    invented = sorted({f.subject for (split, _), facts in data.facts.items() if split == "holdout"
+                       for f in facts if f.subject})
     return invented + [n for n in STRANGERS if n not in invented]
 
 
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = json.loads(args.edit) if args.edit else None
     except json.JSONDecodeError as exc:
         p.error(f"--edit is not JSON ({exc}); e.g. --edit '{{\"seed\": 1}}'")
+    if settings is not None and not (isinstance(settings, dict) and isinstance(settings.get("seed", 0), int)):
+        p.error("--edit takes a JSON object of loka-deep settings, its seed an integer; e.g. --edit '{\"seed\": 1}'")
     from loka.errors import LokaError
     from loka.methods import get, unlearn
 
@@ -142,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     from loka.io.models import load_hf
 
     data, task, shipped = request()
-    hf, tok = load_hf(args.model or shipped)
+    try:
+        hf, tok = load_hf(args.model or shipped)
+    except LokaError as exc:
+        p.error(f"--model: {exc}")
     forget = [f for kind_facts in (data.facts[k] for k in data.facts if k[0] == "forget") for f in kind_facts]
     names = never_known_names(data)
     log(f"{len(forget)} forget facts x {len(names)} never-known names")
