@@ -54,46 +54,42 @@ def asked_about(fact: FactRecord, name: str) -> FactRecord | None:
 
 @torch.no_grad()
 def margins(model: Any, tok: Any, facts: Sequence[FactRecord]) -> list[float]:
-    """Each fact's first-token margin of its answer (`loka.evaluate.first_token_margins`)."""
+    """Each fact's first-token margin of its answer (`loka.evaluate.first_token_margins` on
+    `loka.evaluate.prompt_end_logits`); none for no facts."""
     from attribution.data import tokenize_facts
-    from loka.evaluate import first_token_margins, logits_at, prompt_ends
+    from loka.evaluate import first_token_margins, prompt_end_logits
 
-    out: list[float] = []
-    for start in range(0, len(facts), 64):
-        chunk = facts[start:start + 64]
-        batch = tokenize_facts(tok, [f.prompt for f in chunk], [f.answer for f in chunk])
-        out += first_token_margins(logits_at(model, batch, prompt_ends(batch)), batch.answer_ids[:, 0]).tolist()
-    return out
+    if not facts:
+        return []
+    batch = tokenize_facts(tok, [f.prompt for f in facts], [f.answer for f in facts])
+    return first_token_margins(prompt_end_logits(model, batch), batch.answer_ids[:, 0]).tolist()
+
+
+def _mean(values: Sequence[float], digits: int) -> float | None:
+    return round(sum(values) / len(values), digits) if values else None
 
 
 def floor(model: Any, tok: Any, forget: Sequence[FactRecord], names: Sequence[str]) -> dict[str, Any]:
     """Per kind: the own facts' answered share and mean margin, and the never-known pairs' (answered,
     of, mean margin); per fact: its own margin, and the never-known names that answer it."""
     own = margins(model, tok, forget)
-    pairs = [(i, asked) for i, f in enumerate(forget) for n in names if (asked := asked_about(f, n)) is not None]
-    unknown = margins(model, tok, [a for _, a in pairs]) if pairs else []
+    asked = [[a for n in names if (a := asked_about(f, n)) is not None] for f in forget]
+    flat = iter(margins(model, tok, [a for row in asked for a in row]))
+    unknown = [[(a.subject, next(flat)) for a in row] for row in asked]  # per fact: (name, margin)
+    facts = [{"subject": f.subject, "kind": f.kind, "prompt": f.prompt, "answer": f.answer, "margin": round(m, 3),
+              "never_known_answered": [n for n, x in pairs if x > 0], "never_known_of": len(pairs),
+              "never_known_mean_margin": _mean([x for _, x in pairs], 3)}
+             for f, m, pairs in zip(forget, own, unknown, strict=True)]
     kinds: dict[str, Any] = {}
-    facts = []
-    for i, fact in enumerate(forget):
-        mine = [(a.subject, m) for (j, a), m in zip(pairs, unknown, strict=True) if j == i]
-        facts.append({"subject": fact.subject, "kind": fact.kind, "prompt": fact.prompt, "answer": fact.answer,
-                      "margin": round(own[i], 3), "never_known_answered": [n for n, m in mine if m > 0],
-                      "never_known_of": len(mine),
-                      "never_known_mean_margin": round(sum(m for _, m in mine) / len(mine), 3) if mine else None})
-        k = kinds.setdefault(fact.kind, {"facts": 0, "answered": 0, "never_known_pairs": 0,
-                                         "never_known_answered": 0, "_own": 0.0, "_sum": 0.0})
-        k["facts"] += 1
-        k["answered"] += own[i] > 0
-        k["_own"] += own[i]
-        k["never_known_pairs"] += len(mine)
-        k["never_known_answered"] += sum(m > 0 for _, m in mine)
-        k["_sum"] += sum(m for _, m in mine)
-    for k in kinds.values():
-        pairs_n = k["never_known_pairs"]
-        k["accuracy"] = round(k["answered"] / k["facts"], 4)
-        k["mean_margin"] = round(k.pop("_own") / k["facts"], 3)
-        k["never_known_accuracy"] = round(k["never_known_answered"] / pairs_n, 4) if pairs_n else None
-        k["never_known_mean_margin"] = round(k.pop("_sum") / pairs_n, 3) if pairs_n else None
+    for kind in dict.fromkeys(f.kind for f in forget):
+        mine = [i for i, f in enumerate(forget) if f.kind == kind]
+        theirs = [x for i in mine for _, x in unknown[i]]
+        answered = sum(own[i] > 0 for i in mine)
+        kinds[kind] = {"facts": len(mine), "answered": answered, "accuracy": round(answered / len(mine), 4),
+                       "mean_margin": _mean([own[i] for i in mine], 3), "never_known_pairs": len(theirs),
+                       "never_known_answered": sum(x > 0 for x in theirs),
+                       "never_known_accuracy": _mean([float(x > 0) for x in theirs], 4),
+                       "never_known_mean_margin": _mean(theirs, 3)}
     return {"kinds": kinds, "facts": facts}
 
 
@@ -149,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         hf, tok = load_hf(args.model or shipped)
     except LokaError as exc:
         p.error(f"--model: {exc}")
-    forget = [f for kind_facts in (data.facts[k] for k in data.facts if k[0] == "forget") for f in kind_facts]
+    forget = [f for (split, _), facts in data.facts.items() if split == "forget" for f in facts]
     names = never_known_names(data)
     log(f"{len(forget)} forget facts x {len(names)} never-known names")
     models = [{"model": args.model or "base", **floor(hf, tok, forget, names)}]
