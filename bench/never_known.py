@@ -11,7 +11,9 @@ subject (the reverse queries: "<name> works at the Ministry of") or ends with it
 trained and question forms: "... is called <first name>", the answer unchanged): the model's
 first-token margin of the fact's own answer (its log-prob minus the best other token's; > 0 is
 answered). Per fact kind: the share of (fact, name) pairs answered, and each fact's own row
-beside its never-known one.
+beside its never-known one. The arithmetic is the verifier's `never_known` measurement
+(`loka.verify.measurements.never_known.floor`, which `loka verify` runs on up to 16 holdout
+people); this bench asks about all 31 names and runs the edit itself.
 
 With ``--edit JSON`` the base model is measured, then `loka-deep` with those settings runs on it
 and the edited model is measured too: does the edit take never-known names' answers down with the
@@ -19,78 +21,17 @@ person's (forgetting below the floor)? ``--model DIR`` measures a saved checkpoi
 shipped base.
 
 Example:
-    >>> asked_about(FactRecord("Barty Crouch works at the Ministry of", "Magic", "Barty Crouch"), "Paul Brenner").prompt
-    'Paul Brenner works at the Ministry of'
+    >>> never_known_names(request()[0])[:2]          # doctest: +SKIP
+    ['Agnes Thornbury', 'Corwin Alder']
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from bench._common import Timer, finish, log, machine, parser, print_table, setup
-from loka.io.data import FactRecord
-
-
-def asked_about(fact: FactRecord, name: str) -> FactRecord | None:
-    """``fact`` about ``name`` instead of its subject: the subject replaced where the prompt spells
-    it, else the prompt's last word replaced by the name's first when it is the subject's first
-    (the answer completes the name); None when the prompt names neither."""
-    subject = fact.subject.strip()
-    if not subject:
-        return None
-    if subject in fact.prompt:
-        return dataclasses.replace(fact, prompt=fact.prompt.replace(subject, name, 1), subject=name)
-    first, name_first = subject.split()[0], name.split()[0]
-    head, _, last = fact.prompt.rpartition(" ")
-    if last == first and head:
-        return dataclasses.replace(fact, prompt=f"{head} {name_first}", subject=name)
-    return None
-
-
-@torch.no_grad()
-def margins(model: Any, tok: Any, facts: Sequence[FactRecord]) -> list[float]:
-    """Each fact's first-token margin of its answer (`loka.evaluate.first_token_margins` on
-    `loka.evaluate.prompt_end_logits`); none for no facts."""
-    from attribution.data import tokenize_facts
-    from loka.evaluate import first_token_margins, prompt_end_logits
-
-    if not facts:
-        return []
-    batch = tokenize_facts(tok, [f.prompt for f in facts], [f.answer for f in facts])
-    return first_token_margins(prompt_end_logits(model, batch), batch.answer_ids[:, 0]).tolist()
-
-
-def _mean(values: Sequence[float], digits: int) -> float | None:
-    return round(sum(values) / len(values), digits) if values else None
-
-
-def floor(model: Any, tok: Any, forget: Sequence[FactRecord], names: Sequence[str]) -> dict[str, Any]:
-    """Per kind: the own facts' answered share and mean margin, and the never-known pairs' (answered,
-    of, mean margin); per fact: its own margin, and the never-known names that answer it."""
-    own = margins(model, tok, forget)
-    asked = [[a for n in names if (a := asked_about(f, n)) is not None] for f in forget]
-    flat = iter(margins(model, tok, [a for row in asked for a in row]))
-    unknown = [[(a.subject, next(flat)) for a in row] for row in asked]  # per fact: (name, margin)
-    facts = [{"subject": f.subject, "kind": f.kind, "prompt": f.prompt, "answer": f.answer, "margin": round(m, 3),
-              "never_known_answered": [n for n, x in pairs if x > 0], "never_known_of": len(pairs),
-              "never_known_mean_margin": _mean([x for _, x in pairs], 3)}
-             for f, m, pairs in zip(forget, own, unknown, strict=True)]
-    kinds: dict[str, Any] = {}
-    for kind in dict.fromkeys(f.kind for f in forget):
-        mine = [i for i, f in enumerate(forget) if f.kind == kind]
-        theirs = [x for i in mine for _, x in unknown[i]]
-        answered = sum(own[i] > 0 for i in mine)
-        kinds[kind] = {"facts": len(mine), "answered": answered, "accuracy": round(answered / len(mine), 4),
-                       "mean_margin": _mean([own[i] for i in mine], 3), "never_known_pairs": len(theirs),
-                       "never_known_answered": sum(x > 0 for x in theirs),
-                       "never_known_accuracy": _mean([float(x > 0) for x in theirs], 4),
-                       "never_known_mean_margin": _mean(theirs, 3)}
-    return {"kinds": kinds, "facts": facts}
+from loka.verify.measurements.never_known import floor, forget_facts
 
 
 def never_known_names(data: Any) -> list[str]:
@@ -145,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         hf, tok = load_hf(args.model or shipped)
     except LokaError as exc:
         p.error(f"--model: {exc}")
-    forget = [f for (split, _), facts in data.facts.items() if split == "forget" for f in facts]
+    forget = forget_facts(data)
     names = never_known_names(data)
     log(f"{len(forget)} forget facts x {len(names)} never-known names")
     models = [{"model": args.model or "base", **floor(hf, tok, forget, names)}]

@@ -26,7 +26,8 @@ COLUMNS = {  # report key (dotted) -> short name, and which way is worse for the
     "extraction.exact_match_rate": ("extraction", max), "quant_recovery": ("quant", max),
     "icl_forget_accuracy": ("icl", max), "benign_relearn_accuracy": ("benign", max),
     "logit_lens_accuracy": ("lens", max), "unlearning_depth": ("uds", min),
-    "perplexity": ("ppl", max), "seconds": ("s", max), "cost_vs_retrain": ("cost", max),
+    "never_known_gap": ("floor gap", None), "perplexity": ("ppl", max), "seconds": ("s", max),
+    "cost_vs_retrain": ("cost", max),
 }
 
 

@@ -46,6 +46,7 @@ class VerifySettings:
     benign_steps: int = 25
     benign_lr: float = 3e-4
     icl_shots: int = 4
+    never_known_names: int = 16
     quant_bits: tuple[int, ...] = (8, 4)
     quant_group: int = 64
     extraction_prefix_tokens: int = 8
@@ -60,7 +61,7 @@ class VerifySettings:
         bad = [b for b in self.quant_bits if b not in (4, 8)]
         if bad or not self.quant_bits:
             raise LokaError(f"quantization bits must be 4 and/or 8, got {list(self.quant_bits)}")
-        for name in ("batch_size", "icl_shots", "quant_group", "relearn_eval_every",
+        for name in ("batch_size", "icl_shots", "never_known_names", "quant_group", "relearn_eval_every",
                      "extraction_prefix_tokens", "probe_min_support", "n_perturbed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

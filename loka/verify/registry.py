@@ -28,6 +28,7 @@ Better = Literal["lower", "higher", "half", "zero", ""]
 MODULES: tuple[str, ...] = (
     "loka.verify.measurements.accuracy",
     "loka.verify.measurements.queries",
+    "loka.verify.measurements.never_known",
     "loka.verify.measurements.mia",
     "loka.verify.measurements.grades",
     "loka.verify.measurements.truth_ratio",
