@@ -65,12 +65,14 @@ def test_gap_leaves_out_facts_no_never_known_person_was_asked():
     assert pick_names(list("abcdefg"), 3) == ["a", "c", "e"] and pick_names(["a"], 16) == ["a"]
 
 
-def test_caveats_name_knowledge_left_and_an_overshoot_not_a_calibrated_edit():
-    assert "weakened, not gone" in caveats({"forget_accuracy": 0.0, "never_known_gap": 2.5}, None)[0]
-    assert "past the floor" in caveats({"forget_accuracy": 0.0, "never_known_gap": -1.7}, None)[0]
-    assert caveats({"forget_accuracy": 0.0, "never_known_gap": 0.2}, None) == []
-    assert caveats({"forget_accuracy": 0.9, "never_known_gap": 5.0}, None) == []  # still answered: accuracy says so
-    assert caveats({"forget_accuracy": 0.0, "never_known_gap": None}, None) == []
+def test_caveats_name_knowledge_left_and_an_overshoot_per_template_family():
+    kinds = {"train": {"accuracy": 0.0, "gap": -1.7}, "reverse": {"accuracy": 0.2, "gap": 1.3},
+             "heldout": {"accuracy": 0.0, "gap": 0.4}, "qa": {"accuracy": 0.9, "gap": 5.0}}
+    said = caveats({"never_known": {"kinds": kinds}}, None)
+    assert len(said) == 2  # the calibrated family and the one still answered (accuracy says so) are quiet
+    assert "trained forget facts are forgotten past the floor" in said[0] and "1.7 nats weaker" in said[0]
+    assert "'reverse' queries" in said[1] and "weakened, not gone" in said[1]
+    assert caveats({"never_known": None}, None) == [] and caveats({}, None) == []
 
 
 def test_retrain_sits_at_the_floor_and_the_base_model_far_above_it(tiny_world):

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from loka.io.data import FactRecord
-from loka.verify.missing import Missing, numbers
+from loka.verify.missing import Missing
 from loka.verify.registry import Column, Measurement, register
 
 STILL_ANSWERED = 20  # forget facts listed in the report, the firmest first
@@ -162,18 +162,24 @@ def run(ctx: Any) -> dict[str, Any]:
 
 
 def caveats(entry: dict[str, Any], retrain: dict[str, Any] | None) -> list[str]:
-    values = numbers(entry, "forget_accuracy", "never_known_gap")
-    if values is None:
-        return []
-    forget, got = values
-    if forget <= 0.3 and got > 1.0:
-        return [f"the forget answers are no longer the top token, yet they stay {got:.1f} nats firmer than the "
-                f"same queries about never-known people: weakened, not gone"]
-    if got < -1.0:
-        return [f"forgotten past the floor: the forget answers are {-got:.1f} nats weaker than the same queries "
-                f"about never-known people — a gap that itself marks the forget set (calibrated forgetting stops "
-                f"at the floor)"]
-    return []
+    """Per template family: answers no longer on top yet > 1 nat above the floor (weakened, not
+    gone), or > 1 nat below it (an overshoot)."""
+    summary = entry.get("never_known")
+    kinds = summary.get("kinds", {}) if isinstance(summary, dict) else {}
+    out = []
+    for kind, k in kinds.items():
+        got, acc = k.get("gap"), k.get("accuracy")
+        if not isinstance(got, float | int) or not isinstance(acc, float | int):
+            continue
+        what = "the trained forget facts" if kind == "train" else f"the forget facts' '{kind}' queries"
+        if acc <= 0.3 and got > 1.0:
+            out.append(f"{what} are no longer answered (accuracy {acc:.2f}), yet their answers stay {got:.1f} nats "
+                       f"firmer than the same queries about never-known people: weakened, not gone")
+        elif got < -1.0:
+            out.append(f"{what} are forgotten past the floor: their answers are {-got:.1f} nats weaker than the same "
+                       f"queries about never-known people — a gap that itself marks the forget set (calibrated "
+                       f"forgetting stops at the floor)")
+    return out
 
 
 register(Measurement(
