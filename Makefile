@@ -43,7 +43,7 @@ REAL_REQUEST := examples/smollm2
 REAL_METHODS := base,loka-ft,gradient_ascent,output_suppression
 REAL_VERIFY  := --attack batch_size=32 --attack n_perturbed=2 --attack relearn_steps=8 \
                 --attack relearn_eval_every=4 --attack benign_steps=8 --attack threads=2 \
-                --attack skip=benign_relearn
+                --attack skip=benign_relearn --attack never_known_names=8
 demo-real: $(STAMP)
 	$(BIN)/loka models get smollm2-135m >/dev/null
 	$(BIN)/loka demo --model "$$($(BIN)/loka models path smollm2-135m)" \

@@ -53,9 +53,10 @@ EXTRA_STAGES = ("measurements",)  # run only when named: the verifier's per-meas
 DEMO_METHODS = ("base", "loka-ft", "gradient_ascent", "output_suppression")
 # Two verifier threads (a 135M model's matrices use both cores; the default 1 is for the
 # world's small ones) and no benign relearning attack (8 fine-tuning steps on the retain facts:
-# 214 of 443 s and the 7.2 GB peak of one verification; `loka verify` runs it by default).
+# 214 of 443 s and the 7.2 GB peak of one verification; `loka verify` runs it by default), and
+# the never-known floor on 8 of the 15 holdout people (all 15: 38.5 s a model, 2026-12-04).
 DEMO_VERIFY = {"batch_size": 32, "n_perturbed": 2, "relearn_steps": 8, "relearn_eval_every": 4,
-               "benign_steps": 8, "threads": 2, "skip": "benign_relearn"}
+               "benign_steps": 8, "threads": 2, "skip": "benign_relearn", "never_known_names": 8}
 
 
 def request() -> tuple[Any, Any, Any]:
