@@ -19,6 +19,8 @@ strangers (knowledge left); < 0, more weakly (forgotten past the floor, an overs
 can see); a model that never learned them, retrain, is near 0. ``never_known`` holds the names,
 each template kind's numbers and the forget facts still answered, with how many never-known
 people the same query is answered for (a query answered for strangers too is a guess, not a memory).
+The margins are the weights' own: a refusal filter in front of a model changes its accuracy, not
+this (what it hides is still there).
 
 Example (margins 2.0 and -1.0 beside never-known means -3.0 and -1.5):
     >>> gap([2.0, -1.0], [[-3.0, -3.0], [-1.0, -2.0]])
