@@ -26,9 +26,8 @@ COLUMNS = {  # report key (dotted) -> short name, and which way is worse for the
     "extraction.exact_match_rate": ("extraction", max), "quant_recovery": ("quant", max),
     "icl_forget_accuracy": ("icl", max), "benign_relearn_accuracy": ("benign", max),
     "logit_lens_accuracy": ("lens", max), "unlearning_depth": ("uds", min),
-    "never_known_gap": ("floor gap", None), "perplexity": ("ppl", max), "seconds": ("s", max),
-    "cost_vs_retrain": ("cost", max),
-}
+    "perplexity": ("ppl", max), "seconds": ("s", max), "cost_vs_retrain": ("cost", max),
+}  # bench.localization renders its committed runs with these: a new column needs those runs again
 
 
 def _get(entry: dict[str, Any], path: str) -> Any:
