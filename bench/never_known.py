@@ -22,7 +22,7 @@ shipped base.
 
 Example:
     >>> never_known_names(request()[0])[:2]          # doctest: +SKIP
-    ['Agnes Thornbury', 'Corwin Alder']
+    ['Ambrose Tilling', 'Bartholomew Quillfeather']
 """
 
 from __future__ import annotations
