@@ -71,8 +71,13 @@ def test_caveats_name_knowledge_left_and_an_overshoot_per_template_family():
     said = caveats({"never_known": {"kinds": kinds}}, None)
     assert len(said) == 2  # the calibrated family and the one still answered (accuracy says so) are quiet
     assert "trained forget facts are forgotten past the floor" in said[0] and "1.7 nats weaker" in said[0]
-    assert "'reverse' queries" in said[1] and "weakened, not gone" in said[1]
+    assert "'reverse' queries" in said[1] and "hidden, not gone" in said[1]
     assert caveats({"never_known": None}, None) == [] and caveats({}, None) == []
+    # a refusal filter: the weights answer (0.96, 10 nats above the floor), the model refuses (0.00)
+    hidden = {"forget_accuracy": 0.0, "never_known": {"kinds": {"train": {"accuracy": 0.96, "gap": 10.2}}}}
+    assert "(accuracy 0.00)" in caveats(hidden, None)[0] and "hidden, not gone" in caveats(hidden, None)[0]
+    asked = {"unseen_templates": {"qa": {"forget": 0.1}}, "never_known": {"kinds": {"qa": {"accuracy": 0.9, "gap": 4.0}}}}
+    assert "(accuracy 0.10)" in caveats(asked, None)[0]
 
 
 def test_retrain_sits_at_the_floor_and_the_base_model_far_above_it(tiny_world):

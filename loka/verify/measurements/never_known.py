@@ -163,20 +163,29 @@ def run(ctx: Any) -> dict[str, Any]:
             "never_known": summary}
 
 
+def _answered(entry: dict[str, Any], kind: str, own: Any) -> Any:
+    """A family's forget accuracy as the model answers (a refusal filter included: the accuracy
+    and queries measurements'), else the weights' own (this measurement's)."""
+    unseen = entry.get("unseen_templates")
+    said = entry.get("forget_accuracy") if kind == "train" else (
+        (unseen.get(kind) or {}).get("forget") if isinstance(unseen, dict) else None)
+    return said if isinstance(said, float | int) else own
+
+
 def caveats(entry: dict[str, Any], retrain: dict[str, Any] | None) -> list[str]:
-    """Per template family: answers no longer on top yet > 1 nat above the floor (weakened, not
-    gone), or > 1 nat below it (an overshoot)."""
+    """Per template family: answers no longer given yet > 1 nat above the floor in the weights
+    (weakened or hidden, not gone), or > 1 nat below it (an overshoot)."""
     summary = entry.get("never_known")
     kinds = summary.get("kinds", {}) if isinstance(summary, dict) else {}
     out = []
     for kind, k in kinds.items():
-        got, acc = k.get("gap"), k.get("accuracy")
+        got, acc = k.get("gap"), _answered(entry, kind, k.get("accuracy"))
         if not isinstance(got, float | int) or not isinstance(acc, float | int):
             continue
         what = "the trained forget facts" if kind == "train" else f"the forget facts' '{kind}' queries"
         if acc <= 0.3 and got > 1.0:
             out.append(f"{what} are no longer answered (accuracy {acc:.2f}), yet their answers stay {got:.1f} nats "
-                       f"firmer than the same queries about never-known people: weakened, not gone")
+                       f"firmer than the same queries about never-known people: weakened or hidden, not gone")
         elif got < -1.0:
             out.append(f"{what} are forgotten past the floor: their answers are {-got:.1f} nats weaker than the same "
                        f"queries about never-known people — a gap that itself marks the forget set (calibrated "
