@@ -25,9 +25,10 @@ KINDS: tuple[str, ...] = ("train", "qa", "novel")
 PASSAGE_SPLITS: tuple[str, ...] = ("forget", "retain", "holdout")
 
 
-def _record(fact: Any) -> FactRecord:
+def _record(fact: Any, kind: str) -> FactRecord:
+    """A world fact as a record of template family ``kind`` (as user data's records carry theirs)."""
     return FactRecord(fact.prompt, fact.answer, getattr(fact, "subject", ""),
-                      getattr(fact, "attribute", ""))
+                      getattr(fact, "attribute", ""), "" if kind == "train" else kind)
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,7 +51,7 @@ class VerifyData:
     def from_world(cls, artifacts: Any) -> VerifyData:
         """Every fact set and passage split of a built world (`loka.world.build.WorldArtifacts`)."""
         world = artifacts.world
-        facts = {(s, k): tuple(_record(f) for f in world.facts(s, k)) for s in SPLITS for k in KINDS}
+        facts = {(s, k): tuple(_record(f, k) for f in world.facts(s, k)) for s in SPLITS for k in KINDS}
         passages = {s: tuple(p.text for p in world.passages_in(s)) for s in PASSAGE_SPLITS}
         info = artifacts.info()
         return cls(facts=facts, passages=passages, tokenizer=artifacts.tokenizer(),

@@ -90,7 +90,8 @@ def test_retrain_sits_at_the_floor_and_the_base_model_far_above_it(tiny_world):
         base = floor(model, tok, forget, names)
         trained_accuracy = first_token_accuracy(model, tok, data.fact_set("forget"))
         retrain = floor(*load_hf(tiny_world.retrain_dir), forget, names)
-    # each template family apart (a world's records carry no family: the data's key is it)
+    # each template family apart: a world's records carry their family, as user data's do
+    assert all(f.kind == k for (_, k), facts in data.facts.items() for f in facts)
     assert set(base["kinds"]) == {k for (split, k) in data.facts if split == "forget" and data.has(split, k)}
     assert base["kinds"]["train"]["accuracy"] == pytest.approx(trained_accuracy, abs=1e-6)
     # The base model learned the forget people: its answers stand far above strangers'. Retrain

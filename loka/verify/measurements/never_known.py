@@ -127,10 +127,8 @@ def pick_names(subjects: Sequence[str], n: int) -> list[str]:
 
 
 def forget_facts(data: Any) -> list[FactRecord]:
-    """Every forget fact of every template family, each labelled with its family (a world's fact
-    records do not carry it: the family is the data's key)."""
-    return [f if f.kind == kind else dataclasses.replace(f, template=kind)
-            for (split, kind), facts in data.facts.items() if split == "forget" for f in facts]
+    """Every forget fact of every template family (each record carries its family)."""
+    return [f for (split, _), facts in data.facts.items() if split == "forget" for f in facts]
 
 
 def floor_of(me: Any) -> dict[str, Any] | Missing:
