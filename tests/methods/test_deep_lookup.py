@@ -344,6 +344,38 @@ def test_after_name_steers_the_words_after_a_forget_name_to_a_strangers(random_c
     assert gaps[1.0] < gaps["base"] and gaps[1.0] < gaps[0.0], gaps
 
 
+def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(random_checkpoints):
+    """``lookup_after_teacher``: on the base model's own continuations after the forget name, the
+    edited model's next-token distributions at the words after the name move towards the base
+    model's after the stranger (KL lower than the base's and than the same edit without the term),
+    and the term is logged from 1; weight 0 leaves the default's edit."""
+    from loka.methods.localized.deep_lookup import _kl, _logits_where
+    from loka.methods.localized.deep_selftext import name_continuations
+    from loka.methods.localized.deep_stranger import after_name, assign, strangers
+
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        subjects, texts = name_continuations(model, tok, ["Mira Coltan"], 2, seed=0 + 5, new_tokens=8)
+        rows, where, t_rows, t_where = after_name(tok, subjects, assign(subjects, strangers(FORGET, RETAIN)), texts)
+        with torch.no_grad():
+            target = _logits_where(model, t_rows, t_where).log_softmax(-1)
+            kls = {"base": float(_kl(target, _logits_where(model, rows, where)))}
+        edits, logs = {}, {}
+        for weight in (0.0, 1.0):
+            edited = copy.deepcopy(model)
+            result = unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                             **(LOOKUP | {"lookup_after_teacher": weight, "lookup_teacher_texts": 2,
+                                          "lookup_steps": 20}))
+            logs[weight] = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+            edits[weight] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
+            with torch.no_grad():
+                kls[weight] = float(_kl(target, _logits_where(edited, rows, where)))
+    assert logs[0.0]["teacher_tokens"] == 0 and logs[1.0]["teacher_tokens"] == int(where.sum()) > 0
+    assert logs[1.0]["tries"][0]["terms"]["teacher"]["first"] == pytest.approx(1.0, abs=1e-4)
+    assert kls[1.0] < kls["base"] and kls[1.0] < kls[0.0], kls
+    assert not torch.equal(edits[0.0], edits[1.0])
+
+
 def test_twin_positions_aligns_from_the_end_and_keeps_equal_tokens_only():
     """A name of 2 tokens and its stranger of 1: the words after them line up from the end; a
     position whose twin token differs, or falls before the twin's start, is left out."""

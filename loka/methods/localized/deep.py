@@ -114,6 +114,12 @@ class Config(MethodConfig):
     lookup_after_batch: int = knob(
         0, ge=0, help="with lookup_after_name: n of the retain names' after-name rows kept each step, drawn from "
                       "their own random stream (0, or n >= the rows: every row every step)")
+    lookup_after_teacher: float = knob(
+        0.0, ge=0, help="weight of an output-level after-name term: on the base model's own short continuations "
+                        "after each forget name, the edited model's next-token distributions at the words after the "
+                        "name pulled (KL) to the base model's after the name's stranger (0: off)")
+    lookup_teacher_texts: int = knob(2, ge=1, help="with lookup_after_teacher: continuations per forget name")
+    lookup_teacher_tokens: int = knob(8, ge=1, help="with lookup_after_teacher: new tokens per continuation")
     lookup_per_subject: bool = knob(
         False, help="one steering direction per forget subject (each the best-probed of lookup_directions of its "
                     "own) instead of one shared by all, so a relearned subject does not unlock the others "

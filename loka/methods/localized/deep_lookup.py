@@ -89,6 +89,16 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    screen 19: at block 6 under the default's block 8, Barty Crouch's reverse query still answered
    on seed 1, every neighbour kept — steering block 6 forgets it through the subject tokens).
 
+   With ``after_teacher`` (a weight, off), an output-level term joins them: the base model's own
+   short continuations after each forget name (``teacher_texts`` per name, ``teacher_tokens`` new
+   tokens, their own random stream), and at each word after the name the edited model's
+   next-token distribution is pulled to the base model's at the same word after the name's
+   stranger (``KL(base after the stranger || edited)``, the term over its starting value; the whole
+   model runs for it, only the lookup slices train). Who's Harry Potter (Eldan & Russinovich 2023,
+   arXiv 2310.02238) fine-tunes towards the predictions made with the anchor terms replaced by
+   generic ones; here the anchor is the name and the text is the model's own, so the target is
+   what a reader who never knew the person would predict, not a state to match at one block.
+
    With ``name_layer`` N (off), the name's own tokens in those after-name texts are steered too,
    after the lower block N, to their stranger's word-aligned states there (weight ``name_weight``),
    and the retain names' after-name texts are kept after block N as well: what the words after
@@ -343,6 +353,19 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             nm_steer: tuple[Tensor, Tensor, Tensor] | None = None
             nm_keep: tuple[Rows, Tensor, Tensor] | None = None
             n_at = layer if n_layer is None else n_layer
+            # ``after_teacher``: the base model's next-token distributions after the stranger, the target of
+            # the edited model's after the forget name, on the base model's own continuations (own stream)
+            teach: tuple[Rows, Tensor, Tensor, Tensor] | None = None
+            if cfg.lookup_after_teacher > 0:
+                t_subjects = sorted({f.subject for f in forget if f.subject})
+                t_pairs = name_continuations(model, tokenizer, t_subjects, cfg.lookup_teacher_texts,
+                                             seed=gen.initial_seed() + 5, new_tokens=cfg.lookup_teacher_tokens)
+                if t_pairs[0]:
+                    s_rows, s_where, tt_rows, tt_where = after_name(
+                        tokenizer, t_pairs[0], assign(t_pairs[0], strangers(forget, retain)), t_pairs[1])
+                    teacher = _logits_where(model, tt_rows, tt_where).log_softmax(-1)
+                    kl0 = _kl(teacher, _logits_where(model, s_rows, s_where)).clamp_min(1e-6)
+                    teach = (s_rows, s_where, teacher, kl0)  # the term starts at 1
             a_gen = torch.Generator().manual_seed(gen.initial_seed() + 4)  # ``after_batch``: its own stream
             if cfg.lookup_after_name > 0:
                 f_subjects = sorted({f.subject for f in forget if f.subject})
@@ -494,9 +517,12 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 terms["after_name"] = cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
                 if nm_steer is not None:
                     terms["name"] = name_term()
+            if teach is not None:
+                s_rows, s_where, teacher, kl0 = teach
+                terms["teacher"] = cfg.lookup_after_teacher * _kl(teacher, _logits_where(model, s_rows, s_where)) / kl0
             keep, passes = keep_terms(f_all)
             return step_loss(terms, keep, 1 + bool(f_names) + (a_steer is not None) + (nm_steer is not None)
-                             + passes)
+                             + (teach is not None) + passes)
 
         def name_loss(step: int) -> StepLoss:
             """``name_steps``: after the forget target, the name term alone (and the keeps)."""
@@ -562,13 +588,14 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "budget_facts": len(b_facts), "name_rows": len(f_names), "name_phase": name_phase,
                      "after_name_tokens": 0 if a_steer is None else int(a_steer[1].sum()),
                      "after_name_keep_rows": 0 if a_keep is None else len(a_keep[0]),
+                     "teacher_tokens": 0 if teach is None else int(teach[1].sum()),
                      "direction_probes": [[round(p, 6) for p in ps] for ps in probes],
                      "direction_forget_probes": [[round(p, 6) for p in ps] for ps in f_probes],
                      "forget_accuracy": _accuracy(model, f_batch),
                      "retain_floor": round(floor, 4), "retain_accuracy": _accuracy(model, r_batch)}
 
 
-TERMS = ("misdirect", "subject", "after_name", "name", "retain_shift")  # a step's logged parts (``step_loss``)
+TERMS = ("misdirect", "subject", "after_name", "name", "teacher", "retain_shift")  # a step's logged parts (``step_loss``)
 
 
 def _terms(outcome: Outcome) -> dict[str, dict[str, float]]:
@@ -579,6 +606,17 @@ def _terms(outcome: Outcome) -> dict[str, dict[str, float]]:
         return {}
     return {k: {"first": round(outcome.log[0][k], 6), "last": round(outcome.log[-1][k], 6)}
             for k in TERMS if k in outcome.log[0]}
+
+
+def _logits_where(model: Any, rows: Rows, where: Tensor) -> Tensor:
+    """The whole model's next-token logits ``[where.sum(), vocab]`` from the states ``where`` marks."""
+    hidden = model.base_model(input_ids=rows.ids, attention_mask=rows.mask).last_hidden_state
+    return model.get_output_embeddings()(hidden[where[:, : hidden.shape[1]]]).float()
+
+
+def _kl(target_logp: Tensor, logits: Tensor) -> Tensor:
+    """Mean over positions of ``KL(target || softmax(logits))``, ``target_logp`` log-probabilities."""
+    return (target_logp.exp() * (target_logp - logits.log_softmax(-1))).sum(-1).mean()
 
 
 @torch.no_grad()
