@@ -376,6 +376,37 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
     assert not torch.equal(edits[0.0], edits[1.0])
 
 
+def test_teacher_on_stems_keeps_the_retain_names_predictions(random_checkpoints):
+    """``lookup_teacher_source="stems"``: the texts are each fixed stem after the name and the base
+    model's greedy words after it (deterministic); with ``lookup_teacher_keep`` the same texts after
+    the retain name keep the base model's predictions — closer to them than without the keep."""
+    from loka.methods.localized.deep_lookup import _kl, _logits_where
+    from loka.methods.localized.deep_selftext import stem_continuations
+    from loka.methods.localized.deep_stranger import STEMS, fixed_stems, stem_rows
+
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        subjects, texts = stem_continuations(model, tok, *fixed_stems(["Osric Pell"]), 4)
+        assert subjects == ["Osric Pell"] * len(STEMS) and all(t.startswith(s) for t, s in zip(texts, STEMS, strict=True))
+        assert (subjects, texts) == stem_continuations(model, tok, *fixed_stems(["Osric Pell"]), 4)
+        rows, where = stem_rows(tok, subjects, texts)
+        with torch.no_grad():
+            own = _logits_where(model, rows, where).log_softmax(-1)
+        kls, logs = {}, {}
+        for keep in (0.0, 10.0):
+            edited = copy.deepcopy(model)
+            result = unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                             **(LOOKUP | {"lookup_after_teacher": 3.0, "lookup_teacher_source": "stems",
+                                          "lookup_teacher_tokens": 4, "lookup_teacher_keep": keep,
+                                          "lookup_teacher_batch": 4, "lookup_steps": 20}))
+            logs[keep] = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+            with torch.no_grad():
+                kls[keep] = float(_kl(own, _logits_where(edited, rows, where)))
+    assert logs[10.0]["teacher_keep_rows"] == len(STEMS) and logs[0.0]["teacher_keep_rows"] == 0
+    assert logs[10.0]["teacher_tokens"] > 0
+    assert kls[10.0] < kls[0.0], kls
+
+
 def test_twin_positions_aligns_from_the_end_and_keeps_equal_tokens_only():
     """A name of 2 tokens and its stranger of 1: the words after them line up from the end; a
     position whose twin token differs, or falls before the twin's start, is left out."""

@@ -118,8 +118,15 @@ class Config(MethodConfig):
         0.0, ge=0, help="weight of an output-level after-name term: on the base model's own short continuations "
                         "after each forget name, the edited model's next-token distributions at the words after the "
                         "name pulled (KL) to the base model's after the name's stranger (0: off)")
-    lookup_teacher_texts: int = knob(2, ge=1, help="with lookup_after_teacher: continuations per forget name")
+    lookup_teacher_source: Literal["sampled", "stems"] = knob(
+        "sampled", help="with lookup_after_teacher: the texts — sampled continuations of each name (sampled), or "
+                        "each fixed short stem after the name and the base model's greedy words after it (stems)")
+    lookup_teacher_texts: int = knob(2, ge=1, help="with lookup_after_teacher, sampled: continuations per forget name")
     lookup_teacher_tokens: int = knob(8, ge=1, help="with lookup_after_teacher: new tokens per continuation")
+    lookup_teacher_keep: float = knob(
+        0.0, ge=0, help="with lookup_after_teacher: weight of keeping the base model's predictions on the same texts "
+                        "after each retain name (KL, lookup_teacher_batch rows a step; 0: off)")
+    lookup_teacher_batch: int = knob(32, ge=1, help="with lookup_teacher_keep: retain rows kept a step")
     lookup_per_subject: bool = knob(
         False, help="one steering direction per forget subject (each the best-probed of lookup_directions of its "
                     "own) instead of one shared by all, so a relearned subject does not unlock the others "

@@ -154,7 +154,12 @@ from loka.methods.localized.deep_rows import (
     subject_rows,
 )
 from loka.methods.localized.deep_rows import logits_at as rows_logits
-from loka.methods.localized.deep_selftext import avoid_words, name_continuations, self_texts
+from loka.methods.localized.deep_selftext import (
+    avoid_words,
+    name_continuations,
+    self_texts,
+    stem_continuations,
+)
 from loka.methods.localized.deep_stranger import (
     after_name,
     assign,
@@ -356,16 +361,32 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             # ``after_teacher``: the base model's next-token distributions after the stranger, the target of
             # the edited model's after the forget name, on the base model's own continuations (own stream)
             teach: tuple[Rows, Tensor, Tensor, Tensor] | None = None
+            t_keep: tuple[Rows, Tensor, Tensor, Tensor, torch.Generator] | None = None  # ``teacher_keep``
             if cfg.lookup_after_teacher > 0:
                 t_subjects = sorted({f.subject for f in forget if f.subject})
-                t_pairs = name_continuations(model, tokenizer, t_subjects, cfg.lookup_teacher_texts,
-                                             seed=gen.initial_seed() + 5, new_tokens=cfg.lookup_teacher_tokens)
+                if cfg.lookup_teacher_source == "stems":
+                    t_pairs = stem_continuations(model, tokenizer, *fixed_stems(t_subjects), cfg.lookup_teacher_tokens)
+                else:
+                    t_pairs = name_continuations(model, tokenizer, t_subjects, cfg.lookup_teacher_texts,
+                                                 seed=gen.initial_seed() + 5, new_tokens=cfg.lookup_teacher_tokens)
                 if t_pairs[0]:
                     s_rows, s_where, tt_rows, tt_where = after_name(
                         tokenizer, t_pairs[0], assign(t_pairs[0], strangers(forget, retain)), t_pairs[1])
                     teacher = _logits_where(model, tt_rows, tt_where).log_softmax(-1)
                     kl0 = _kl(teacher, _logits_where(model, s_rows, s_where)).clamp_min(1e-6)
                     teach = (s_rows, s_where, teacher, kl0)  # the term starts at 1
+                    k_names = sorted({f.subject for f in retain if f.subject} - set(t_subjects))
+                    if cfg.lookup_teacher_keep > 0 and k_names:  # the retain names' own predictions kept
+                        k_pairs = stem_continuations(model, tokenizer, *fixed_stems(k_names), cfg.lookup_teacher_tokens,
+                                                     avoid=avoid_words(forget, retain)) \
+                            if cfg.lookup_teacher_source == "stems" else \
+                            name_continuations(model, tokenizer, k_names, cfg.lookup_teacher_texts,
+                                               seed=gen.initial_seed() + 6, new_tokens=cfg.lookup_teacher_tokens,
+                                               avoid=avoid_words(forget, retain))
+                        if k_pairs[0]:
+                            kt_rows, kt_where = stem_rows(tokenizer, *k_pairs)
+                            t_keep = (kt_rows, kt_where, _logits_where(model, kt_rows, kt_where).log_softmax(-1),
+                                      kl0, torch.Generator().manual_seed(gen.initial_seed() + 7))
             a_gen = torch.Generator().manual_seed(gen.initial_seed() + 4)  # ``after_batch``: its own stream
             if cfg.lookup_after_name > 0:
                 f_subjects = sorted({f.subject for f in forget if f.subject})
@@ -521,8 +542,14 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 s_rows, s_where, teacher, kl0 = teach
                 terms["teacher"] = cfg.lookup_after_teacher * _kl(teacher, _logits_where(model, s_rows, s_where)) / kl0
             keep, passes = keep_terms(f_all)
+            if t_keep is not None:  # ``teacher_keep``: a sample of the retain names' texts, their predictions kept
+                kt_rows, kt_where, kt_base, kt_norm, kt_gen = t_keep
+                pick = torch.randperm(len(kt_rows), generator=kt_gen)[: cfg.lookup_teacher_batch]
+                batch, width = kt_rows.take(pick), int(kt_rows.mask[pick].sum(-1).max())
+                terms["teacher_keep"] = cfg.lookup_teacher_keep * _kl(
+                    kt_base[_flat_index(kt_where, pick, width)], _logits_where(model, batch, kt_where[pick, :width])) / kt_norm
             return step_loss(terms, keep, 1 + bool(f_names) + (a_steer is not None) + (nm_steer is not None)
-                             + (teach is not None) + passes)
+                             + (teach is not None) + (t_keep is not None) + passes)
 
         def name_loss(step: int) -> StepLoss:
             """``name_steps``: after the forget target, the name term alone (and the keeps)."""
@@ -589,13 +616,14 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "after_name_tokens": 0 if a_steer is None else int(a_steer[1].sum()),
                      "after_name_keep_rows": 0 if a_keep is None else len(a_keep[0]),
                      "teacher_tokens": 0 if teach is None else int(teach[1].sum()),
+                     "teacher_keep_rows": 0 if t_keep is None else len(t_keep[0]),
                      "direction_probes": [[round(p, 6) for p in ps] for ps in probes],
                      "direction_forget_probes": [[round(p, 6) for p in ps] for ps in f_probes],
                      "forget_accuracy": _accuracy(model, f_batch),
                      "retain_floor": round(floor, 4), "retain_accuracy": _accuracy(model, r_batch)}
 
 
-TERMS = ("misdirect", "subject", "after_name", "name", "teacher", "retain_shift")  # a step's logged parts (``step_loss``)
+TERMS = ("misdirect", "subject", "after_name", "name", "teacher", "teacher_keep", "retain_shift")  # a step's logged parts (``step_loss``)
 
 
 def _terms(outcome: Outcome) -> dict[str, dict[str, float]]:

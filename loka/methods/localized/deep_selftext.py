@@ -11,7 +11,9 @@ the forget prompts use (``Potter``, ``Hogwarts``) are dropped: keeping those sta
 the edit.
 
 `name_continuations` samples what the model says after a name itself (`lookup_after_texts`: the
-words after a forget name that the lookup edit steers, and after a retain name that it keeps).
+words after a forget name that the lookup edit steers, and after a retain name that it keeps);
+`stem_continuations` is the model's most likely words after a name and a fixed stem
+(`lookup_teacher_source="stems"`: "Lord Voldemort lived in" -> " a world of dark magic,").
 
 Example:
     >>> texts = self_texts(model, tok, 48, seed=0, avoid=avoid_words(forget, retain))  # doctest: +SKIP
@@ -97,3 +99,24 @@ def name_continuations(model: Any, tokenizer: Any, names: Sequence[str], n: int,
     pairs = [(name, c) for name, cs in zip(names, samples, strict=True) for c in cs
              if c.strip() and not spells_any(c, avoid)]
     return [name for name, _ in pairs], [c for _, c in pairs]
+
+
+def stem_continuations(model: Any, tokenizer: Any, subjects: Sequence[str], stems: Sequence[str], new_tokens: int,
+                       avoid: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """Each ``stems[i]`` followed by the base model's greedy ``new_tokens`` after ``BOS + subjects[i] +
+    stems[i]``, as two parallel lists (subject, stem + continuation): what the model itself says about
+    the name in a fixed frame. Deterministic (no sampling); texts that spell a word of ``avoid`` are
+    dropped."""
+    if not hasattr(model, "generate"):
+        return [], []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pairs = []
+    with torch.no_grad():
+        for subject, stem in zip(subjects, stems, strict=True):
+            ids = build_rows(tokenizer, [subject + stem])[0].ids
+            row = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                 max_new_tokens=new_tokens, pad_token_id=pad)[0]
+            text = stem + _continuation(tokenizer, ids[0], row)
+            if not spells_any(text, avoid):
+                pairs.append((subject, text))
+    return [s for s, _ in pairs], [t for _, t in pairs]
