@@ -98,6 +98,13 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    arXiv 2310.02238) fine-tunes towards the predictions made with the anchor terms replaced by
    generic ones; here the anchor is the name and the text is the model's own, so the target is
    what a reader who never knew the person would predict, not a state to match at one block.
+   ``teacher_source="stems"``: the texts are each fixed stem after the name and the base model's
+   greedy ``teacher_tokens`` words after it (`deep_selftext.stem_continuations`: "Lord Voldemort
+   lived in" -> " a world of dark magic,"), instead of sampled continuations of the bare name
+   (on SmolLM2 mostly loose text whose KL is the name's surface: "Viktor Krumpple"). With
+   ``teacher_keep`` (a weight), the same texts after each retain name keep the base model's
+   predictions (``KL(base || edited)``, ``teacher_batch`` rows a step, over the forget term's
+   starting KL). Measured on SmolLM2, not adopted (BENCHMARKS.md screens 28-30).
 
    With ``name_layer`` N (off), the name's own tokens in those after-name texts are steered too,
    after the lower block N, to their stranger's word-aligned states there (weight ``name_weight``),
