@@ -48,6 +48,15 @@ def _taught(path, facts=FORGET + RETAIN):
     return model, tok
 
 
+def _lookup_edit(model, tok, **settings):
+    """A copy of ``model`` after `loka-deep` with ``LOOKUP | settings`` on the four facts, and its
+    lookup stage's log entry."""
+    edited = copy.deepcopy(model)
+    result = unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                     **(LOOKUP | settings))
+    return edited, next(e for e in result.log if e["stage"] == "lookup_misdirection")
+
+
 def test_lookup_misdirection_edits_only_the_lookup_slices_and_forgets(random_checkpoints):
     with one_torch_thread():
         model, tok = _taught(random_checkpoints["llama"])
@@ -362,11 +371,8 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
             kls = {"base": float(_kl(target, _logits_where(model, rows, where)))}
         edits, logs = {}, {}
         for weight in (0.0, 1.0):
-            edited = copy.deepcopy(model)
-            result = unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
-                             **(LOOKUP | {"lookup_after_teacher": weight, "lookup_teacher_texts": 2,
-                                          "lookup_steps": 20}))
-            logs[weight] = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+            edited, logs[weight] = _lookup_edit(model, tok, lookup_after_teacher=weight, lookup_teacher_texts=2,
+                                                lookup_steps=20)
             edits[weight] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
             with torch.no_grad():
                 kls[weight] = float(_kl(target, _logits_where(edited, rows, where)))
@@ -394,12 +400,9 @@ def test_teacher_on_stems_keeps_the_retain_names_predictions(random_checkpoints)
             own = _logits_where(model, rows, where).log_softmax(-1)
         kls, logs = {}, {}
         for keep in (0.0, 10.0):
-            edited = copy.deepcopy(model)
-            result = unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
-                             **(LOOKUP | {"lookup_after_teacher": 3.0, "lookup_teacher_source": "stems",
-                                          "lookup_teacher_tokens": 4, "lookup_teacher_keep": keep,
-                                          "lookup_teacher_batch": 4, "lookup_steps": 20}))
-            logs[keep] = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+            edited, logs[keep] = _lookup_edit(model, tok, lookup_after_teacher=3.0, lookup_teacher_source="stems",
+                                              lookup_teacher_tokens=4, lookup_teacher_keep=keep,
+                                              lookup_teacher_batch=4, lookup_steps=20)
             with torch.no_grad():
                 kls[keep] = float(_kl(own, _logits_where(edited, rows, where)))
     assert logs[10.0]["teacher_keep_rows"] == len(STEMS) and logs[0.0]["teacher_keep_rows"] == 0
@@ -655,11 +658,8 @@ def test_name_layer_steers_the_names_own_tokens_to_the_strangers_at_a_lower_bloc
             where, goal = name_targets(tok, subjects, names, stems, hidden_at(model, t_rows, 0).float())
         logs, edits, gaps = {}, {}, {}
         for name_layer in (None, 0):
-            edited = copy.deepcopy(model)
-            result = unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
-                             **(LOOKUP | {"lookup_layer": 1, "lookup_after_name": 1.0, "lookup_name_layer": name_layer,
-                                          "lookup_steps": 20}))
-            logs[name_layer] = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+            edited, logs[name_layer] = _lookup_edit(model, tok, lookup_layer=1, lookup_after_name=1.0,
+                                                    lookup_name_layer=name_layer, lookup_steps=20)
             edits[name_layer] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
             with torch.no_grad():
                 gaps[name_layer] = float((hidden_at(edited, rows, 0).float()[where] - goal).pow(2).sum(-1).mean())
