@@ -690,3 +690,26 @@ def test_name_steps_run_the_name_term_alone_after_the_forget_target(random_check
     assert sorted(phase["terms"]) == ["misdirect", "name", "retain_shift"]  # the name term alone, and the keeps
     assert phase["terms"]["name"]["first"] == pytest.approx(phase["term_start"], rel=1e-4)
     assert result.steps == sum(t["steps"] for t in entry["tries"]) + phase["steps"]
+
+
+def test_plain_continuations_are_about_the_name_alone(random_checkpoints):
+    """``lookup_teacher_plain``: a text after a name that extends its last word or names someone
+    else mid-sentence is left out (hand cases); sampled with it, the first n plain texts of 4n
+    draws are kept, deterministic, and none of them names another."""
+    from loka.methods.localized.deep_selftext import name_continuations, names_another
+
+    assert names_another("Viktor Krum", "pple (the Russian poet")
+    assert names_another("Sirius Black", " (Dame Darthwynn")
+    assert names_another("Tom Riddle", ' met "Bob and')
+    assert not names_another("Tom Riddle", ". The answer is 4 years, Tom")
+    assert not names_another("Ron Weasley", ", 4\nA: I'm")
+    assert not names_another("Albus Dumbledore", ", the patron god of ancient magic,")
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        names = ["Mira Coltan", "Osric Pell"]
+        loose = name_continuations(model, tok, names, 8, seed=5, new_tokens=8)
+        plain = name_continuations(model, tok, names, 2, seed=5, new_tokens=8, plain=True)
+        assert plain == name_continuations(model, tok, names, 2, seed=5, new_tokens=8, plain=True)
+    assert plain[1] and not any(names_another(n, t) for n, t in zip(*plain, strict=True))
+    assert all(plain[0].count(n) <= 2 for n in names)
+    assert any(names_another(n, t) for n, t in zip(*loose, strict=True))  # the filter has something to leave out

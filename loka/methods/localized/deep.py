@@ -122,6 +122,9 @@ class Config(MethodConfig):
         "sampled", help="with lookup_after_teacher: the texts — sampled continuations of each name (sampled), or "
                         "each fixed short stem after the name and the base model's greedy words after it (stems)")
     lookup_teacher_texts: int = knob(2, ge=1, help="with lookup_after_teacher, sampled: continuations per forget name")
+    lookup_teacher_plain: bool = knob(
+        False, help="with lookup_after_teacher, sampled: only continuations that neither extend the name's last "
+                    "word nor name someone else mid-sentence (a capitalised word), the first of 4x as many samples")
     lookup_teacher_tokens: int = knob(8, ge=1, help="with lookup_after_teacher: new tokens per continuation")
     lookup_teacher_keep: float = knob(
         0.0, ge=0, help="with lookup_after_teacher: weight of keeping the base model's predictions on the same texts "

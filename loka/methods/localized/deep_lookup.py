@@ -101,7 +101,9 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    ``teacher_source="stems"``: the texts are each fixed stem after the name and the base model's
    greedy ``teacher_tokens`` words after it (`deep_selftext.stem_continuations`: "Lord Voldemort
    lived in" -> " a world of dark magic,"), instead of sampled continuations of the bare name
-   (on SmolLM2 mostly loose text whose KL is the name's surface: "Viktor Krumpple"). With
+   (on SmolLM2 mostly loose text whose KL is the name's surface: "Viktor Krumpple"); with
+   ``teacher_plain``, sampled texts that extend the name or name someone else mid-sentence are
+   left out (`deep_selftext.names_another`: "Sirius Black (Dame Darthwynn"). With
    ``teacher_keep`` (a weight), the same texts after each retain name keep the base model's
    predictions (``KL(base || edited)``, ``teacher_batch`` rows a step, over the forget term's
    starting KL). Measured on SmolLM2, not adopted (BENCHMARKS.md screens 28-30).
@@ -375,7 +377,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                     t_pairs = stem_continuations(model, tokenizer, *fixed_stems(t_subjects), cfg.lookup_teacher_tokens)
                 else:
                     t_pairs = name_continuations(model, tokenizer, t_subjects, cfg.lookup_teacher_texts,
-                                                 seed=gen.initial_seed() + 5, new_tokens=cfg.lookup_teacher_tokens)
+                                                 seed=gen.initial_seed() + 5, new_tokens=cfg.lookup_teacher_tokens,
+                                                 plain=cfg.lookup_teacher_plain)
                 if t_pairs[0]:
                     s_rows, s_where, tt_rows, tt_where = after_name(
                         tokenizer, t_pairs[0], assign(t_pairs[0], strangers(forget, retain)), t_pairs[1])
@@ -389,7 +392,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                             if cfg.lookup_teacher_source == "stems" else \
                             name_continuations(model, tokenizer, k_names, cfg.lookup_teacher_texts,
                                                seed=gen.initial_seed() + 6, new_tokens=cfg.lookup_teacher_tokens,
-                                               avoid=avoid_words(forget, retain))
+                                               avoid=avoid_words(forget, retain), plain=cfg.lookup_teacher_plain)
                         if k_pairs[0]:
                             kt_rows, kt_where = stem_rows(tokenizer, *k_pairs)
                             t_keep = (kt_rows, kt_where, _logits_where(model, kt_rows, kt_where).log_softmax(-1),

@@ -36,6 +36,8 @@ PROMPTS = ("Famous characters from novels, films and television include",
            "Some of the most famous places in the world are",
            "My favourite book tells the story of")
 _WORD = re.compile(r"[A-Za-z]+")  # "Potter's" -> "Potter", "s"; "Harry-Potter" -> "Harry", "Potter"
+_CAPITAL = re.compile(r"\b[A-Z][A-Za-z]+")  # `names_another`: a capitalised word of two letters or more
+PLAIN_DRAWS = 4  # `name_continuations` with ``plain``: samples drawn per text kept
 
 
 def _continuation(tokenizer: Any, prompt: Any, row: Any) -> str:
@@ -85,19 +87,37 @@ def self_texts(model: Any, tokenizer: Any, n: int, *, seed: int, avoid: frozense
     return [prompt + c for prompt, cs in zip(PROMPTS, samples, strict=True) for c in cs if not spells_any(c, avoid)][:n]
 
 
+def names_another(name: str, text: str) -> bool:
+    """Whether ``text``, written right after ``name``, extends the name's last word ("Viktor Krum" +
+    "pple") or names someone or something else mid-sentence: a capitalised word of two letters or
+    more that is not a word of the name and does not open a sentence or a line ("Sirius Black" +
+    " (Dame Darthwynn"). A text after a name should be about the name, not another one."""
+    if text[:1].isalnum():
+        return True
+    own = set(_WORD.findall(name))
+    for m in _CAPITAL.finditer(text):
+        before = text[: m.start()].rstrip(" \t\"'(\u201c\u2018")
+        if m.group() not in own and (not before or before[-1] not in ".!?:\n"):
+            return True
+    return False
+
+
 def name_continuations(model: Any, tokenizer: Any, names: Sequence[str], n: int, *, seed: int,
-                       avoid: frozenset[str] = frozenset(), new_tokens: int = 16) -> tuple[list[str], list[str]]:
+                       avoid: frozenset[str] = frozenset(), new_tokens: int = 16,
+                       plain: bool = False) -> tuple[list[str], list[str]]:
     """Up to ``n`` sampled continuations of ``BOS + name`` for each of ``names``, as two parallel
     lists (name, continuation): what the base model itself says after the name, where a query that
     starts with it reads it. Continuations that are empty or spell a word of ``avoid`` are dropped
-    (a name may get none); the same ``seed`` (and thread count) gives the same texts; the caller's
+    (a name may get none); with ``plain``, ``PLAIN_DRAWS`` x n are sampled and the first n of those
+    kept that do not `names_another` either. The same ``seed`` (and thread count) gives the same texts; the caller's
     random state is left as it was."""
     if n <= 0 or not hasattr(model, "generate"):
         return [], []
-    samples = _sampled(model, tokenizer, [build_rows(tokenizer, [name])[0].ids for name in names], n, seed=seed,
-                       new_tokens=new_tokens)
-    pairs = [(name, c) for name, cs in zip(names, samples, strict=True) for c in cs
-             if c.strip() and not spells_any(c, avoid)]
+    samples = _sampled(model, tokenizer, [build_rows(tokenizer, [name])[0].ids for name in names],
+                       n * PLAIN_DRAWS if plain else n, seed=seed, new_tokens=new_tokens)
+    pairs = [(name, c) for name, cs in zip(names, samples, strict=True)
+             for c in [c for c in cs if c.strip() and not spells_any(c, avoid)
+                       and not (plain and names_another(name, c))][:n]]
     return [name for name, _ in pairs], [c for _, c in pairs]
 
 
