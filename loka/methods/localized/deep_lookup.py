@@ -106,7 +106,7 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    left out (`deep_selftext.names_another`: "Sirius Black (Dame Darthwynn"). With
    ``teacher_keep`` (a weight), the same texts after each retain name keep the base model's
    predictions (``KL(base || edited)``, ``teacher_batch`` rows a step, over the forget term's
-   starting KL). Measured on SmolLM2, not adopted (BENCHMARKS.md screens 28-30).
+   starting KL). Measured on SmolLM2, not adopted (BENCHMARKS.md screens 28-35).
 
    With ``name_layer`` N (off), the name's own tokens in those after-name texts are steered too,
    after the lower block N, to their stranger's word-aligned states there (weight ``name_weight``),
