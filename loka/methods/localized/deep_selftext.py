@@ -109,8 +109,8 @@ def name_continuations(model: Any, tokenizer: Any, names: Sequence[str], n: int,
     lists (name, continuation): what the base model itself says after the name, where a query that
     starts with it reads it. Continuations that are empty or spell a word of ``avoid`` are dropped
     (a name may get none); with ``plain``, ``PLAIN_DRAWS`` x n are sampled and the first n of those
-    kept that do not `names_another` either. The same ``seed`` (and thread count) gives the same texts; the caller's
-    random state is left as it was."""
+    kept that do not `names_another` either. The same ``seed`` (and thread count) gives the same
+    texts; the caller's random state is left as it was."""
     if n <= 0 or not hasattr(model, "generate"):
         return [], []
     samples = _sampled(model, tokenizer, [build_rows(tokenizer, [name])[0].ids for name in names],
