@@ -115,9 +115,11 @@ def name_continuations(model: Any, tokenizer: Any, names: Sequence[str], n: int,
         return [], []
     samples = _sampled(model, tokenizer, [build_rows(tokenizer, [name])[0].ids for name in names],
                        n * PLAIN_DRAWS if plain else n, seed=seed, new_tokens=new_tokens)
-    pairs = [(name, c) for name, cs in zip(names, samples, strict=True)
-             for c in [c for c in cs if c.strip() and not spells_any(c, avoid)
-                       and not (plain and names_another(name, c))][:n]]
+
+    def kept(name: str, text: str) -> bool:
+        return bool(text.strip()) and not spells_any(text, avoid) and not (plain and names_another(name, text))
+
+    pairs = [(name, c) for name, cs in zip(names, samples, strict=True) for c in [c for c in cs if kept(name, c)][:n]]
     return [name for name, _ in pairs], [c for _, c in pairs]
 
 
