@@ -712,4 +712,7 @@ def test_plain_continuations_are_about_the_name_alone(random_checkpoints):
         assert plain == name_continuations(model, tok, names, 2, seed=5, new_tokens=8, plain=True)
     assert plain[1] and not any(names_another(n, t) for n, t in zip(*plain, strict=True))
     assert all(plain[0].count(n) <= 2 for n in names)
+    # the 8 draws ``plain`` filters are ``loose``'s (same seed): it keeps each name's first 2 that name no other
+    assert list(zip(*plain, strict=True)) == [(n, t) for n in names for t in [
+        t for s, t in zip(*loose, strict=True) if s == n and not names_another(n, t)][:2]]
     assert any(names_another(n, t) for n, t in zip(*loose, strict=True))  # the filter has something to leave out
