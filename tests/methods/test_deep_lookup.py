@@ -357,7 +357,8 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
     """``lookup_after_teacher``: on the base model's own continuations after the forget name, the
     edited model's next-token distributions at the words after the name move towards the base
     model's after the stranger (KL lower than the base's and than the same edit without the term),
-    and the term is logged from 1; weight 0 leaves the default's edit."""
+    and the term is logged from 1; weight 0 leaves the default's edit. Routed through the name's
+    own tokens (``teacher_routed``) it still lowers the KL, with another edit."""
     from loka.methods.localized.deep_lookup import _kl, _logits_where
     from loka.methods.localized.deep_selftext import name_continuations
     from loka.methods.localized.deep_stranger import after_name, assign, strangers
@@ -370,16 +371,21 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
             target = _logits_where(model, t_rows, t_where).log_softmax(-1)
             kls = {"base": float(_kl(target, _logits_where(model, rows, where)))}
         edits, logs = {}, {}
-        for weight in (0.0, 1.0):
-            edited, logs[weight] = _lookup_edit(model, tok, lookup_after_teacher=weight, lookup_teacher_texts=2,
-                                                lookup_steps=20)
-            edits[weight] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
+        for weight, routed in ((0.0, False), (1.0, False), (1.0, True)):
+            edited, logs[weight, routed] = _lookup_edit(model, tok, lookup_after_teacher=weight, lookup_teacher_texts=2,
+                                                        lookup_steps=20, lookup_teacher_routed=routed)
+            edits[weight, routed] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
             with torch.no_grad():
-                kls[weight] = float(_kl(target, _logits_where(edited, rows, where)))
-    assert logs[0.0]["teacher_tokens"] == 0 and logs[1.0]["teacher_tokens"] == int(where.sum()) > 0
-    assert logs[1.0]["tries"][0]["terms"]["teacher"]["first"] == pytest.approx(1.0, abs=1e-4)
-    assert kls[1.0] < kls["base"] and kls[1.0] < kls[0.0], kls
-    assert not torch.equal(edits[0.0], edits[1.0])
+                kls[weight, routed] = float(_kl(target, _logits_where(edited, rows, where)))
+    assert logs[0.0, False]["teacher_tokens"] == 0 and logs[1.0, False]["teacher_tokens"] == int(where.sum()) > 0
+    for routed in (False, True):
+        assert logs[1.0, routed]["tries"][0]["terms"]["teacher"]["first"] == pytest.approx(1.0, abs=1e-4)
+        assert kls[1.0, routed] < kls["base"] and kls[1.0, routed] < kls[0.0, False], kls
+    assert not torch.equal(edits[0.0, False], edits[1.0, False])
+    # ``teacher_routed``: trained through the name's own tokens only (every row: "Mira Coltan" after BOS)
+    assert logs[1.0, True]["teacher_routed_tokens"] == 2 * len(tok("Mira Coltan", add_special_tokens=False)["input_ids"])
+    assert logs[1.0, False]["teacher_routed_tokens"] == 0
+    assert not torch.equal(edits[1.0, True], edits[1.0, False])
 
 
 def test_teacher_on_stems_keeps_the_retain_names_predictions(random_checkpoints):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -140,6 +141,45 @@ def test_slice_deltas_compute_what_merged_weights_compute(arch, random_checkpoin
     assert torch.allclose(hooked, merged, atol=1e-4, rtol=1e-4)  # ... and merging keeps them
     assert 0 < deltas.n_changed(model, before) <= deltas.n_trainable
     assert all(float(d.detach().abs().max()) == 0 for _, d in deltas.named())
+
+
+def test_routed_slice_deltas_learn_only_from_the_marked_positions(random_checkpoints):
+    """`SliceDeltas.routed`: the forward is unchanged; marking every position gives the plain
+    gradients, marking none gives none; a loss read at the first position only (causal: no later
+    position reaches it) has the plain gradients when that position alone is marked, and a loss
+    read at the last position has other gradients when the last is the only one marked."""
+    from loka.methods.localized.params import SliceDeltas
+
+    model, tok = load_hf(random_checkpoints["llama"])
+    model.requires_grad_(False)
+    deltas = SliceDeltas.of(model, [Component(0, "neuron", 3), Component(1, "neuron", 5), Component(0, "head", 1)])
+    torch.manual_seed(2)
+    for _, d in deltas.named():
+        d.data.normal_(0, 0.5)
+    tokens = torch.tensor([tok("Mira Coltan was born in Velmora")["input_ids"]])
+    n = tokens.shape[1]
+
+    def grads(at: int, where: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        for _, d in deltas.named():
+            d.grad = None
+        with deltas.attached(model), deltas.routed(where) if where is not None else contextlib.nullcontext():
+            logits = _logits(model, tokens)
+        if logits.requires_grad:  # (none marked: nothing reaches a delta)
+            logits[0, at].logsumexp(-1).backward()
+        return logits.detach(), [d.grad.clone() if d.grad is not None else torch.zeros_like(d) for _, d in deltas.named()]
+
+    mark = lambda *ps: torch.zeros(1, n, dtype=torch.bool).index_fill_(1, torch.tensor(ps), True)  # noqa: E731
+    plain_logits, plain = grads(-1, None)
+    every_logits, every = grads(-1, torch.ones(1, n, dtype=torch.bool))
+    assert torch.equal(every_logits, plain_logits)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(every, plain, strict=True))
+    none_logits, none = grads(-1, torch.zeros(1, n, dtype=torch.bool))
+    assert torch.equal(none_logits, plain_logits) and all(float(g.abs().max()) == 0 for g in none)
+    first = grads(0, None)[1]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads(0, mark(0))[1], first, strict=True))
+    last_only = grads(-1, mark(n - 1))[1]
+    assert sum(float((a - b).abs().max()) for a, b in zip(last_only, plain, strict=True)) > 1e-4
+    assert any(float(g.abs().max()) > 0 for g in last_only)
 
 
 def test_loka_ft_ranks_on_a_bridge_that_shares_the_weights(random_checkpoints):

@@ -126,6 +126,10 @@ class Config(MethodConfig):
         False, help="with lookup_after_teacher, sampled: only continuations that neither extend the name's last "
                     "word nor name someone else mid-sentence (a capitalised word), the first of 4x as many samples")
     lookup_teacher_tokens: int = knob(8, ge=1, help="with lookup_after_teacher: new tokens per continuation")
+    lookup_teacher_routed: bool = knob(
+        False, help="with lookup_after_teacher: the teacher term trains the lookup slices only through the forget "
+                    "name's own tokens (gradient routing by position): it changes how the name is read, not what "
+                    "the slices compute at the words after it")
     lookup_teacher_keep: float = knob(
         0.0, ge=0, help="with lookup_after_teacher: weight of keeping the base model's predictions on the same texts "
                         "after each retain name (KL, lookup_teacher_batch rows a step; 0: off)")

@@ -106,7 +106,11 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    left out (`deep_selftext.names_another`: "Sirius Black (Dame Darthwynn"). With
    ``teacher_keep`` (a weight), the same texts after each retain name keep the base model's
    predictions (``KL(base || edited)``, ``teacher_batch`` rows a step, over the forget term's
-   starting KL). Measured on SmolLM2, not adopted (BENCHMARKS.md screens 28-35).
+   starting KL). With ``teacher_routed``, the teacher's KL trains the slices only through the
+   forget name's own tokens (`SliceDeltas.routed`, gradient routing by position: Cloud et al.
+   2024, arXiv 2410.04332): the words after the name still read it, but what the slices compute
+   at those words is not trained, so the term changes how the name is read rather than how any
+   name's continuation is. Measured on SmolLM2, not adopted (BENCHMARKS.md screens 28-36).
 
    With ``name_layer`` N (off), the name's own tokens in those after-name texts are steered too,
    after the lower block N, to their stranger's word-aligned states there (weight ``name_weight``),
@@ -369,7 +373,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             n_at = layer if n_layer is None else n_layer
             # ``after_teacher``: the base model's next-token distributions after the stranger, the target of
             # the edited model's after the forget name, on the base model's own continuations (own stream)
-            teach: tuple[Rows, Tensor, Tensor, Tensor] | None = None
+            teach: tuple[Rows, Tensor, Tensor, Tensor, Tensor] | None = None
             t_keep: tuple[Rows, Tensor, Tensor, Tensor, torch.Generator] | None = None  # ``teacher_keep``
             if cfg.lookup_after_teacher > 0:
                 t_subjects = sorted({f.subject for f in forget if f.subject})
@@ -384,7 +388,10 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                         tokenizer, t_pairs[0], assign(t_pairs[0], strangers(forget, retain)), t_pairs[1])
                     teacher = _logits_where(model, tt_rows, tt_where).log_softmax(-1)
                     kl0 = _kl(teacher, _logits_where(model, s_rows, s_where)).clamp_min(1e-6)
-                    teach = (s_rows, s_where, teacher, kl0)  # the term starts at 1
+                    # ``teacher_routed``: the name's own tokens (neither BOS nor the words after it)
+                    t_name = s_rows.mask.bool() & ~stem_rows(tokenizer, *t_pairs)[1]
+                    t_name[:, 0] = False
+                    teach = (s_rows, s_where, teacher, kl0, t_name)  # the term starts at 1
                     k_names = sorted({f.subject for f in retain if f.subject} - set(t_subjects))
                     if cfg.lookup_teacher_keep > 0 and k_names:  # the retain names' own predictions kept
                         k_pairs = stem_continuations(model, tokenizer, *fixed_stems(k_names), cfg.lookup_teacher_tokens,
@@ -549,8 +556,10 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 if nm_steer is not None:
                     terms["name"] = name_term()
             if teach is not None:
-                s_rows, s_where, teacher, kl0 = teach
-                terms["teacher"] = cfg.lookup_after_teacher * _kl(teacher, _logits_where(model, s_rows, s_where)) / kl0
+                s_rows, s_where, teacher, kl0, t_name = teach
+                with deltas.routed(t_name) if cfg.lookup_teacher_routed else contextlib.nullcontext():
+                    t_logits = _logits_where(model, s_rows, s_where)
+                terms["teacher"] = cfg.lookup_after_teacher * _kl(teacher, t_logits) / kl0
             keep, passes = keep_terms(f_all)
             if t_keep is not None:  # ``teacher_keep``: a sample of the retain names' texts, their predictions kept
                 kt_rows, kt_where, kt_base, kt_norm, kt_gen = t_keep
@@ -626,6 +635,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "after_name_tokens": 0 if a_steer is None else int(a_steer[1].sum()),
                      "after_name_keep_rows": 0 if a_keep is None else len(a_keep[0]),
                      "teacher_tokens": 0 if teach is None else int(teach[1].sum()),
+                     "teacher_routed_tokens": int(teach[4].sum()) if teach is not None and cfg.lookup_teacher_routed else 0,
                      "teacher_keep_rows": 0 if t_keep is None else len(t_keep[0]),
                      "direction_probes": [[round(p, 6) for p in ps] for ps in probes],
                      "direction_forget_probes": [[round(p, 6) for p in ps] for ps in f_probes],

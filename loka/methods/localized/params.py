@@ -14,7 +14,8 @@ Two ways to train only those entries:
   (``y += x[..., cols] @ D.T`` or ``y[..., rows] += x @ D.T``), written into the weights at the
   end (`SliceDeltas.merge`). Gradients and Adam's moments are those of the masked entries, so the
   two train the same model up to the order of float sums; memory grows with the number of owned
-  entries, not with the model.
+  entries, not with the model. Inside `SliceDeltas.routed`, the deltas learn only from the
+  positions a mask marks (the forward unchanged).
 
 Example:
     >>> deltas = SliceDeltas.of(model, ranking.top(256))  # doctest: +SKIP
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -143,6 +144,7 @@ class SliceDeltas:
 
     deltas: tuple[SliceDelta, ...]
     n_total: int
+    route: list[Tensor | None] = field(default_factory=lambda: [None], repr=False)  # `routed`'s mask, while set
 
     @classmethod
     def of(cls, model: Any, components: Sequence[Component]) -> SliceDeltas:
@@ -190,11 +192,24 @@ class SliceDeltas:
         handles = []
         try:
             for name, deltas in by_module.items():
-                handles.append(modules[name].register_forward_hook(_hook(tuple(deltas))))
+                handles.append(modules[name].register_forward_hook(_hook(tuple(deltas), self.route)))
             yield self
         finally:
             for h in handles:
                 h.remove()
+
+    @contextlib.contextmanager
+    def routed(self, where: Bool[Tensor, "batch pos"]) -> Iterator[None]:
+        """Inside (and `attached`), the deltas learn only from the positions ``where`` marks in the
+        next forwards' rows: every position computes what it did, but a correction at an unmarked
+        position is detached, so no gradient reaches a delta through it (gradient routing by
+        position, Cloud et al. 2024, arXiv 2410.04332). A marked position's state still reads the
+        others through attention; the delta changes only what is computed at the marked ones."""
+        self.route[0] = where
+        try:
+            yield
+        finally:
+            self.route[0] = None
 
     @torch.no_grad()
     def owned_values(self, model: Any) -> list[Tensor]:
@@ -217,11 +232,14 @@ class SliceDeltas:
         return int(sum(int((a != b).sum()) for a, b in zip(now, before, strict=True)))
 
 
-def _hook(deltas: tuple[SliceDelta, ...]) -> Any:
+def _hook(deltas: tuple[SliceDelta, ...], route: list[Tensor | None]) -> Any:
     def fn(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
         x = inputs[0]
+        where = None if route[0] is None else route[0][:, : x.shape[-2], None].to(x.device)
         for d in deltas:
             corr = d.correction(x).to(output.dtype)
+            if where is not None:  # `SliceDeltas.routed`: only the marked positions' corrections train
+                corr = torch.where(where, corr, corr.detach())
             output = output.index_add(-1, d.index, corr) if d.output else output + corr
         return output
 
