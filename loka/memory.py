@@ -66,6 +66,22 @@ def activations_recomputed(model: Any) -> Iterator[None]:
             disable()
 
 
+@contextlib.contextmanager
+def activations_kept(model: Any) -> Iterator[None]:
+    """Activation checkpointing paused inside the block: every layer that recomputes its
+    activations in the backward pass keeps them instead (its flag restored on exit). For a forward
+    whose hooks read state that a recomputation in the backward pass would no longer see
+    (`SliceDeltas.routed`)."""
+    paused = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
+    for m in paused:
+        m.gradient_checkpointing = False
+    try:
+        yield
+    finally:
+        for m in paused:
+            m.gradient_checkpointing = True
+
+
 #: Parameters above which LOKA treats a model as large: its optimisation recomputes activations
 #: and keeps its starting weights on disk (a 135M Llama's graph through 30 layers and a 49k-token
 #: vocabulary is gigabytes; the worlds' 0.3-3M models stay as they are, bit for bit, at full speed).

@@ -147,7 +147,9 @@ def test_routed_slice_deltas_learn_only_from_the_marked_positions(random_checkpo
     """`SliceDeltas.routed`: the forward is unchanged; marking every position gives the plain
     gradients, marking none gives none; a loss read at the first position only (causal: no later
     position reaches it) has the plain gradients when that position alone is marked, and a loss
-    read at the last position has other gradients when the last is the only one marked."""
+    read at the last position has other gradients when the last is the only one marked, the same
+    with the layers recomputed in the backward pass."""
+    from loka.memory import activations_recomputed
     from loka.methods.localized.params import SliceDeltas
 
     model, tok = load_hf(random_checkpoints["llama"])
@@ -162,7 +164,7 @@ def test_routed_slice_deltas_learn_only_from_the_marked_positions(random_checkpo
     def grads(at: int, where: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         for _, d in deltas.named():
             d.grad = None
-        with deltas.attached(model), deltas.routed(where) if where is not None else contextlib.nullcontext():
+        with deltas.attached(model), deltas.routed(model, where) if where is not None else contextlib.nullcontext():
             logits = _logits(model, tokens)
         if logits.requires_grad:  # (none marked: nothing reaches a delta)
             logits[0, at].logsumexp(-1).backward()
@@ -180,6 +182,13 @@ def test_routed_slice_deltas_learn_only_from_the_marked_positions(random_checkpo
     last_only = grads(-1, mark(n - 1))[1]
     assert sum(float((a - b).abs().max()) for a, b in zip(last_only, plain, strict=True)) > 1e-4
     assert any(float(g.abs().max()) > 0 for g in last_only)
+    # a large model's training recomputes its layers in the backward pass: the routing holds there too
+    model.train()
+    with activations_recomputed(model):
+        recomputed = grads(-1, mark(n - 1))[1]
+        assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+    model.eval()
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(recomputed, last_only, strict=True))
 
 
 def test_loka_ft_ranks_on_a_bridge_that_shares_the_weights(random_checkpoints):

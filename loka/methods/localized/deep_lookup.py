@@ -557,7 +557,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                     terms["name"] = name_term()
             if teach is not None:
                 s_rows, s_where, teacher, kl0, t_name = teach
-                with deltas.routed(t_name) if cfg.lookup_teacher_routed else contextlib.nullcontext():
+                with deltas.routed(model, t_name) if cfg.lookup_teacher_routed else contextlib.nullcontext():
                     t_logits = _logits_where(model, s_rows, s_where)
                 terms["teacher"] = cfg.lookup_after_teacher * _kl(teacher, t_logits) / kl0
             keep, passes = keep_terms(f_all)

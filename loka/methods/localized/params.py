@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from attribution.components import Component
 from loka.engine import adapter_for, hf_parameters
+from loka.memory import activations_kept
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,15 +200,18 @@ class SliceDeltas:
                 h.remove()
 
     @contextlib.contextmanager
-    def routed(self, where: Bool[Tensor, "batch pos"]) -> Iterator[None]:
-        """Inside (and `attached`), the deltas learn only from the positions ``where`` marks in the
-        next forwards' rows: every position computes what it did, but a correction at an unmarked
-        position is detached, so no gradient reaches a delta through it (gradient routing by
-        position, Cloud et al. 2024, arXiv 2410.04332). A marked position's state still reads the
-        others through attention; the delta changes only what is computed at the marked ones."""
+    def routed(self, model: Any, where: Bool[Tensor, "batch pos"]) -> Iterator[None]:
+        """Inside (and `attached`), the deltas learn only from the positions ``where`` marks in
+        ``model``'s next forwards' rows: every position computes what it did, but a correction at
+        an unmarked position is detached, so no gradient reaches a delta through it (gradient
+        routing by position, Cloud et al. 2024, arXiv 2410.04332). A marked position's state still
+        reads the others through attention; the delta changes only what is computed at the marked
+        ones. The model's layers keep their activations inside (`activations_kept`): a layer
+        recomputed in the backward pass, after the block, would no longer see the mask."""
         self.route[0] = where
         try:
-            yield
+            with activations_kept(model):
+                yield
         finally:
             self.route[0] = None
 
