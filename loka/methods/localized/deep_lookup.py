@@ -557,20 +557,34 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 terms["after_name"] = cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
                 if nm_steer is not None:
                     terms["name"] = name_term()
-            if teach is not None:
-                s_rows, s_where, teacher, kl0, t_name = teach
-                with deltas.routed(model, t_name) if cfg.lookup_teacher_routed else contextlib.nullcontext():
-                    t_logits = _logits_where(model, s_rows, s_where)
-                terms["teacher"] = cfg.lookup_after_teacher * _kl(teacher, t_logits) / kl0
+            in_loop = teach is not None and not cfg.lookup_teacher_steps  # ``teacher_steps``: a phase of its own
+            if in_loop:
+                terms |= teacher_terms()
             keep, passes = keep_terms(f_all)
+            return step_loss(terms, keep, 1 + bool(f_names) + (a_steer is not None) + (nm_steer is not None)
+                             + in_loop * (1 + (t_keep is not None)) + passes)
+
+        def teacher_terms() -> dict[str, Tensor]:
+            """``after_teacher``: the KL after the forget names (``teacher_routed``: trained through the
+            names' own tokens only) and, with ``teacher_keep``, a sample of the retain names' texts kept."""
+            assert teach is not None
+            s_rows, s_where, teacher, kl0, t_name = teach
+            with deltas.routed(model, t_name) if cfg.lookup_teacher_routed else contextlib.nullcontext():
+                t_logits = _logits_where(model, s_rows, s_where)
+            terms = {"teacher": cfg.lookup_after_teacher * _kl(teacher, t_logits) / kl0}
             if t_keep is not None:  # ``teacher_keep``: a sample of the retain names' texts, their predictions kept
                 kt_rows, kt_where, kt_base, kt_norm, kt_gen = t_keep
                 pick = torch.randperm(len(kt_rows), generator=kt_gen)[: cfg.lookup_teacher_batch]
                 batch, width = kt_rows.take(pick), int(kt_rows.mask[pick].sum(-1).max())
                 terms["teacher_keep"] = cfg.lookup_teacher_keep * _kl(
                     kt_base[_flat_index(kt_where, pick, width)], _logits_where(model, batch, kt_where[pick, :width])) / kt_norm
-            return step_loss(terms, keep, 1 + bool(f_names) + (a_steer is not None) + (nm_steer is not None)
-                             + (teach is not None) + (t_keep is not None) + passes)
+            return terms
+
+        def teacher_loss(step: int) -> StepLoss:
+            """``teacher_steps``: after the tries, the teacher term alone (and the keeps)."""
+            f_all = hidden_at(model, f_rows, layer).float() if f_ctx.any() else None
+            keep, passes = keep_terms(f_all)
+            return step_loss(teacher_terms(), keep, (f_all is not None) + 1 + (t_keep is not None) + passes)
 
         def name_loss(step: int) -> StepLoss:
             """``name_steps``: after the forget target, the name term alone (and the keeps)."""
@@ -583,7 +597,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                                 retain_floor=floor)
         tries: list[tuple[float, Outcome]] = []
         name_phase: dict[str, Any] | None = None
-        extra: list[Outcome] = []  # ``name_steps``' loop
+        teacher_phase: dict[str, Any] | None = None  # ``teacher_steps``' loop
+        extra: list[Outcome] = []  # ``name_steps``' and ``teacher_steps``' loops
         best: tuple[int, list[Tensor]] | None = None  # the try that forgot most (the first of equals), its deltas
         with deltas.attached(model):
             # a direction that stops at the retain budget before forgetting is dropped and another one drawn
@@ -615,6 +630,18 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                               "term_end": round(float(name_term().detach()), 4), "forget_accuracy": forget_acc(),
                               "terms": _terms(more)}
                 extra.append(more)
+            if cfg.lookup_teacher_steps and teach is not None:  # the teacher alone, the keeps and budget still on
+                with torch.no_grad():
+                    t_start = {k: round(float(v), 4) for k, v in teacher_terms().items()}
+                more = optimise(model, teacher_loss, dataclasses.replace(settings, target=None),
+                                total_steps=cfg.lookup_teacher_steps, params=deltas.named(), forget_accuracy=forget_acc,
+                                retain_accuracy=lambda: _accuracy(model, b_batch), progress=False,
+                                desc="lookup teacher steps")
+                with torch.no_grad():
+                    t_end = {k: round(float(v), 4) for k, v in teacher_terms().items()}
+                teacher_phase = {"steps": more.steps, "stopped": more.stopped, "terms_start": t_start,
+                                 "terms_end": t_end, "forget_accuracy": forget_acc(), "terms": _terms(more)}
+                extra.append(more)
         deltas.merge(model)
         runs = [o for _, o in tries] + extra
         outcome = dataclasses.replace(tries[best[0]][1], steps=sum(o.steps for o in runs),
@@ -634,6 +661,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "tries": [{"steps": o.steps, "stopped": o.stopped, "forget_accuracy": round(a, 4),
                                 "terms": _terms(o)} for a, o in tries],
                      "budget_facts": len(b_facts), "name_rows": len(f_names), "name_phase": name_phase,
+                     "teacher_phase": teacher_phase,
                      "after_name_tokens": 0 if a_steer is None else int(a_steer[1].sum()),
                      "after_name_keep_rows": 0 if a_keep is None else len(a_keep[0]),
                      "teacher_tokens": 0 if teach is None else int(teach[1].sum()),
