@@ -359,7 +359,8 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
     model's after the stranger (KL lower than the base's and than the same edit without the term),
     and the term is logged from 1; weight 0 leaves the default's edit. Routed through the name's
     own tokens (``teacher_routed``) it still lowers the KL, with another edit; in a phase of its
-    own after the tries (``teacher_steps``) it lowers the KL of the edit the tries left."""
+    own after the tries (``teacher_steps``, alone or with every term) it lowers the KL of the edit
+    the tries left."""
     from loka.methods.localized.deep_lookup import _kl, _logits_where
     from loka.methods.localized.deep_selftext import name_continuations
     from loka.methods.localized.deep_stranger import after_name, assign, strangers
@@ -372,10 +373,12 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
             target = _logits_where(model, t_rows, t_where).log_softmax(-1)
             kls = {"base": float(_kl(target, _logits_where(model, rows, where)))}
         edits, logs = {}, {}
-        for weight, routed, phase in ((0.0, False, 0), (1.0, False, 0), (1.0, True, 0), (1.0, True, 6)):
-            key = (weight, routed) if not phase else "phase"
+        for weight, routed, phase, joined in ((0.0, False, 0, False), (1.0, False, 0, False), (1.0, True, 0, False),
+                                              (1.0, True, 6, False), (1.0, True, 6, True)):
+            key = (weight, routed) if not phase else "joined" if joined else "phase"
             edited, logs[key] = _lookup_edit(model, tok, lookup_after_teacher=weight, lookup_teacher_texts=2,
-                                             lookup_steps=20, lookup_teacher_routed=routed, lookup_teacher_steps=phase)
+                                             lookup_steps=20, lookup_teacher_routed=routed, lookup_teacher_steps=phase,
+                                             lookup_teacher_joined=joined)
             edits[key] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
             with torch.no_grad():
                 kls[key] = float(_kl(target, _logits_where(edited, rows, where)))
@@ -389,10 +392,15 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
     assert logs[1.0, False]["teacher_routed_tokens"] == 0
     assert not torch.equal(edits[1.0, True], edits[1.0, False])
     # ``teacher_steps``: the tries are the weight-0 edit's, step for step; then the teacher alone lowers the KL
-    assert logs["phase"]["tries"] == logs[0.0, False]["tries"] and logs[0.0, False]["teacher_phase"] is None
-    phase = logs["phase"]["teacher_phase"]
-    assert 0 < phase["steps"] <= 6 and phase["terms_end"]["teacher"] < phase["terms_start"]["teacher"]
-    assert kls["phase"] < kls[0.0, False], kls
+    # (``teacher_joined``: the phase trains the tries' terms too)
+    assert logs[0.0, False]["teacher_phase"] is None
+    for key in ("phase", "joined"):
+        assert logs[key]["tries"] == logs[0.0, False]["tries"]
+        phase = logs[key]["teacher_phase"]
+        assert 0 < phase["steps"] <= 6 and phase["terms_end"]["teacher"] < phase["terms_start"]["teacher"]
+        assert ("subject" in phase["terms"]) == (key == "joined") and "teacher" in phase["terms"]
+        assert kls[key] < kls[0.0, False], kls
+    assert not torch.equal(edits["phase"], edits["joined"])
 
 
 def test_teacher_on_stems_keeps_the_retain_names_predictions(random_checkpoints):

@@ -133,6 +133,9 @@ class Config(MethodConfig):
     lookup_teacher_steps: int = knob(
         0, ge=0, help="with lookup_after_teacher: the teacher term leaves the tries' loss and, once they end, trains "
                       "alone for up to n steps (the keeps and the retain budget on; 0: the teacher in every step)")
+    lookup_teacher_joined: bool = knob(
+        False, help="with lookup_teacher_steps: the phase trains every term of the tries' loss with the teacher "
+                    "term, not the teacher alone")
     lookup_teacher_keep: float = knob(
         0.0, ge=0, help="with lookup_after_teacher: weight of keeping the base model's predictions on the same texts "
                         "after each retain name (KL, lookup_teacher_batch rows a step; 0: off)")

@@ -557,7 +557,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 terms["after_name"] = cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
                 if nm_steer is not None:
                     terms["name"] = name_term()
-            in_loop = teach is not None and not cfg.lookup_teacher_steps  # ``teacher_steps``: a phase of its own
+            # ``teacher_steps``: the teacher in a phase of its own (``teacher_joined``: there with every term)
+            in_loop = teach is not None and (not cfg.lookup_teacher_steps or teacher_now[0])
             if in_loop:
                 terms |= teacher_terms()
             keep, passes = keep_terms(f_all)
@@ -598,6 +599,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
         tries: list[tuple[float, Outcome]] = []
         name_phase: dict[str, Any] | None = None
         teacher_phase: dict[str, Any] | None = None  # ``teacher_steps``' loop
+        teacher_now = [False]  # ``teacher_joined``: the phase runs ``loss_fn`` with the teacher term in it
         extra: list[Outcome] = []  # ``name_steps``' and ``teacher_steps``' loops
         best: tuple[int, list[Tensor]] | None = None  # the try that forgot most (the first of equals), its deltas
         with deltas.attached(model):
@@ -633,7 +635,9 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             if cfg.lookup_teacher_steps and teach is not None:  # the teacher alone, the keeps and budget still on
                 with torch.no_grad():
                     t_start = {k: round(float(v), 4) for k, v in teacher_terms().items()}
-                more = optimise(model, teacher_loss, dataclasses.replace(settings, target=None),
+                teacher_now[0] = cfg.lookup_teacher_joined
+                more = optimise(model, loss_fn if cfg.lookup_teacher_joined else teacher_loss,
+                                dataclasses.replace(settings, target=None),
                                 total_steps=cfg.lookup_teacher_steps, params=deltas.named(), forget_accuracy=forget_acc,
                                 retain_accuracy=lambda: _accuracy(model, b_batch), progress=False,
                                 desc="lookup teacher steps")
