@@ -48,6 +48,7 @@ class LoopSettings:
     target: float | None = None  # stop once forget first-token accuracy is at or below it
     eval_every: int = 1
     retain_floor: float | None = None  # stop, restoring the weights before the step, below it
+    forget_ceiling: float | None = None  # stop, restoring the weights before the step, above it
     snapshot_every: int = 1
 
 
@@ -71,7 +72,7 @@ class Outcome:
     params_changed: int = 0
     seconds: float = 0.0
     diverged_step: int | None = None
-    stopped: str = "steps"  # "target" | "steps" | "callback" | "diverged" | "retain budget"
+    stopped: str = "steps"  # "target" | "steps" | "callback" | "diverged" | "retain budget" | "forget ceiling"
     final_forget_accuracy: float | None = None
     log: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -109,6 +110,8 @@ def optimise(model: Any, loss_fn: Callable[[int], StepLoss], cfg: LoopSettings, 
     steps; below the floor the weights from before that step are restored and the run stops
     (the method's retain budget: on a pretrained model a learning rate that suits one model
     wrecks another, and the budget stops it at the last step that kept what it must keep).
+    ``cfg.forget_ceiling`` (with ``retain_floor``, checked after it): the same when a step takes
+    forget accuracy above it (a phase that must not undo the forgetting).
     Returns the `Outcome`; the model is left in eval mode.
     """
     from tqdm.auto import tqdm
@@ -129,7 +132,7 @@ def optimise(model: Any, loss_fn: Callable[[int], StepLoss], cfg: LoopSettings, 
         with torch.enable_grad(), large_model_recomputed(model):  # a large model: layers' inputs only
             scored = _run(model, loss_fn, cfg, total_steps, named, frozen, optimizer, guard, out,
                           bar, forget_accuracy, on_step, retain_accuracy)
-        if not guard.diverged and out.stopped != "retain budget":
+        if not guard.diverged and out.stopped not in ("retain budget", "forget ceiling"):
             if scored:  # stopped before an update: the weights are the ones just measured
                 guard.check_params(out.steps)
             else:
@@ -179,6 +182,14 @@ def _run(model, loss_fn, cfg, total_steps, named, frozen, optimizer, guard, out,
             entry["forget_accuracy"] = _evaluate(model, forget_accuracy, out)
             if cfg.target is not None and entry["forget_accuracy"] <= cfg.target:
                 out.stopped = "target"
+                return False
+            if cfg.forget_ceiling is not None and entry["forget_accuracy"] > cfg.forget_ceiling:
+                guard.snapshot.restore()
+                out.stopped = "forget ceiling"
+                out.steps = guard.snapshot_step
+                out.notes.append(f"stopped at the forget ceiling: step {step} took forget accuracy to "
+                                 f"{entry['forget_accuracy']:.3f} > {cfg.forget_ceiling:.3f}; kept the "
+                                 f"weights after step {guard.snapshot_step}")
                 return False
         if on_step is not None and on_step(step, entry):
             out.stopped = "callback"

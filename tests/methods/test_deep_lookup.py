@@ -373,12 +373,13 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
             target = _logits_where(model, t_rows, t_where).log_softmax(-1)
             kls = {"base": float(_kl(target, _logits_where(model, rows, where)))}
         edits, logs = {}, {}
-        for weight, routed, phase, joined in ((0.0, False, 0, False), (1.0, False, 0, False), (1.0, True, 0, False),
-                                              (1.0, True, 6, False), (1.0, True, 6, True)):
-            key = (weight, routed) if not phase else "joined" if joined else "phase"
+        for weight, routed, phase, joined, hold in ((0.0, False, 0, False, False), (1.0, False, 0, False, False),
+                                                    (1.0, True, 0, False, False), (1.0, True, 6, False, False),
+                                                    (1.0, True, 6, True, False), (1.0, True, 6, False, True)):
+            key = (weight, routed) if not phase else "joined" if joined else "hold" if hold else "phase"
             edited, logs[key] = _lookup_edit(model, tok, lookup_after_teacher=weight, lookup_teacher_texts=2,
                                              lookup_steps=20, lookup_teacher_routed=routed, lookup_teacher_steps=phase,
-                                             lookup_teacher_joined=joined)
+                                             lookup_teacher_joined=joined, lookup_teacher_hold=hold)
             edits[key] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
             with torch.no_grad():
                 kls[key] = float(_kl(target, _logits_where(edited, rows, where)))
@@ -401,6 +402,10 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
         assert ("subject" in phase["terms"]) == (key == "joined") and "teacher" in phase["terms"]
         assert kls[key] < kls[0.0, False], kls
     assert not torch.equal(edits["phase"], edits["joined"])
+    # (``teacher_hold``: never above the forget accuracy the tries left; the same steps as the plain phase until then)
+    hold, tries_end = logs["hold"]["teacher_phase"], logs["hold"]["tries"][-1]["forget_accuracy"]
+    assert hold["forget_accuracy"] <= tries_end and hold["steps"] <= logs["phase"]["teacher_phase"]["steps"]
+    assert hold["stopped"] in ("steps", "forget ceiling", "retain budget")
 
 
 def test_teacher_on_stems_keeps_the_retain_names_predictions(random_checkpoints):

@@ -170,3 +170,24 @@ def test_a_retain_budget_without_a_forget_target_runs_every_step_and_logs_forget
                    forget_accuracy=lambda: 0.0, retain_accuracy=lambda: 1.0)
     assert out.steps == 4 and out.stopped != "target"
     assert [e["forget_accuracy"] for e in out.log if "forget_accuracy" in e] == [0.0] * 4
+
+
+def test_a_forget_ceiling_undoes_the_step_that_crossed_it_and_stops():
+    """``forget_ceiling`` (`loka-deep`'s ``lookup_teacher_hold``): the step after which forget
+    accuracy is above it is undone — the weights are those after the step before — and the run
+    stops there, counting only the steps it kept."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    x = torch.randn(16, 4)
+    after: dict[int, dict[str, torch.Tensor]] = {}
+
+    def loss_fn(step: int) -> StepLoss:
+        after[step - 1] = {k: v.clone() for k, v in model.state_dict().items()}
+        return StepLoss(model(x).pow(2).mean())
+
+    forget = iter([0.0, 0.0, 0.25, 0.0])  # measured after steps 1, 2, 3, ...: step 3 brings a fact back
+    out = optimise(model, loss_fn, LoopSettings(lr=1e-2, target=None, retain_floor=0.5, forget_ceiling=0.0),
+                   total_steps=6, progress=False, forget_accuracy=lambda: next(forget), retain_accuracy=lambda: 1.0)
+    assert out.stopped == "forget ceiling" and out.steps == 2 and not out.diverged
+    assert all(torch.equal(v, after[2][k]) for k, v in model.state_dict().items())
+    assert any(n.startswith("stopped at the forget ceiling: step 3") for n in out.notes)

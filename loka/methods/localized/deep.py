@@ -136,6 +136,9 @@ class Config(MethodConfig):
     lookup_teacher_joined: bool = knob(
         False, help="with lookup_teacher_steps: the phase trains every term of the tries' loss with the teacher "
                     "term, not the teacher alone")
+    lookup_teacher_hold: bool = knob(
+        False, help="with lookup_teacher_steps: a phase step that takes the forget facts' accuracy above where the "
+                    "phase began is undone and ends the phase")
     lookup_teacher_keep: float = knob(
         0.0, ge=0, help="with lookup_after_teacher: weight of keeping the base model's predictions on the same texts "
                         "after each retain name (KL, lookup_teacher_batch rows a step; 0: off)")

@@ -636,8 +636,10 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 with torch.no_grad():
                     t_start = {k: round(float(v), 4) for k, v in teacher_terms().items()}
                 teacher_now[0] = cfg.lookup_teacher_joined
+                # ``teacher_hold``: a step that brings a trained fact back is undone and ends the phase
+                ceiling = forget_acc() if cfg.lookup_teacher_hold else None
                 more = optimise(model, loss_fn if cfg.lookup_teacher_joined else teacher_loss,
-                                dataclasses.replace(settings, target=None),
+                                dataclasses.replace(settings, target=None, forget_ceiling=ceiling),
                                 total_steps=cfg.lookup_teacher_steps, params=deltas.named(), forget_accuracy=forget_acc,
                                 retain_accuracy=lambda: _accuracy(model, b_batch), progress=False,
                                 desc="lookup teacher steps")
