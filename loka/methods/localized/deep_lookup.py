@@ -112,7 +112,17 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    at those words is not trained, so the term changes how the name is read rather than how any
    name's continuation is. Measured on SmolLM2, not adopted (BENCHMARKS.md screens 28-36, round 21:
    routed, every column met on seeds 1 and 2, and on fresh seeds 2 held-out questions answered and
-   0.930 of the neighbours kept on seed 4).
+   0.930 of the neighbours kept on seed 4; screen 37: at half weight, still a budget stop first on
+   seeds 4 and 0, two held-out questions answered on seed 0).
+   With ``teacher_steps`` n (off), the teacher term leaves the tries' loss — they run the default's
+   objective, step for step — and trains for up to n steps after them, the keeps and the retain
+   budget on (a budget stop ends that phase, not a direction); with ``teacher_joined`` the phase
+   trains every term of the tries' loss with it, with ``teacher_hold`` a phase step that brings a
+   trained fact back is undone and ends the phase (`LoopSettings.forget_ceiling`). Measured on
+   SmolLM2 seed 1, not adopted (BENCHMARKS.md screens 38-41): alone, Barty Crouch's reverse query
+   went and two of Viktor Krum's trained facts came back; held, not one step was taken (the tries
+   stop with the last fact forgotten by a hair); joined, the reverse query went and Jack Sparrow's
+   question form with it.
 
    With ``name_layer`` N (off), the name's own tokens in those after-name texts are steered too,
    after the lower block N, to their stranger's word-aligned states there (weight ``name_weight``),
