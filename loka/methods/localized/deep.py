@@ -132,7 +132,8 @@ class Config(MethodConfig):
                     "the slices compute at the words after it")
     lookup_teacher_steps: int = knob(
         0, ge=0, help="with lookup_after_teacher: the teacher term leaves the tries' loss and, once they end, trains "
-                      "alone for up to n steps (the keeps and the retain budget on; 0: the teacher in every step)")
+                      "for up to n steps, alone or (lookup_teacher_joined) with every term (the keeps and the retain budget on; "
+                      "0: the teacher in every step)")
     lookup_teacher_joined: bool = knob(
         False, help="with lookup_teacher_steps: the phase trains every term of the tries' loss with the teacher "
                     "term, not the teacher alone")

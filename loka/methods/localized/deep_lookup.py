@@ -642,7 +642,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                               "term_end": round(float(name_term().detach()), 4), "forget_accuracy": forget_acc(),
                               "terms": _terms(more)}
                 extra.append(more)
-            if cfg.lookup_teacher_steps and teach is not None:  # the teacher alone, the keeps and budget still on
+            if cfg.lookup_teacher_steps and teach is not None:  # the teacher (``joined``: every term), keeps, budget
                 with torch.no_grad():
                     t_start = {k: round(float(v), 4) for k, v in teacher_terms().items()}
                 teacher_now[0] = cfg.lookup_teacher_joined
