@@ -132,7 +132,7 @@ def optimise(model: Any, loss_fn: Callable[[int], StepLoss], cfg: LoopSettings, 
         with torch.enable_grad(), large_model_recomputed(model):  # a large model: layers' inputs only
             scored = _run(model, loss_fn, cfg, total_steps, named, frozen, optimizer, guard, out,
                           bar, forget_accuracy, on_step, retain_accuracy)
-        if not guard.diverged and out.stopped not in ("retain budget", "forget ceiling"):
+        if not guard.diverged and out.stopped not in UNDONE:
             if scored:  # stopped before an update: the weights are the ones just measured
                 guard.check_params(out.steps)
             else:
@@ -172,29 +172,32 @@ def _run(model, loss_fn, cfg, total_steps, named, frozen, optimizer, guard, out,
         if retain_accuracy is not None and cfg.retain_floor is not None and step % cfg.eval_every == 0:
             entry["retain_accuracy"] = _evaluate(model, retain_accuracy, out)
             if entry["retain_accuracy"] < cfg.retain_floor:
-                guard.snapshot.restore()  # the weights before this step (or the last snapshot)
-                out.stopped = "retain budget"
-                out.steps = guard.snapshot_step
-                out.notes.append(f"stopped at the retain budget: step {step} took retain accuracy to "
-                                 f"{entry['retain_accuracy']:.3f} < {cfg.retain_floor:.3f}; kept the "
-                                 f"weights after step {guard.snapshot_step}")
+                _undo_step(guard, out, "retain budget", f"step {step} took retain accuracy to "
+                                                        f"{entry['retain_accuracy']:.3f} < {cfg.retain_floor:.3f}")
                 return False
             entry["forget_accuracy"] = _evaluate(model, forget_accuracy, out)
             if cfg.target is not None and entry["forget_accuracy"] <= cfg.target:
                 out.stopped = "target"
                 return False
             if cfg.forget_ceiling is not None and entry["forget_accuracy"] > cfg.forget_ceiling:
-                guard.snapshot.restore()
-                out.stopped = "forget ceiling"
-                out.steps = guard.snapshot_step
-                out.notes.append(f"stopped at the forget ceiling: step {step} took forget accuracy to "
-                                 f"{entry['forget_accuracy']:.3f} > {cfg.forget_ceiling:.3f}; kept the "
-                                 f"weights after step {guard.snapshot_step}")
+                _undo_step(guard, out, "forget ceiling", f"step {step} took forget accuracy to "
+                                                         f"{entry['forget_accuracy']:.3f} > {cfg.forget_ceiling:.3f}")
                 return False
         if on_step is not None and on_step(step, entry):
             out.stopped = "callback"
             return False
     return False
+
+
+UNDONE = ("retain budget", "forget ceiling")  # the stops that put back the weights before their step
+
+
+def _undo_step(guard: DivergenceGuard, out: Outcome, stopped: str, why: str) -> None:
+    """Stop at ``stopped`` (one of `UNDONE`) with the weights before this step (or the last snapshot)."""
+    guard.snapshot.restore()
+    out.stopped = stopped
+    out.steps = guard.snapshot_step
+    out.notes.append(f"stopped at the {stopped}: {why}; kept the weights after step {guard.snapshot_step}")
 
 
 def _update(step: int, result: StepLoss, cfg: LoopSettings, named, frozen,
