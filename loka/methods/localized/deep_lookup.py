@@ -160,6 +160,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -556,7 +557,9 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                             {"misdirect": float(misdirect.detach()), **{k: float(v.detach()) for k, v in terms.items()},
                              "retain_shift": float(keep.detach())}, passes)
 
-        def loss_fn(step: int) -> StepLoss:
+        def loss_fn(step: int, teacher: bool = teach is not None and not cfg.lookup_teacher_steps) -> StepLoss:
+            """The tries' loss; ``teacher``: with the teacher terms (in every step unless ``teacher_steps``
+            puts them in a phase of their own; ``teacher_joined``: there with every term)."""
             f_all = hidden_at(model, f_rows, layer).float()
             steered = torch.cat([f_all[f_subj], hidden_at(model, n_rows, layer).float()[n_subj]]) \
                 if f_names else f_all[f_subj]
@@ -567,13 +570,11 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 terms["after_name"] = cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
                 if nm_steer is not None:
                     terms["name"] = name_term()
-            # ``teacher_steps``: the teacher in a phase of its own (``teacher_joined``: there with every term)
-            in_loop = teach is not None and (not cfg.lookup_teacher_steps or teacher_now[0])
-            if in_loop:
+            if teacher:
                 terms |= teacher_terms()
             keep, passes = keep_terms(f_all)
             return step_loss(terms, keep, 1 + bool(f_names) + (a_steer is not None) + (nm_steer is not None)
-                             + in_loop * (1 + (t_keep is not None)) + passes)
+                             + teacher * (1 + (t_keep is not None)) + passes)
 
         def teacher_terms() -> dict[str, Tensor]:
             """``after_teacher``: the KL after the forget names (``teacher_routed``: trained through the
@@ -609,16 +610,19 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
         tries: list[tuple[float, Outcome]] = []
         name_phase: dict[str, Any] | None = None
         teacher_phase: dict[str, Any] | None = None  # ``teacher_steps``' loop
-        teacher_now = [False]  # ``teacher_joined``: the phase runs ``loss_fn`` with the teacher term in it
         extra: list[Outcome] = []  # ``name_steps``' and ``teacher_steps``' loops
         best: tuple[int, list[Tensor]] | None = None  # the try that forgot most (the first of equals), its deltas
+
+        def run(loss: Callable[[int], StepLoss], loop: LoopSettings, steps: int, desc: str) -> Outcome:
+            """``steps`` steps of ``loss`` on the lookup slices, forget and (budget) retain accuracy checked."""
+            return optimise(model, loss, loop, total_steps=steps, params=deltas.named(), forget_accuracy=forget_acc,
+                            retain_accuracy=lambda: _accuracy(model, b_batch), progress=False, desc=desc)
+
         with deltas.attached(model):
             # a direction that stops at the retain budget before forgetting is dropped and another one drawn
             # (``tries``; the stranger target has nothing to redraw), the weights back at the base's
             while True:
-                outcome = optimise(model, loss_fn, settings, total_steps=cfg.lookup_steps, params=deltas.named(),
-                                   forget_accuracy=forget_acc, retain_accuracy=lambda: _accuracy(model, b_batch),
-                                   progress=False, desc="lookup misdirection")
+                outcome = run(loss_fn, settings, cfg.lookup_steps, "lookup misdirection")
                 tries.append((forget_acc(), outcome))
                 if best is None or tries[-1][0] < tries[best[0]][0]:
                     best = (len(tries) - 1, [p.detach().clone() for _, p in deltas.named()])
@@ -634,10 +638,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                     p.copy_(kept)
             if cfg.lookup_name_steps and nm_steer is not None:  # the name term on, the keeps and budget still
                 name_start = float(name_term().detach())
-                more = optimise(model, name_loss, dataclasses.replace(settings, target=None),
-                                total_steps=cfg.lookup_name_steps, params=deltas.named(), forget_accuracy=forget_acc,
-                                retain_accuracy=lambda: _accuracy(model, b_batch), progress=False,
-                                desc="lookup name steps")
+                more = run(name_loss, dataclasses.replace(settings, target=None), cfg.lookup_name_steps,
+                           "lookup name steps")
                 name_phase = {"steps": more.steps, "stopped": more.stopped, "term_start": round(name_start, 4),
                               "term_end": round(float(name_term().detach()), 4), "forget_accuracy": forget_acc(),
                               "terms": _terms(more)}
@@ -645,14 +647,11 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             if cfg.lookup_teacher_steps and teach is not None:  # the teacher (``joined``: every term), keeps, budget
                 with torch.no_grad():
                     t_start = {k: round(float(v), 4) for k, v in teacher_terms().items()}
-                teacher_now[0] = cfg.lookup_teacher_joined
                 # ``teacher_hold``: a step that brings a trained fact back is undone and ends the phase
                 ceiling = forget_acc() if cfg.lookup_teacher_hold else None
-                more = optimise(model, loss_fn if cfg.lookup_teacher_joined else teacher_loss,
-                                dataclasses.replace(settings, target=None, forget_ceiling=ceiling),
-                                total_steps=cfg.lookup_teacher_steps, params=deltas.named(), forget_accuracy=forget_acc,
-                                retain_accuracy=lambda: _accuracy(model, b_batch), progress=False,
-                                desc="lookup teacher steps")
+                more = run(functools.partial(loss_fn, teacher=True) if cfg.lookup_teacher_joined else teacher_loss,
+                           dataclasses.replace(settings, target=None, forget_ceiling=ceiling), cfg.lookup_teacher_steps,
+                           "lookup teacher steps")
                 with torch.no_grad():
                     t_end = {k: round(float(v), 4) for k, v in teacher_terms().items()}
                 teacher_phase = {"steps": more.steps, "stopped": more.stopped, "terms_start": t_start,
