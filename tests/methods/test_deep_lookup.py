@@ -742,3 +742,39 @@ def test_plain_continuations_are_about_the_name_alone(random_checkpoints):
     assert list(zip(*plain, strict=True)) == [(n, t) for n in names for t in [
         t for s, t in zip(*loose, strict=True) if s == n and not names_another(n, t)][:2]]
     assert any(names_another(n, t) for n, t in zip(*loose, strict=True))  # the filter has something to leave out
+
+
+def test_teacher_fallback_goes_on_without_the_teacher_where_a_try_hit_the_budget(random_checkpoints):
+    """``lookup_teacher_fallback``: a teacher try stopped by the retain budget before the target goes on
+    from its own weights without the teacher term (logged per try, no teacher term in its steps; the
+    try's steps and stop are both runs'), the budget still held; a run that never stops at the budget
+    is the run without the knob, step for step. Retain facts about the forget subject herself make the
+    budget bite; at teacher weight 30 every direction's first step breaks it."""
+    retain = (FactRecord("Mira Coltan was born in the town of", "Tessel", "Mira Coltan"),
+              FactRecord("Mira Coltan works as a", "glassblower", "Mira Coltan"),
+              FactRecord("The baker of Orm is called Osric", "Dale", "Osric Dale"))
+    strict = LOOKUP | {"lookup_retain_weight": 0.0, "lookup_retain_budget": 1.0, "lookup_lr": 0.1,
+                       "lookup_teacher_texts": 2, "lookup_steps": 20}
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"], FORGET + retain)
+        logs, forgot = {}, {}
+        for weight in (1.0, 30.0):
+            for fallback in (False, True):
+                m = copy.deepcopy(model)
+                result = unlearn((m, tok), UnlearnTask(FORGET, retain, (), ()), "loka-deep", progress=False,
+                                 **(strict | {"lookup_after_teacher": weight, "lookup_teacher_fallback": fallback}))
+                logs[weight, fallback] = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+                forgot[weight, fallback] = first_token_accuracy(m, tok, FORGET)
+                assert first_token_accuracy(m, tok, retain) == 1.0  # the budget held
+    # weight 30 without the knob: every direction's first step undone, nothing forgotten
+    assert [t["stopped"] for t in logs[30.0, False]["tries"]] == ["retain budget"] * 3 and forgot[30.0, False] == 1.0
+    # with it: the first try goes on without the teacher from where it stopped, and forgets
+    log, (fell,) = logs[30.0, True], logs[30.0, True]["teacher_fallbacks"]
+    (first,) = log["tries"]
+    assert fell["try"] == 0 and fell["stopped"] == first["stopped"] == "target" and forgot[30.0, True] == 0.0
+    assert "teacher" not in fell["terms"] and "subject" in fell["terms"] and "teacher" in first["terms"]
+    assert first["steps"] == log["steps"] >= fell["steps"] > 0
+    # weight 1 reaches the target without a budget stop: the knob changes nothing
+    assert logs[1.0, False]["tries"][0]["stopped"] == "target" and logs[1.0, True]["teacher_fallbacks"] == []
+    timeless = [{k: v for k, v in logs[1.0, fallback].items() if k != "t"} for fallback in (False, True)]
+    assert timeless[0] == timeless[1]

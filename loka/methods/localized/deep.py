@@ -140,6 +140,10 @@ class Config(MethodConfig):
     lookup_teacher_hold: bool = knob(
         False, help="with lookup_teacher_steps: a phase step that takes the forget facts' accuracy above where the "
                     "phase began is undone and ends the phase")
+    lookup_teacher_fallback: bool = knob(
+        False, help="with lookup_after_teacher in the tries: a try that stops at the retain budget before the "
+                    "target goes on from its own weights without the teacher term (the keeps and the budget on, "
+                    "up to lookup_steps more steps) before its direction is dropped")
     lookup_teacher_keep: float = knob(
         0.0, ge=0, help="with lookup_after_teacher: weight of keeping the base model's predictions on the same texts "
                         "after each retain name (KL, lookup_teacher_batch rows a step; 0: off)")

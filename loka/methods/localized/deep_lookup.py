@@ -123,6 +123,13 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    went and two of Viktor Krum's trained facts came back; held, not one step was taken (the tries
    stop with the last fact forgotten by a hair); joined, the reverse query went and Jack Sparrow's
    question form with it.
+   With ``teacher_fallback`` (off; the teacher in the tries' loss), a try that stops at the retain
+   budget before the target goes on from its own weights without the teacher term, the keeps and
+   the budget on, for up to ``steps`` more (``teacher_fallbacks`` in the log); only if that stops at
+   the budget too is its direction dropped. The teacher's steps are kept and the default's
+   objective, which reached the target on its first direction on every SmolLM2 draw, finishes the
+   forgetting: the routed teacher's misses came on draws whose first direction stopped at the
+   budget and whose second started again from the base (BENCHMARKS.md round 21).
 
    With ``name_layer`` N (off), the name's own tokens in those after-name texts are steered too,
    after the lower block N, to their stranger's word-aligned states there (weight ``name_weight``),
@@ -612,6 +619,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
         teacher_phase: dict[str, Any] | None = None  # ``teacher_steps``' loop
         extra: list[Outcome] = []  # ``name_steps``' and ``teacher_steps``' loops
         best: tuple[int, list[Tensor]] | None = None  # the try that forgot most (the first of equals), its deltas
+        fallback = cfg.lookup_teacher_fallback and teach is not None and not cfg.lookup_teacher_steps
+        fallbacks: list[dict[str, Any]] = []  # ``teacher_fallback``: each try's run without the teacher
 
         def run(loss: Callable[[int], StepLoss], loop: LoopSettings, steps: int, desc: str) -> Outcome:
             """``steps`` steps of ``loss`` on the lookup slices, forget and (budget) retain accuracy checked."""
@@ -623,6 +632,13 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             # (``tries``; the stranger target has nothing to redraw), the weights back at the base's
             while True:
                 outcome = run(loss_fn, settings, cfg.lookup_steps, "lookup misdirection")
+                if fallback and outcome.stopped == "retain budget" and forget_acc() > cfg.lookup_target:
+                    # ``teacher_fallback``: the same direction goes on from here without the teacher term
+                    more = run(functools.partial(loss_fn, teacher=False), settings, cfg.lookup_steps,
+                               "lookup fallback")
+                    fallbacks.append({"try": len(tries), "steps": more.steps, "stopped": more.stopped,
+                                      "forget_accuracy": round(forget_acc(), 4), "terms": _terms(more)})
+                    outcome = _joined(outcome, more)
                 tries.append((forget_acc(), outcome))
                 if best is None or tries[-1][0] < tries[best[0]][0]:
                     best = (len(tries) - 1, [p.detach().clone() for _, p in deltas.named()])
@@ -676,7 +692,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "tries": [{"steps": o.steps, "stopped": o.stopped, "forget_accuracy": round(a, 4),
                                 "terms": _terms(o)} for a, o in tries],
                      "budget_facts": len(b_facts), "name_rows": len(f_names), "name_phase": name_phase,
-                     "teacher_phase": teacher_phase,
+                     "teacher_phase": teacher_phase, "teacher_fallbacks": fallbacks,
                      "after_name_tokens": 0 if a_steer is None else int(a_steer[1].sum()),
                      "after_name_keep_rows": 0 if a_keep is None else len(a_keep[0]),
                      "teacher_tokens": 0 if teach is None else int(teach[1].sum()),
@@ -692,13 +708,25 @@ TERMS = ("misdirect", "subject", "after_name", "name", "teacher", "teacher_keep"
 
 
 def _terms(outcome: Outcome) -> dict[str, dict[str, float]]:
-    """Each logged term at a run's first and last step (its value before that step's update): how
+    """Each logged term at a run's first and last step (its value before that step's update; a term
+    a try's later run leaves out, at the last step that has it): how
     far each part of the joint loss moved, e.g. whether the name term lagged while the subject's
     reached its target."""
     if not outcome.log:
         return {}
-    return {k: {"first": round(outcome.log[0][k], 6), "last": round(outcome.log[-1][k], 6)}
+    return {k: {"first": round(outcome.log[0][k], 6),
+                "last": round(next(e[k] for e in reversed(outcome.log) if k in e), 6)}
             for k in TERMS if k in outcome.log[0]}
+
+
+def _joined(first: Outcome, then: Outcome) -> Outcome:
+    """One try made of two runs, ``then`` going on from where ``first`` stopped: steps, passes,
+    seconds and logs add up; how it stopped and what it reached are ``then``'s."""
+    return dataclasses.replace(
+        then, steps=first.steps + then.steps, forward_passes=first.forward_passes + then.forward_passes,
+        backward_passes=first.backward_passes + then.backward_passes, seconds=first.seconds + then.seconds,
+        params_changed=max(first.params_changed, then.params_changed), log=first.log + then.log,
+        notes=first.notes + then.notes)
 
 
 def _logits_where(model: Any, rows: Rows, where: Tensor) -> Tensor:
