@@ -408,6 +408,31 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
     assert hold["stopped"] in ("steps", "forget ceiling", "retain budget")
 
 
+def test_teacher_last_routes_through_the_names_last_token_only(random_checkpoints):
+    """``lookup_teacher_last``: the routed teacher trains through one token a row (the name's last), still
+    lowers the KL after the name, and gives another edit than routing through every name token."""
+    from loka.methods.localized.deep_lookup import _kl, _logits_where
+    from loka.methods.localized.deep_selftext import name_continuations
+    from loka.methods.localized.deep_stranger import after_name, assign, strangers
+
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        subjects, texts = name_continuations(model, tok, ["Mira Coltan"], 2, seed=0 + 5, new_tokens=8)
+        rows, where, t_rows, t_where = after_name(tok, subjects, assign(subjects, strangers(FORGET, RETAIN)), texts)
+        with torch.no_grad():
+            target = _logits_where(model, t_rows, t_where).log_softmax(-1)
+            base = float(_kl(target, _logits_where(model, rows, where)))
+        edits, logs, kls = {}, {}, {}
+        for last in (False, True):
+            edited, logs[last] = _lookup_edit(model, tok, lookup_after_teacher=1.0, lookup_teacher_texts=2,
+                                              lookup_steps=20, lookup_teacher_routed=True, lookup_teacher_last=last)
+            edits[last] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
+            with torch.no_grad():
+                kls[last] = float(_kl(target, _logits_where(edited, rows, where)))
+    assert logs[True]["teacher_routed_tokens"] == 2 < logs[False]["teacher_routed_tokens"]
+    assert kls[True] < base and not torch.equal(edits[True], edits[False])
+
+
 def test_teacher_on_stems_keeps_the_retain_names_predictions(random_checkpoints):
     """``lookup_teacher_source="stems"``: the texts are each fixed stem after the name and the base
     model's greedy words after it (deterministic); with ``lookup_teacher_keep`` the same texts after

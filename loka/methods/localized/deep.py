@@ -130,6 +130,9 @@ class Config(MethodConfig):
         False, help="with lookup_after_teacher: the teacher term trains the lookup slices only through the forget "
                     "name's own tokens (gradient routing by position): it changes how the name is read, not what "
                     "the slices compute at the words after it")
+    lookup_teacher_last: bool = knob(
+        False, help="with lookup_teacher_routed: only through the name's last token (where the model has put the "
+                    "whole name together), not its every token")
     lookup_teacher_steps: int = knob(
         0, ge=0, help="with lookup_after_teacher: the teacher term leaves the tries' loss and, once they end, trains "
                       "for up to n steps, alone or (lookup_teacher_joined) with every term (the keeps and the retain budget on; "

@@ -110,7 +110,10 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    forget name's own tokens (`SliceDeltas.routed`, gradient routing by position: Cloud et al.
    2024, arXiv 2410.04332): the words after the name still read it, but what the slices compute
    at those words is not trained, so the term changes how the name is read rather than how any
-   name's continuation is. Measured on SmolLM2, not adopted (BENCHMARKS.md screens 28-36, round 21:
+   name's continuation is; with ``teacher_last``, only through the name's last token, where a
+   model puts a name's pieces together and looks up what it knows about the person (Geva et al.
+   2023, arXiv 2304.14767; Meng et al. 2022, ROME), so names that share its first pieces ("B",
+   "arty") are spared. Measured on SmolLM2, not adopted (BENCHMARKS.md screens 28-36, round 21:
    routed, every column met on seeds 1 and 2, and on fresh seeds 2 held-out questions answered and
    0.930 of the neighbours kept on seed 4; screen 37: at half weight, still a budget stop first on
    seeds 4 and 0, two held-out questions answered on seed 0).
@@ -413,6 +416,9 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                     # ``teacher_routed``: the name's own tokens (neither BOS nor the words after it)
                     t_name = s_rows.mask.bool() & ~stem_rows(tokenizer, *t_pairs)[1]
                     t_name[:, 0] = False
+                    if cfg.lookup_teacher_last:  # only the name's last token
+                        last = (t_name * torch.arange(t_name.shape[1])).argmax(-1)
+                        t_name = torch.zeros_like(t_name).scatter_(1, last[:, None], True) & t_name
                     teach = (s_rows, s_where, teacher, kl0, t_name)  # the term starts at 1
                     k_names = sorted({f.subject for f in retain if f.subject} - set(t_subjects))
                     if cfg.lookup_teacher_keep > 0 and k_names:  # the retain names' own predictions kept
