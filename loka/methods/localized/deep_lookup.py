@@ -115,10 +115,11 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    2023, arXiv 2304.14767; Meng et al. 2022, ROME), so names that share its first pieces ("B",
    "arty") are spared (screen 43: every column met on seeds 1 and 2, Barty Crouch's reverse query
    forgotten, on one direction at about the default's time; on seeds 0, 3, 4 and 5 a held-out
-   question or the reverse query answered, or 0.930 of the neighbours kept). Measured on SmolLM2, not adopted (BENCHMARKS.md screens 28-36, round 21:
-   routed, every column met on seeds 1 and 2, and on fresh seeds 2 held-out questions answered and
-   0.930 of the neighbours kept on seed 4; screen 37: at half weight, still a budget stop first on
-   seeds 4 and 0, two held-out questions answered on seed 0).
+   question or the reverse query answered, or 0.930 of the neighbours kept). Measured on SmolLM2,
+   not adopted (BENCHMARKS.md screens 28-36, round 21: routed, every column met on seeds 1 and 2,
+   and on fresh seeds 2 held-out questions answered and 0.930 of the neighbours kept on seed 4;
+   screen 37: at half weight, still a budget stop first on seeds 4 and 0, two held-out questions
+   answered on seed 0).
    With ``teacher_steps`` n (off), the teacher term leaves the tries' loss — they run the default's
    objective, step for step — and trains for up to n steps after them, the keeps and the retain
    budget on (a budget stop ends that phase, not a direction); with ``teacher_joined`` the phase
