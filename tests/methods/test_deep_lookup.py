@@ -360,7 +360,8 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
     and the term is logged from 1; weight 0 leaves the default's edit. Routed through the name's
     own tokens (``teacher_routed``) it still lowers the KL, with another edit; in a phase of its
     own after the tries (``teacher_steps``, alone or with every term) it lowers the KL of the edit
-    the tries left."""
+    the tries left. Through the name's last token only (``teacher_last``): one routed token a row, the
+    KL still lowered, another edit than through every name token."""
     from loka.methods.localized.deep_lookup import _kl, _logits_where
     from loka.methods.localized.deep_selftext import name_continuations
     from loka.methods.localized.deep_stranger import after_name, assign, strangers
@@ -373,13 +374,13 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
             target = _logits_where(model, t_rows, t_where).log_softmax(-1)
             kls = {"base": float(_kl(target, _logits_where(model, rows, where)))}
         edits, logs = {}, {}
-        for weight, routed, phase, joined, hold in ((0.0, False, 0, False, False), (1.0, False, 0, False, False),
-                                                    (1.0, True, 0, False, False), (1.0, True, 6, False, False),
-                                                    (1.0, True, 6, True, False), (1.0, True, 6, False, True)):
-            key = (weight, routed) if not phase else "joined" if joined else "hold" if hold else "phase"
-            edited, logs[key] = _lookup_edit(model, tok, lookup_after_teacher=weight, lookup_teacher_texts=2,
-                                             lookup_steps=20, lookup_teacher_routed=routed, lookup_teacher_steps=phase,
-                                             lookup_teacher_joined=joined, lookup_teacher_hold=hold)
+        routed, phase = {"lookup_teacher_routed": True}, {"lookup_teacher_routed": True, "lookup_teacher_steps": 6}
+        runs = {(0.0, False): {"lookup_after_teacher": 0.0}, (1.0, False): {}, (1.0, True): routed,
+                "last": routed | {"lookup_teacher_last": True}, "phase": phase,
+                "joined": phase | {"lookup_teacher_joined": True}, "hold": phase | {"lookup_teacher_hold": True}}
+        for key, settings in runs.items():
+            edited, logs[key] = _lookup_edit(model, tok, **({"lookup_after_teacher": 1.0, "lookup_teacher_texts": 2,
+                                                             "lookup_steps": 20} | settings))
             edits[key] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
             with torch.no_grad():
                 kls[key] = float(_kl(target, _logits_where(edited, rows, where)))
@@ -392,6 +393,9 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
     assert logs[1.0, True]["teacher_routed_tokens"] == 2 * len(tok("Mira Coltan", add_special_tokens=False)["input_ids"])
     assert logs[1.0, False]["teacher_routed_tokens"] == 0
     assert not torch.equal(edits[1.0, True], edits[1.0, False])
+    # ``teacher_last``: one routed token a row (the name's last), the KL still lowered, another edit
+    assert logs["last"]["teacher_routed_tokens"] == 2 < logs[1.0, True]["teacher_routed_tokens"]
+    assert kls["last"] < kls["base"] and not torch.equal(edits["last"], edits[1.0, True])
     # ``teacher_steps``: the tries are the weight-0 edit's, step for step; then the teacher alone lowers the KL
     # (``teacher_joined``: the phase trains the tries' terms too)
     assert logs[0.0, False]["teacher_phase"] is None
@@ -406,31 +410,6 @@ def test_after_teacher_pulls_the_predictions_after_a_forget_name_to_a_strangers(
     hold, tries_end = logs["hold"]["teacher_phase"], logs["hold"]["tries"][-1]["forget_accuracy"]
     assert hold["forget_accuracy"] <= tries_end and hold["steps"] <= logs["phase"]["teacher_phase"]["steps"]
     assert hold["stopped"] in ("steps", "forget ceiling", "retain budget")
-
-
-def test_teacher_last_routes_through_the_names_last_token_only(random_checkpoints):
-    """``lookup_teacher_last``: the routed teacher trains through one token a row (the name's last), still
-    lowers the KL after the name, and gives another edit than routing through every name token."""
-    from loka.methods.localized.deep_lookup import _kl, _logits_where
-    from loka.methods.localized.deep_selftext import name_continuations
-    from loka.methods.localized.deep_stranger import after_name, assign, strangers
-
-    with one_torch_thread():
-        model, tok = _taught(random_checkpoints["llama"])
-        subjects, texts = name_continuations(model, tok, ["Mira Coltan"], 2, seed=0 + 5, new_tokens=8)
-        rows, where, t_rows, t_where = after_name(tok, subjects, assign(subjects, strangers(FORGET, RETAIN)), texts)
-        with torch.no_grad():
-            target = _logits_where(model, t_rows, t_where).log_softmax(-1)
-            base = float(_kl(target, _logits_where(model, rows, where)))
-        edits, logs, kls = {}, {}, {}
-        for last in (False, True):
-            edited, logs[last] = _lookup_edit(model, tok, lookup_after_teacher=1.0, lookup_teacher_texts=2,
-                                              lookup_steps=20, lookup_teacher_routed=True, lookup_teacher_last=last)
-            edits[last] = edited.state_dict()["model.layers.0.mlp.down_proj.weight"].clone()
-            with torch.no_grad():
-                kls[last] = float(_kl(target, _logits_where(edited, rows, where)))
-    assert logs[True]["teacher_routed_tokens"] == 2 < logs[False]["teacher_routed_tokens"]
-    assert kls[True] < base and not torch.equal(edits[True], edits[False])
 
 
 def test_teacher_on_stems_keeps_the_retain_names_predictions(random_checkpoints):

@@ -20,6 +20,18 @@ def params() -> list[tuple[str, nn.Parameter]]:
             ("scalar", nn.Parameter(torch.tensor(0.25)))]
 
 
+def tiny_net() -> tuple[nn.Module, torch.Tensor]:
+    """A seeded two-layer net and 16 inputs for it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    return model, torch.randn(16, 4)
+
+
+def state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model``'s weights."""
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
 def test_an_on_disk_snapshot_holds_the_exact_values_in_a_nameless_file():
     named = params()
     snap = ParamSnapshot(named, on_disk=True)
@@ -66,18 +78,16 @@ def test_the_loop_keeps_a_large_models_starting_weights_on_disk_with_the_same_re
     def run(above: int) -> tuple[dict[str, torch.Tensor], int]:
         monkeypatch.setattr(loka.memory, "LARGE_ABOVE", above)
         monkeypatch.setattr(loka.memory, "FUSED_ADAMW", False)  # the snapshot's place alone
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+        model, x = tiny_net()
         with torch.no_grad():
             model[0].weight[:, 0] = 0.0  # a column the first input never moves (input 0 is 0)
-        x = torch.randn(16, 4)
         x[:, 0] = 0.0
 
         def loss_fn(step: int) -> StepLoss:
             return StepLoss(model(x).pow(2).mean())
 
         out = optimise(model, loss_fn, LoopSettings(lr=1e-2), total_steps=5, progress=False)
-        return {k: v.clone() for k, v in model.state_dict().items()}, out.params_changed
+        return state(model), out.params_changed
 
     made.clear()
     large, changed_large = run(0)
@@ -134,13 +144,11 @@ def test_a_large_models_guard_restores_its_last_good_weights_from_disk(monkeypat
 
     def run(above: int, disk_fills_at: int | None = None) -> tuple[dict[str, torch.Tensor], object]:
         monkeypatch.setattr(loka.memory, "LARGE_ABOVE", above)
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
-        x = torch.randn(16, 4)
+        model, x = tiny_net()
         after: dict[int, dict[str, torch.Tensor]] = {}
 
         def loss_fn(step: int) -> StepLoss:
-            after[step - 1] = {k: v.clone() for k, v in model.state_dict().items()}
+            after[step - 1] = state(model)
             if disk_fills_at is not None and step == disk_fills_at:
                 monkeypatch.setattr(ParamSnapshot, "_write", lambda self: (_ for _ in ()).throw(OSError(28, "full")))
             loss = model(x).pow(2).mean()
@@ -162,9 +170,7 @@ def test_a_large_models_guard_restores_its_last_good_weights_from_disk(monkeypat
 def test_a_retain_budget_without_a_forget_target_runs_every_step_and_logs_forget_accuracy():
     """``retain_floor`` with ``target=None`` (`loka-deep`'s ``lookup_name_steps``): the budget is
     checked, nothing stops on forget accuracy, which is still measured and logged each step."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
-    x = torch.randn(16, 4)
+    model, x = tiny_net()
     out = optimise(model, lambda step: StepLoss(model(x).pow(2).mean()),
                    LoopSettings(lr=1e-2, target=None, retain_floor=0.5), total_steps=4, progress=False,
                    forget_accuracy=lambda: 0.0, retain_accuracy=lambda: 1.0)
@@ -176,13 +182,11 @@ def test_a_forget_ceiling_undoes_the_step_that_crossed_it_and_stops():
     """``forget_ceiling`` (`loka-deep`'s ``lookup_teacher_hold``): the step after which forget
     accuracy is above it is undone — the weights are those after the step before — and the run
     stops there, counting only the steps it kept."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
-    x = torch.randn(16, 4)
+    model, x = tiny_net()
     after: dict[int, dict[str, torch.Tensor]] = {}
 
     def loss_fn(step: int) -> StepLoss:
-        after[step - 1] = {k: v.clone() for k, v in model.state_dict().items()}
+        after[step - 1] = state(model)
         return StepLoss(model(x).pow(2).mean())
 
     forget = iter([0.0, 0.0, 0.25, 0.0])  # measured after steps 1, 2, 3, ...: step 3 brings a fact back

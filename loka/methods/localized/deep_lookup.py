@@ -575,7 +575,9 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                             {"misdirect": float(misdirect.detach()), **{k: float(v.detach()) for k, v in terms.items()},
                              "retain_shift": float(keep.detach())}, passes)
 
-        def loss_fn(step: int, teacher: bool = teach is not None and not cfg.lookup_teacher_steps) -> StepLoss:
+        in_loop = teach is not None and not cfg.lookup_teacher_steps  # the teacher in the tries' loss
+
+        def loss_fn(step: int, teacher: bool = in_loop) -> StepLoss:
             """The tries' loss; ``teacher``: with the teacher terms (in every step unless ``teacher_steps``
             puts them in a phase of their own; ``teacher_joined``: there with every term)."""
             f_all = hidden_at(model, f_rows, layer).float()
@@ -630,7 +632,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
         teacher_phase: dict[str, Any] | None = None  # ``teacher_steps``' loop
         extra: list[Outcome] = []  # ``name_steps``' and ``teacher_steps``' loops
         best: tuple[int, list[Tensor]] | None = None  # the try that forgot most (the first of equals), its deltas
-        fallback = cfg.lookup_teacher_fallback and teach is not None and not cfg.lookup_teacher_steps
+        fallback = cfg.lookup_teacher_fallback and in_loop
         fallbacks: list[dict[str, Any]] = []  # ``teacher_fallback``: each try's run without the teacher
 
         def run(loss: Callable[[int], StepLoss], loop: LoopSettings, steps: int, desc: str) -> Outcome:
@@ -643,14 +645,16 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             # (``tries``; the stranger target has nothing to redraw), the weights back at the base's
             while True:
                 outcome = run(loss_fn, settings, cfg.lookup_steps, "lookup misdirection")
+                more = None
                 if fallback and outcome.stopped == "retain budget" and forget_acc() > cfg.lookup_target:
                     # ``teacher_fallback``: the same direction goes on from here without the teacher term
                     more = run(functools.partial(loss_fn, teacher=False), settings, cfg.lookup_steps,
                                "lookup fallback")
-                    fallbacks.append({"try": len(tries), "steps": more.steps, "stopped": more.stopped,
-                                      "forget_accuracy": round(forget_acc(), 4), "terms": _terms(more)})
                     outcome = _joined(outcome, more)
                 tries.append((forget_acc(), outcome))
+                if more is not None:
+                    fallbacks.append({"try": len(tries) - 1, "steps": more.steps, "stopped": more.stopped,
+                                      "forget_accuracy": round(tries[-1][0], 4), "terms": _terms(more)})
                 if best is None or tries[-1][0] < tries[best[0]][0]:
                     best = (len(tries) - 1, [p.detach().clone() for _, p in deltas.named()])
                 if tries[-1][0] <= cfg.lookup_target or outcome.stopped != "retain budget" \
@@ -686,9 +690,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 extra.append(more)
         deltas.merge(model)
         runs = [o for _, o in tries] + extra
-        outcome = dataclasses.replace(tries[best[0]][1], steps=sum(o.steps for o in runs),
-                                      forward_passes=sum(o.forward_passes for o in runs),
-                                      backward_passes=sum(o.backward_passes for o in runs))
+        outcome = _summed(tries[best[0]][1], runs)
     finally:
         for n, p in model.named_parameters():
             p.requires_grad_(flags[n])
@@ -730,14 +732,19 @@ def _terms(outcome: Outcome) -> dict[str, dict[str, float]]:
             for k in TERMS if k in outcome.log[0]}
 
 
+def _summed(outcome: Outcome, runs: Sequence[Outcome]) -> Outcome:
+    """``outcome`` with the steps and passes of ``runs`` added up."""
+    return dataclasses.replace(outcome, steps=sum(o.steps for o in runs),
+                               forward_passes=sum(o.forward_passes for o in runs),
+                               backward_passes=sum(o.backward_passes for o in runs))
+
+
 def _joined(first: Outcome, then: Outcome) -> Outcome:
     """One try made of two runs, ``then`` going on from where ``first`` stopped: steps, passes,
     seconds and logs add up; how it stopped and what it reached are ``then``'s."""
-    return dataclasses.replace(
-        then, steps=first.steps + then.steps, forward_passes=first.forward_passes + then.forward_passes,
-        backward_passes=first.backward_passes + then.backward_passes, seconds=first.seconds + then.seconds,
-        params_changed=max(first.params_changed, then.params_changed), log=first.log + then.log,
-        notes=first.notes + then.notes)
+    return dataclasses.replace(_summed(then, (first, then)), seconds=first.seconds + then.seconds,
+                               params_changed=max(first.params_changed, then.params_changed),
+                               log=first.log + then.log, notes=first.notes + then.notes)
 
 
 def _logits_where(model: Any, rows: Rows, where: Tensor) -> Tensor:
