@@ -782,3 +782,29 @@ def test_teacher_fallback_goes_on_without_the_teacher_where_a_try_hit_the_budget
     assert logs[1.0, False]["tries"][0]["stopped"] == "target" and logs[1.0, True]["teacher_fallbacks"] == []
     timeless = [{k: v for k, v in logs[1.0, fallback].items() if k != "t"} for fallback in (False, True)]
     assert timeless[0] == timeless[1]
+
+
+def test_answer_hinge_takes_every_trained_answer_target_margin_below_the_top_token(random_checkpoints):
+    from loka.evaluate import first_token_margins
+
+    def margins(model, tok):
+        batch = tokenize_facts(tok, [f.prompt for f in FORGET], [f.answer for f in FORGET])
+        with torch.no_grad():
+            return first_token_margins(logits_at(model, batch, prompt_ends(batch)), batch.answer_ids[:, 0])
+
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        plain, plain_stage = _lookup_edit(model, tok)
+        alone, alone_stage = _lookup_edit(model, tok, lookup_target_margin=2.0)
+        deep, deep_stage = _lookup_edit(model, tok, lookup_target_margin=2.0, lookup_answer_hinge=1.0)
+    # the misdirection stops with the last trained answer just below the top token ...
+    assert plain_stage["stopped"] == "target" and float(margins(plain, tok).max()) > -2.0
+    assert "forget_margin_accuracy" not in plain_stage and "answer" not in plain_stage["tries"][0]["terms"]
+    # ... and going on does not take it further down: the margin target alone runs out of steps
+    assert alone_stage["stopped"] == "steps" and alone_stage["forget_margin_accuracy"] == 1.0
+    assert float(margins(alone, tok).max()) > -2.0
+    # the hinge through the names' tokens does: every trained answer 2 nats below the top token
+    assert deep_stage["stopped"] == "target" and deep_stage["forget_margin_accuracy"] == 0.0
+    assert float(margins(deep, tok).max()) <= -2.0
+    assert deep_stage["tries"][0]["terms"]["answer"]["first"] == pytest.approx(1.0)
+    assert first_token_accuracy(deep, tok, RETAIN) == 1.0

@@ -81,6 +81,12 @@ class Config(MethodConfig):
     lookup_keep_generated: int = knob(0, ge=0, help="texts the base model writes itself whose states are kept too (0: none; retain_batch a step)")
     lookup_steps: int = knob(60, ge=0, help="lookup misdirection steps at most")
     lookup_target: float = knob(0.0, ge=0, le=1, help="stop at this forget first-token accuracy")
+    lookup_target_margin: float = knob(
+        0.0, ge=0, help="a forget fact counts as answered (for the target and the tries) until its answer's first "
+                        "token is this many nats below the best other token (0: until it is not the argmax)")
+    lookup_answer_hinge: float = knob(
+        0.0, ge=0, help="weight of a hinge on each trained forget answer's first-token margin (down to "
+                        "-lookup_target_margin, no further), trained through the forget names' own tokens only (0: off)")
     lookup_retain_budget: float = knob(0.95, ge=0, le=1, help="keep retain accuracy >= this x base")
     lookup_budget_margin: float = knob(
         0.0, ge=0, help="the retain budget counts only the retain facts the base answers by >= this many nats")

@@ -35,7 +35,17 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    ``budget_margin`` it counts only the retain facts the base answers by that many nats). A
    random direction that ends at the budget before forgetting is dropped, the weights go back
    to the base's and another is drawn (``tries``; the stranger target has none to redraw); the
-   try that forgot most is kept.
+   try that forgot most is kept. With ``target_margin`` m (off), a trained fact counts as
+   answered until its answer's first token is m nats below the best other token: the stage
+   stops at the target with every trained answer that far down, not with the last one gone by a
+   hair (what the tries do on SmolLM2: screen 40), since a held-out wording of the same fact sits
+   near its trained one; a budget stop once every trained answer is gone keeps the try. The
+   misdirection alone does not get there (further along the direction is not further from the
+   answer: on a tiny Llama 80 steps leave the answers 0.4 nats down; SmolLM2 screen 25); with
+   ``answer_hinge`` w (off) the loss adds w x the mean of max(0, margin + m) over the trained
+   answers' first tokens (over its start), trained through the forget names' own tokens only
+   (`SliceDeltas.routed`): the answer falls because what is read at the name changes, and no
+   further than m below the top token (calibrated, not ascent).
 4. **Which direction** (``directions``, 8 by default): RMU draws one random direction, and on
    SmolLM2 which one is drawn decides how far the edit spills onto other names
    (`bench.deep_real`). ``directions`` are drawn per try and the one kept is the one whose
@@ -320,9 +330,13 @@ def lookup_scores(model: Any, rows: Rows, where: Tensor, layers: int) -> Tensor:
     return total.detach() / len(rows)
 
 
-def _accuracy(model: Any, batch: Any) -> float:
+def _accuracy(model: Any, batch: Any, margin: float = 0.0) -> float:
+    """First-token accuracy on ``batch``; with ``margin`` > 0 a fact counts as answered until its
+    answer is ``margin`` nats below the best other token (`first_token_margins`)."""
     with torch.no_grad():
         first = logits_at(model, batch, prompt_ends(batch))
+    if margin > 0:
+        return float((first_token_margins(first, batch.answer_ids[:, 0]) > -margin).float().mean())
     return float(first_token_hits(first, batch.answer_ids[:, 0]).float().mean())
 
 
@@ -576,6 +590,24 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                              "retain_shift": float(keep.detach())}, passes)
 
         in_loop = teach is not None and not cfg.lookup_teacher_steps  # the teacher in the tries' loss
+        # ``answer_hinge``: each trained answer's first token pushed to ``target_margin`` nats below the best
+        # other token (no further), the gradient reaching the slices only through the forget names' tokens
+        hinge: tuple[Tensor, Tensor, Tensor] | None = None
+        if cfg.lookup_answer_hinge > 0:
+            f_first = f_rows.score & (f_rows.score.cumsum(-1) == 1)  # the position predicting the first answer token
+            f_at = torch.nn.functional.pad(f_first, (0, 1))
+            f_answer = f_rows.ids[:, 1:][f_first]
+            with torch.no_grad():
+                h0 = (first_token_margins(_logits_where(model, f_rows, f_at), f_answer)
+                      + cfg.lookup_target_margin).clamp(min=0).mean().clamp(min=1e-6)
+            hinge = (f_at, f_answer, h0)
+
+        def answer_term() -> Tensor:
+            assert hinge is not None
+            f_at, f_answer, h0 = hinge
+            with deltas.routed(model, f_subj):
+                gap = first_token_margins(_logits_where(model, f_rows, f_at), f_answer)
+            return cfg.lookup_answer_hinge * (gap + cfg.lookup_target_margin).clamp(min=0).mean() / h0
 
         def loss_fn(step: int, teacher: bool = in_loop) -> StepLoss:
             """The tries' loss; ``teacher``: with the teacher terms (in every step unless ``teacher_steps``
@@ -590,11 +622,13 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 terms["after_name"] = cfg.lookup_after_name * (after - a_goal).pow(2).sum(-1).mean() / a_ms
                 if nm_steer is not None:
                     terms["name"] = name_term()
+            if hinge is not None:
+                terms["answer"] = answer_term()
             if teacher:
                 terms |= teacher_terms()
             keep, passes = keep_terms(f_all)
             return step_loss(terms, keep, 1 + bool(f_names) + (a_steer is not None) + (nm_steer is not None)
-                             + teacher * (1 + (t_keep is not None)) + passes)
+                             + (hinge is not None) + teacher * (1 + (t_keep is not None)) + passes)
 
         def teacher_terms() -> dict[str, Tensor]:
             """``after_teacher``: the KL after the forget names (``teacher_routed``: trained through the
@@ -624,7 +658,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             keep, passes = keep_terms(f_all)
             return step_loss({"name": name_term()}, keep, (f_all is not None) + 1 + passes)
 
-        forget_acc = lambda: _accuracy(model, f_batch)  # noqa: E731
+        # ``target_margin``: a trained fact counts until its answer is that far below the top token
+        forget_acc = lambda: _accuracy(model, f_batch, cfg.lookup_target_margin)  # noqa: E731
         settings = LoopSettings(lr=cfg.lookup_lr, target=cfg.lookup_target, eval_every=1,
                                 retain_floor=floor)
         tries: list[tuple[float, Outcome]] = []
@@ -657,8 +692,11 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                                       "forget_accuracy": round(tries[-1][0], 4), "terms": _terms(more)})
                 if best is None or tries[-1][0] < tries[best[0]][0]:
                     best = (len(tries) - 1, [p.detach().clone() for _, p in deltas.named()])
+                # (a budget stop once every trained answer is gone ends the tries: ``target_margin``'s
+                # depth is not worth a new direction)
                 if tries[-1][0] <= cfg.lookup_target or outcome.stopped != "retain budget" \
-                        or len(tries) >= cfg.lookup_tries or stranger is not None:
+                        or len(tries) >= cfg.lookup_tries or stranger is not None \
+                        or cfg.lookup_target_margin > 0 and _accuracy(model, f_batch) <= cfg.lookup_target:
                     break
                 with torch.no_grad():
                     for _, p in deltas.named():
@@ -714,10 +752,12 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "direction_probes": [[round(p, 6) for p in ps] for ps in probes],
                      "direction_forget_probes": [[round(p, 6) for p in ps] for ps in f_probes],
                      "forget_accuracy": _accuracy(model, f_batch),
+                     **({"forget_margin_accuracy": _accuracy(model, f_batch, cfg.lookup_target_margin)}
+                        if cfg.lookup_target_margin > 0 else {}),
                      "retain_floor": round(floor, 4), "retain_accuracy": _accuracy(model, r_batch)}
 
 
-TERMS = ("misdirect", "subject", "after_name", "name", "teacher", "teacher_keep", "retain_shift")  # a step's logged parts (``step_loss``)
+TERMS = ("misdirect", "subject", "after_name", "name", "answer", "teacher", "teacher_keep", "retain_shift")  # a step's logged parts (``step_loss``)
 
 
 def _terms(outcome: Outcome) -> dict[str, dict[str, float]]:
