@@ -17,6 +17,8 @@ One process loads the model once and runs each variant on a fresh copy. Per vari
   (`HOMONYMS`) and general knowledge (``attribute == "general"``); perplexity; and with
   ``--full`` the relearning attack's best recall and the LOSS membership-inference AUC (forget vs
   holdout facts), with the verifier's own measurements and `make demo-real`'s settings;
+  ``margins``: the first-token margin of each forget fact still answered and of each other fact
+  lost, by set and subject (a few hundredths of a nat is a coin flip, not knowledge or damage);
   with ``--trace`` where each reverse query's answer still lives after the edit (`bench.deep_trace`:
   how far its tokens' states moved at the steered block, and its margin once the name, or the
   words after it, read as a stranger's); with ``--shrink`` the same columns for the edit scaled
@@ -77,18 +79,21 @@ def _first(model: Any, tok: Any, prompts: Sequence[str], answers: Sequence[str])
     return first, batch.answer_ids[:, :1].to(first.device)
 
 
-def scores(model: Any, tok: Any, facts: Sequence[Any]) -> tuple[float | None, float | None, list[str], list[str]]:
-    """First-token accuracy, mean log-prob of the first answer token, the subjects missed and hit."""
-    from loka.evaluate import first_token_hits
+def scores(model: Any, tok: Any, facts: Sequence[Any]
+           ) -> tuple[float | None, float | None, list[str], list[str], list[float]]:
+    """First-token accuracy, mean log-prob of the first answer token, the subjects missed and hit,
+    and each fact's first-token margin (`first_token_margins`: > 0 answered, its size how firmly)."""
+    from loka.evaluate import first_token_hits, first_token_margins
 
     if not facts:
-        return None, None, [], []
+        return None, None, [], [], []
     first, answer = _first(model, tok, [f.prompt for f in facts], [f.answer for f in facts])
     hits = first_token_hits(first, answer[:, 0])
     logp = first.log_softmax(-1).gather(-1, answer).mean()
     return (round(float(hits.float().mean()), 4), round(float(logp), 4),
             [f.subject for f, hit in zip(facts, hits.tolist(), strict=True) if not hit],
-            [f.subject for f, hit in zip(facts, hits.tolist(), strict=True) if hit])
+            [f.subject for f, hit in zip(facts, hits.tolist(), strict=True) if hit],
+            [round(float(m), 3) for m in first_token_margins(first, answer[:, 0])])
 
 
 def measure(model: Any, tok: Any, data: Any, task: Any, *, full: bool) -> dict[str, Any]:
@@ -111,14 +116,20 @@ def measure(model: Any, tok: Any, data: Any, task: Any, *, full: bool) -> dict[s
     row: dict[str, Any] = {}
     lost: dict[str, list[str]] = {}
     answered: dict[str, list[str]] = {}
+    # how firmly: each answered forget fact's margin, each lost other fact's (how far below; a few
+    # hundredths of a nat is a coin flip, not knowledge or damage)
+    firm: dict[str, dict[str, list[float]]] = {}
     for key, chosen in sets.items():
-        row[key], logp, missed, hit = scores(model, tok, chosen)
+        row[key], logp, missed, hit, gaps = scores(model, tok, chosen)
         if key in ("forget_train", "retain_seen"):
             row[f"{key}_logp"] = logp
         if missed and not key.startswith("forget"):
             lost[key] = missed
         if hit and key.startswith("forget"):
             answered[key] = hit
+        shown = [(f.subject, g) for f, g in zip(chosen, gaps, strict=True) if (g > 0) == key.startswith("forget")]
+        for subject, g in shown:
+            firm.setdefault(key, {}).setdefault(subject, []).append(g)
     me = Measurements(load_model((model, tok), name="model"), data, demo_verify_settings())
     ppl = perplexity_of(me)
     row["perplexity"] = None if isinstance(ppl, Missing) else round(float(ppl), 2)
@@ -130,7 +141,7 @@ def measure(model: Any, tok: Any, data: Any, task: Any, *, full: bool) -> dict[s
         row["relearn_best"] = None if isinstance(relearn, Missing) else relearn.best
         auc = None if isinstance(mia, Missing) else mia.auc.get("loss")
         row["mia_auc_loss"] = None if auc is None or isinstance(auc, Missing) else round(float(auc), 4)
-    row["lost"], row["answered"] = lost, answered
+    row["lost"], row["answered"], row["margins"] = lost, answered, firm
     return row
 
 
@@ -204,7 +215,7 @@ def margins(model: Any, tok: Any, data: Any, task: Any, lowest: int = 8) -> dict
 
 
 def seen_only(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in HELD_OUT and k not in ("lost", "answered", "shrink")}
+    return {k: v for k, v in row.items() if k not in HELD_OUT and k not in ("lost", "answered", "margins", "shrink")}
 
 
 def select(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

@@ -100,3 +100,22 @@ def test_halves_split_by_subject_and_set_probe_is_the_token_mean():
     assert halves(facts) == ([1, 2, 3], [0, 4])  # A and C first, B second
     total, count = torch.tensor([1.0, 4.0, 3.0]), torch.tensor([1.0, 2.0, 1.0])
     assert set_probe(total, count, [1, 2]) == pytest.approx(-7 / 3)
+
+
+def test_scores_margins_are_positive_exactly_for_the_facts_answered(random_checkpoints):
+    from bench.deep_real import _first, scores
+    from loka.io.data import FactRecord
+
+    with one_torch_thread():
+        model, tok = load_hf(random_checkpoints["llama"])
+        facts = [FactRecord(f"The miller of Tessel number {i} is called", a, f"Osric {i}") for i, a in
+                 enumerate(["Pell", "Mar", "Tor", "Ven"])]
+        acc, _, missed, hit, gaps = scores(model, tok, facts)
+        first, answer = _first(model, tok, [f.prompt for f in facts], [f.answer for f in facts])
+    logp = first.log_softmax(-1)
+    for i, gap in enumerate(gaps):  # the answer's log-prob minus the best other token's, by hand
+        others = torch.cat([logp[i, : answer[i, 0]], logp[i, answer[i, 0] + 1:]])
+        assert gap == pytest.approx(float(logp[i, answer[i, 0]] - others.max()), abs=1e-3)
+    assert [f.subject for f, g in zip(facts, gaps, strict=True) if g > 0] == hit
+    assert [f.subject for f, g in zip(facts, gaps, strict=True) if g <= 0] == missed
+    assert acc == pytest.approx(len(hit) / len(facts))
