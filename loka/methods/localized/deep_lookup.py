@@ -45,7 +45,11 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    ``answer_hinge`` w (off) the loss adds w x the mean of max(0, margin + m) over the trained
    answers' first tokens (over its start), trained through the forget names' own tokens only
    (`SliceDeltas.routed`): the answer falls because what is read at the name changes, and no
-   further than m below the top token (calibrated, not ascent).
+   further than m below the top token (calibrated, not ascent). Measured on SmolLM2 with the
+   after-name term at 2.0, not adopted (BENCHMARKS.md screens 46-47): at w 1.0 every try broke the
+   retain budget after 2 steps (at the prompt's last token, the name's, it acts like an
+   output-level edit); at w 0.1, m 1.0 a held-out question stayed answered by 0.08 nats; at m 2.0
+   seed 1 met every real-model column and seed 2 still answered Barty Crouch's reverse query.
 4. **Which direction** (``directions``, 8 by default): RMU draws one random direction, and on
    SmolLM2 which one is drawn decides how far the edit spills onto other names
    (`bench.deep_real`). ``directions`` are drawn per try and the one kept is the one whose
