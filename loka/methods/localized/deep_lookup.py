@@ -596,22 +596,23 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
         in_loop = teach is not None and not cfg.lookup_teacher_steps  # the teacher in the tries' loss
         # ``answer_hinge``: each trained answer's first token pushed to ``target_margin`` nats below the best
         # other token (no further), the gradient reaching the slices only through the forget names' tokens
-        hinge: tuple[Tensor, Tensor, Tensor] | None = None
+        hinge: tuple[Tensor, Tensor] | None = None  # where each row predicts its first answer token, and that token
+
+        def hinge_mean() -> Tensor:
+            """The mean over the trained answers of max(0, first-token margin + ``target_margin``)."""
+            assert hinge is not None
+            gap = first_token_margins(_logits_where(model, f_rows, hinge[0]), hinge[1])
+            return (gap + cfg.lookup_target_margin).clamp(min=0).mean()
+
         if cfg.lookup_answer_hinge > 0:
             f_first = f_rows.score & (f_rows.score.cumsum(-1) == 1)  # the position predicting the first answer token
-            f_at = torch.nn.functional.pad(f_first, (0, 1))
-            f_answer = f_rows.ids[:, 1:][f_first]
+            hinge = (torch.nn.functional.pad(f_first, (0, 1)), f_rows.ids[:, 1:][f_first])
             with torch.no_grad():
-                h0 = (first_token_margins(_logits_where(model, f_rows, f_at), f_answer)
-                      + cfg.lookup_target_margin).clamp(min=0).mean().clamp(min=1e-6)
-            hinge = (f_at, f_answer, h0)
+                h0 = hinge_mean().clamp(min=1e-6)
 
         def answer_term() -> Tensor:
-            assert hinge is not None
-            f_at, f_answer, h0 = hinge
             with deltas.routed(model, f_subj):
-                gap = first_token_margins(_logits_where(model, f_rows, f_at), f_answer)
-            return cfg.lookup_answer_hinge * (gap + cfg.lookup_target_margin).clamp(min=0).mean() / h0
+                return cfg.lookup_answer_hinge * hinge_mean() / h0
 
         def loss_fn(step: int, teacher: bool = in_loop) -> StepLoss:
             """The tries' loss; ``teacher``: with the teacher terms (in every step unless ``teacher_steps``
