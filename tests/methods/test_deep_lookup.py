@@ -808,3 +808,45 @@ def test_answer_hinge_takes_every_trained_answer_target_margin_below_the_top_tok
     assert float(margins(deep, tok).max()) <= -2.0
     assert deep_stage["tries"][0]["terms"]["answer"]["first"] == pytest.approx(1.0)
     assert first_token_accuracy(deep, tok, RETAIN) == 1.0
+
+
+def test_retain_hinge_keeps_a_seen_retain_answer_the_misdirection_flips(random_checkpoints):
+    # a seen retain fact that shares the forget name and is answered by a hair (taught 2:1 over the
+    # forget fact's answer); a misdirection pushed hard with no state keep takes it below its rival
+    from loka.evaluate import first_token_margins
+
+    tie = FactRecord("The weaver of Tessel is called Mira", "Pell", "Mira Pell")
+    retain = RETAIN + (tie,)
+    model, tok = load_hf(random_checkpoints["llama"])
+    texts = [f"{f.prompt} {f.answer}" for f in FORGET + retain + (tie,)] + [f"{tie.prompt} Coltan"]
+    ids = tok(texts, return_tensors="pt", padding=True)
+    labels = ids["input_ids"].masked_fill(ids["attention_mask"] == 0, -100)
+    with one_torch_thread():
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        model.train()
+        for _ in range(150):
+            opt.zero_grad()
+            model(**ids, labels=labels).loss.backward()
+            opt.step()
+        model.eval()
+
+        def tie_margin(m) -> float:
+            batch = tokenize_facts(tok, [tie.prompt], [tie.answer])
+            with torch.no_grad():
+                return float(first_token_margins(logits_at(m, batch, prompt_ends(batch)), batch.answer_ids[:, 0])[0])
+
+        hard = LOOKUP | {"lookup_retain_budget": 0.0, "lookup_retain_weight": 0.0, "lookup_scale": 50.0,
+                         "lookup_k": 64, "lookup_steps": 80, "lookup_lr": 1e-3}
+        edited = {}
+        for w in (0.0, 10.0):
+            edited[w] = copy.deepcopy(model)
+            result = unlearn((edited[w], tok), UnlearnTask(FORGET, retain, (), ()), "loka-deep", progress=False,
+                             **(hard | {"lookup_retain_hinge": w}))
+            stage = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+            assert stage["stopped"] == "target" and first_token_accuracy(edited[w], tok, FORGET) == 0.0
+            assert ("retain_answer" in stage["tries"][0]["terms"]) == (w > 0)
+    base = tie_margin(model)
+    assert 0.0 < base < 1.0  # answered by a hair: the hinge's floor is its base margin
+    assert tie_margin(edited[0.0]) < 0.0  # flipped without the hinge ...
+    assert tie_margin(edited[10.0]) > 0.5 * base  # ... kept with it
+    assert first_token_accuracy(edited[10.0], tok, retain) == 1.0

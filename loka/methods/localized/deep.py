@@ -87,6 +87,9 @@ class Config(MethodConfig):
     lookup_answer_hinge: float = knob(
         0.0, ge=0, help="weight of a hinge on each trained forget answer's first-token margin (down to "
                         "-lookup_target_margin, no further), trained through the forget names' own tokens only (0: off)")
+    lookup_retain_hinge: float = knob(
+        0.0, ge=0, help="weight of a hinge keeping each seen retain answer's first-token margin at or above its "
+                        "base margin (capped at 1 nat), mean over the retain facts, in nats (0: off)")
     lookup_retain_budget: float = knob(0.95, ge=0, le=1, help="keep retain accuracy >= this x base")
     lookup_budget_margin: float = knob(
         0.0, ge=0, help="the retain budget counts only the retain facts the base answers by >= this many nats")

@@ -50,6 +50,11 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    retain budget after 2 steps (at the prompt's last token, the name's, it acts like an
    output-level edit); at w 0.1, m 1.0 a held-out question stayed answered by 0.08 nats; at m 2.0
    seed 1 met every real-model column and seed 2 still answered Barty Crouch's reverse query.
+   With ``retain_hinge`` w (off) the loss adds w x the mean of max(0, floor - margin) over the
+   seen retain facts' first answer tokens, each floor its base margin capped at
+   `RETAIN_HINGE_CAP` nats: the keeps hold states at block ``layer``, the budget counts answers
+   only once flipped, and the facts an edit flips first are those the base answers by a few
+   hundredths of a nat (on SmolLM2 3 of the 57 seen and 3 of the 60 neighbour facts).
 4. **Which direction** (``directions``, 8 by default): RMU draws one random direction, and on
    SmolLM2 which one is drawn decides how far the edit spills onto other names
    (`bench.deep_real`). ``directions`` are drawn per try and the one kept is the one whose
@@ -232,6 +237,9 @@ from loka.methods.loop import LoopSettings, Outcome, StepLoss, optimise
 # ``directions``: a candidate direction is tried by moving the seen retain facts' subject states a
 # tenth of the way to its target (the edit is trained to keep them; what it lets through is small)
 PROBE_SHARE = 0.1
+# ``retain_hinge``: a seen retain answer's margin is kept at its base value up to this many nats (the facts
+# an edit flips are those answered by a few hundredths of a nat: `bench.deep_real --margins`)
+RETAIN_HINGE_CAP = 1.0
 
 
 class _Reached(Exception):
@@ -605,14 +613,27 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             return (gap + cfg.lookup_target_margin).clamp(min=0).mean()
 
         if cfg.lookup_answer_hinge > 0:
-            f_first = f_rows.score & (f_rows.score.cumsum(-1) == 1)  # the position predicting the first answer token
-            hinge = (torch.nn.functional.pad(f_first, (0, 1)), f_rows.ids[:, 1:][f_first])
+            hinge = _first_answer(f_rows)
             with torch.no_grad():
                 h0 = hinge_mean().clamp(min=1e-6)
 
         def answer_term() -> Tensor:
             with deltas.routed(model, f_subj):
                 return cfg.lookup_answer_hinge * hinge_mean() / h0
+
+        # ``retain_hinge``: each seen retain answer's first-token margin kept at or above its base margin,
+        # capped at `RETAIN_HINGE_CAP` nats (a flip is what is guarded, not a firm answer's last nat)
+        r_hinge: tuple[Tensor, Tensor, Tensor] | None = None  # where, which token, the floor
+        if cfg.lookup_retain_hinge > 0:
+            r_at = _first_answer(r_rows)
+            with torch.no_grad():
+                r_floor = first_token_margins(_logits_where(model, r_rows, r_at[0]), r_at[1]).clamp(max=RETAIN_HINGE_CAP)
+            r_hinge = (*r_at, r_floor)
+
+        def retain_answer_term() -> Tensor:
+            assert r_hinge is not None
+            gap = first_token_margins(_logits_where(model, r_rows, r_hinge[0]), r_hinge[1])
+            return cfg.lookup_retain_hinge * (r_hinge[2] - gap).clamp(min=0).mean()
 
         def loss_fn(step: int, teacher: bool = in_loop) -> StepLoss:
             """The tries' loss; ``teacher``: with the teacher terms (in every step unless ``teacher_steps``
@@ -629,11 +650,13 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                     terms["name"] = name_term()
             if hinge is not None:
                 terms["answer"] = answer_term()
+            if r_hinge is not None:
+                terms["retain_answer"] = retain_answer_term()
             if teacher:
                 terms |= teacher_terms()
             keep, passes = keep_terms(f_all)
             return step_loss(terms, keep, 1 + bool(f_names) + (a_steer is not None) + (nm_steer is not None)
-                             + (hinge is not None) + teacher * (1 + (t_keep is not None)) + passes)
+                             + (hinge is not None) + (r_hinge is not None) + teacher * (1 + (t_keep is not None)) + passes)
 
         def teacher_terms() -> dict[str, Tensor]:
             """``after_teacher``: the KL after the forget names (``teacher_routed``: trained through the
@@ -762,7 +785,9 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                      "retain_floor": round(floor, 4), "retain_accuracy": _accuracy(model, r_batch)}
 
 
-TERMS = ("misdirect", "subject", "after_name", "name", "answer", "teacher", "teacher_keep", "retain_shift")  # a step's logged parts (``step_loss``)
+# a step's logged parts (``step_loss``; ``misdirect`` sums the others but ``retain_shift``, the keeps' sum)
+TERMS = ("misdirect", "subject", "after_name", "name", "answer", "retain_answer", "teacher", "teacher_keep",
+         "retain_shift")
 
 
 def _terms(outcome: Outcome) -> dict[str, dict[str, float]]:
@@ -790,6 +815,12 @@ def _joined(first: Outcome, then: Outcome) -> Outcome:
     return dataclasses.replace(_summed(then, (first, then)), seconds=first.seconds + then.seconds,
                                params_changed=max(first.params_changed, then.params_changed),
                                log=first.log + then.log, notes=first.notes + then.notes)
+
+
+def _first_answer(rows: Rows) -> tuple[Tensor, Tensor]:
+    """Where each row predicts its first answer token (``[row, pos]``, `_logits_where`'s mask) and that token."""
+    first = rows.score & (rows.score.cumsum(-1) == 1)
+    return torch.nn.functional.pad(first, (0, 1)), rows.ids[:, 1:][first]
 
 
 def _logits_where(model: Any, rows: Rows, where: Tensor) -> Tensor:
