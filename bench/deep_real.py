@@ -23,7 +23,11 @@ One process loads the model once and runs each variant on a fresh copy. Per vari
   how far its tokens' states moved at the steered block, and its margin once the name, or the
   words after it, read as a stranger's); with ``--shrink`` the same columns for the edit scaled
   down (`scaled`: base + alpha x (edited - base), alpha `SHRINK`): whether a smaller step of the
-  same edit keeps the forgetting and gives the neighbours back.
+  same edit keeps the forgetting and gives the neighbours back; with ``--native`` (``native``) every set
+  scored again with the prompts as the tokenizer itself encodes them, no BOS token put first
+  (SmolLM2's is ``<|im_start|>``, a chat-turn token): of the facts the base answers that way, how
+  many the edit leaves answered (a fact the base answers by 0.03 nats after ``<|im_start|>``
+  may be a firm one without it).
 
 ``--margins`` prints the base model's first-answer-token margins (answer log-prob minus the best
 other token's) on the retain facts the method sees and on the neighbours: facts answered by a
@@ -54,7 +58,7 @@ HOMONYMS = frozenset({"Remus (Rome)", "Ronald Reagan", "Sirius (star)", "The Hob
                       "The Lord of the Rings", "Harry Houdini"})
 SEEN = ("forget_train", "forget_train_logp", "retain_seen", "retain_seen_logp")
 HELD_OUT = ("forget_heldout", "forget_reverse", "neighbours_train", "neighbours_question", "homonyms",
-            "general", "retain_eval_train", "perplexity", "relearn_best", "mia_auc_loss", "reverse_trace")
+            "general", "retain_eval_train", "perplexity", "relearn_best", "mia_auc_loss", "reverse_trace", "native")
 STRANGER = "John Smith"  # `margins`, `bench.deep_trace`: the reverse queries asked of a name the request does not know
 SHRINK = (0.9, 0.8, 0.7, 0.6, 0.5)  # ``--shrink``: the edit's scales measured besides the edit itself
 TIE = 0.005  # nats of retain-seen log-prob under which two settings count as tied
@@ -96,6 +100,52 @@ def scores(model: Any, tok: Any, facts: Sequence[Any]
             [round(float(m), 3) for m in first_token_margins(first, answer[:, 0])])
 
 
+def fact_sets(data: Any, task: Any) -> dict[str, list[Any]]:
+    """The request's facts by column (module doc): seen, held-out forget forms, retain-eval groups."""
+    facts = data.facts
+    ev_train, ev_q = list(facts[("retain_eval", "train")]), list(facts.get(("retain_eval", "heldout"), ()))
+    general = lambda f: f.attribute == "general"  # noqa: E731
+    return {"forget_train": list(task.forget), "retain_seen": list(task.retain),
+            "forget_heldout": list(facts.get(("forget", "heldout"), ())),
+            "forget_reverse": list(facts.get(("forget", "reverse"), ())),
+            "neighbours_train": neighbours(ev_train), "neighbours_question": neighbours(ev_q),
+            "homonyms": [f for f in ev_train + ev_q if f.subject in HOMONYMS],
+            "general": [f for f in ev_train + ev_q if general(f)], "retain_eval_train": ev_train}
+
+
+def native_margins(model: Any, tok: Any, facts: Sequence[Any]) -> list[float]:
+    """Each fact's first-answer-token margin with its prompt encoded as the tokenizer itself encodes
+    text (``tok(prompt)``: no BOS unless the tokenizer adds one), where every other column puts the
+    tokenizer's BOS token first (`attribution.data.tokenize_facts`; SmolLM2's is ``<|im_start|>``)."""
+    import torch
+
+    from loka.evaluate import first_token_margins
+
+    out = []
+    for f in facts:
+        sep = "" if f.prompt[-1:].isspace() or f.answer[:1].isspace() else " "
+        answer = tok(sep + f.answer, add_special_tokens=False).input_ids[0]
+        ids = torch.tensor([tok(f.prompt).input_ids])
+        with torch.no_grad():
+            last = model(input_ids=ids).logits[0, -1:].float()
+        out.append(round(float(first_token_margins(last, torch.tensor([answer]))[0]), 3))
+    return out
+
+
+def native(base: Any, model: Any, tok: Any, sets: dict[str, list[Any]]) -> dict[str, Any]:
+    """``--native``: per set, the facts the base answers with the prompt as the tokenizer encodes it
+    (`native_margins`), how many of those ``model`` still answers, and the subjects with their margins:
+    forget facts still answered, other facts lost."""
+    out: dict[str, Any] = {}
+    for key, chosen in sets.items():
+        known = [(f, e) for f, b, e in zip(chosen, native_margins(base, tok, chosen), native_margins(model, tok, chosen),
+                                            strict=True) if b > 0]
+        kept = [(f.subject, e) for f, e in known if e > 0]
+        shown = kept if key.startswith("forget") else [(f.subject, e) for f, e in known if e <= 0]
+        out[key] = {"facts": len(chosen), "base_answers": len(known), "still_answered": len(kept), "shown": shown}
+    return out
+
+
 def measure(model: Any, tok: Any, data: Any, task: Any, *, full: bool) -> dict[str, Any]:
     """The seen and held-out columns (module doc) of ``model`` on the request."""
     from bench.real import demo_verify_settings
@@ -104,15 +154,7 @@ def measure(model: Any, tok: Any, data: Any, task: Any, *, full: bool) -> dict[s
     from loka.verify.measurements.perplexity import perplexity_of
     from loka.verify.missing import Missing
 
-    facts = data.facts
-    ev_train, ev_q = list(facts[("retain_eval", "train")]), list(facts.get(("retain_eval", "heldout"), ()))
-    general = lambda f: f.attribute == "general"  # noqa: E731
-    sets = {"forget_train": list(task.forget), "retain_seen": list(task.retain),
-            "forget_heldout": list(facts.get(("forget", "heldout"), ())),
-            "forget_reverse": list(facts.get(("forget", "reverse"), ())),
-            "neighbours_train": neighbours(ev_train), "neighbours_question": neighbours(ev_q),
-            "homonyms": [f for f in ev_train + ev_q if f.subject in HOMONYMS],
-            "general": [f for f in ev_train + ev_q if general(f)], "retain_eval_train": ev_train}
+    sets = fact_sets(data, task)
     row: dict[str, Any] = {}
     lost: dict[str, list[str]] = {}
     answered: dict[str, list[str]] = {}
@@ -160,7 +202,7 @@ def scaled(base: Any, edited: Any, alpha: float) -> Any:
 
 
 def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: bool,
-                trace: bool = False, shrink: Sequence[float] = ()) -> dict[str, Any]:
+                trace: bool = False, shrink: Sequence[float] = (), with_native: bool = False) -> dict[str, Any]:
     """One variant on a fresh copy of the loaded model: its stage log, `measure`'s columns, with
     ``trace`` the reverse queries' `bench.deep_trace` against the loaded (base) model, and with
     ``shrink`` `measure`'s columns of the edit scaled by each alpha (`scaled`)."""
@@ -180,6 +222,8 @@ def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: 
         from bench.deep_trace import trace as trace_reverse
 
         row["reverse_trace"] = trace_reverse(hf, model, tok, data.facts.get(("forget", "reverse"), ()), stage["layer"])
+    if with_native:
+        row["native"] = native(hf, model, tok, fact_sets(data, task))
     if shrink:
         row["shrink"] = [{"alpha": a, **measure(scaled(hf, model, a), tok, data, task, full=False)} for a in shrink]
     return row
@@ -237,7 +281,7 @@ def select(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[
 def _render(out: dict[str, Any]) -> None:
     rows = out.get("rows", [])
     cols = [c for c in ("seconds", "params_changed", "steps", "stopped", *SEEN, *HELD_OUT)
-            if any(c in r for r in rows)]
+            if any(c in r for r in rows) and c not in ("reverse_trace", "native")]
     if rows:
         print_table("loka-deep on SmolLM2's request (bench.deep_real)", ("variant", *cols),
                     [(r["variant"], *(r.get(c) for c in cols)) for r in rows])
@@ -245,6 +289,11 @@ def _render(out: dict[str, Any]) -> None:
         if r.get("shrink"):
             print_table(f"the edit of {r['variant']} scaled down (bench.deep_real --shrink)", ("alpha", *SEEN, *HELD_OUT[:8]),
                         [(s["alpha"], *(s.get(c) for c in (*SEEN, *HELD_OUT[:8]))) for s in r["shrink"]])
+        if r.get("native"):
+            print_table(f"{r['variant']}, prompts as the tokenizer encodes them (bench.deep_real --native)",
+                        ("set", "facts", "base answers", "still answered", "forget answered / other lost (margin)"),
+                        [(k, v["facts"], v["base_answers"], v["still_answered"],
+                          ", ".join(f"{s} {m:+.3f}" for s, m in v["shown"])) for k, v in r["native"].items()])
         if r.get("reverse_trace"):
             print_table(f"reverse queries after {r['variant']} (bench.deep_trace; margins in nats)",
                         ("subject", "base", "edited", "moved: name / after", "after read a stranger's",
@@ -273,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true", help="add the relearning attack and the MIA AUC")
     p.add_argument("--trace", action="store_true", help="trace where each reverse query's answer still lives")
     p.add_argument("--shrink", action="store_true", help=f"also measure the edit scaled by {SHRINK}")
+    p.add_argument("--native", action="store_true", help="also score every set with the prompts as the tokenizer "
+                                                          "encodes them (no BOS token put first)")
     p.add_argument("--blind", default=None, metavar="ROWS", help="append full rows to ROWS, print seen columns only")
     p.add_argument("--select", default=None, metavar="ROWS", help="apply the selection rule to ROWS")
     p.add_argument("--reveal", action="store_true", help="with --select: print the held-out columns too")
@@ -303,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"variant": "base", "method": "base", **measure(hf, tok, data, task, full=args.full)}
         else:
             row = run_variant(hf, tok, data, task, variant, full=args.full, trace=args.trace,
-                              shrink=SHRINK if args.shrink else ())
+                              shrink=SHRINK if args.shrink else (), with_native=args.native)
         if args.blind:
             with open(args.blind, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row, default=float) + "\n")

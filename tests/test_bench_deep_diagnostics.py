@@ -119,3 +119,34 @@ def test_scores_margins_are_positive_exactly_for_the_facts_answered(random_check
     assert [f.subject for f, g in zip(facts, gaps, strict=True) if g > 0] == hit
     assert [f.subject for f, g in zip(facts, gaps, strict=True) if g <= 0] == missed
     assert acc == pytest.approx(len(hit) / len(facts))
+
+
+def test_native_scores_the_prompt_as_the_tokenizer_writes_it(random_checkpoints):
+    """`bench.deep_real --native`: the margin of the prompt with no BOS put first, by hand; the base
+    against itself keeps every fact it answers and shows no lost one."""
+    from bench.deep_real import native, native_margins
+    from loka.io.data import FactRecord
+    from tests.methods.test_deep_lookup import _taught
+
+    facts = [FactRecord("The miller of Tessel is called Osric", "Pell", "Osric Pell"),
+             FactRecord("The tanner of Hollin is called Bree", "Marsh", "Bree Marsh")]
+    with one_torch_thread():
+        model, tok = load_hf(random_checkpoints["llama"])
+        got = native_margins(model, tok, facts)
+        for f, g in zip(facts, got, strict=True):
+            ids = tok(f.prompt, add_special_tokens=False).input_ids  # this tokenizer adds nothing
+            assert tok(f.prompt).input_ids == ids
+            with torch.no_grad():
+                lp = model(input_ids=torch.tensor([ids])).logits[0, -1].log_softmax(-1)
+            a = tok(" " + f.answer, add_special_tokens=False).input_ids[0]
+            other = torch.cat([lp[:a], lp[a + 1:]]).max()
+            assert g == pytest.approx(float(lp[a] - other), abs=1e-3)
+        taught, _ = _taught(random_checkpoints["llama"], tuple(facts))  # trained on the texts as written
+        sets = {"forget_train": facts, "neighbours_train": facts}
+        itself, against_random = native(taught, taught, tok, sets), native(taught, model, tok, sets)
+    assert all(m > 0 for m in native_margins(taught, tok, facts))
+    assert itself["neighbours_train"] == {"facts": 2, "base_answers": 2, "still_answered": 2, "shown": []}
+    assert [s for s, _ in itself["forget_train"]["shown"]] == ["Osric Pell", "Bree Marsh"]
+    # the untaught model answers neither: both lost (other sets), none still answered (forget sets)
+    assert [s for s, m in against_random["neighbours_train"]["shown"] if m <= 0] == ["Osric Pell", "Bree Marsh"]
+    assert against_random["forget_train"]["still_answered"] == 0 and against_random["forget_train"]["shown"] == []
