@@ -54,7 +54,11 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    seen retain facts' first answer tokens, each floor its base margin capped at
    `RETAIN_HINGE_CAP` nats: the keeps hold states at block ``layer``, the budget counts answers
    only once flipped, and the facts an edit flips first are those the base answers by a few
-   hundredths of a nat (on SmolLM2 3 of the 57 seen and 3 of the 60 neighbour facts).
+   hundredths of a nat (on SmolLM2 3 of the 57 seen and 3 of the 60 neighbour facts). Measured
+   on SmolLM2 seed 0 beside screen 48's setting, not adopted (BENCHMARKS.md screens 49-50): at w
+   10 it trains the seen answers up (-0.64 -> -0.20 nats in 20 steps) and the stage ran past 22
+   minutes; at w 1 every seen fact stayed answered and Victor Frankenstein's neighbour facts were
+   lost as without it.
 4. **Which direction** (``directions``, 8 by default): RMU draws one random direction, and on
    SmolLM2 which one is drawn decides how far the edit spills onto other names
    (`bench.deep_real`). ``directions`` are drawn per try and the one kept is the one whose
