@@ -34,8 +34,15 @@ def _answer_prob(model, tok, facts) -> float:
 
 def _taught(path, facts=FORGET + RETAIN):
     """The random tiny Llama after 150 steps on ``facts`` (the four facts): it answers them all."""
+    model, tok = _trained(path, [f"{f.prompt} {f.answer}" for f in facts])
+    assert first_token_accuracy(model, tok, facts) == 1.0
+    return model, tok
+
+
+def _trained(path, texts):
+    """The random tiny Llama after 150 Adam steps on ``texts`` (one padded batch)."""
     model, tok = load_hf(path)
-    ids = tok([f"{f.prompt} {f.answer}" for f in facts], return_tensors="pt", padding=True)
+    ids = tok(list(texts), return_tensors="pt", padding=True)
     labels = ids["input_ids"].masked_fill(ids["attention_mask"] == 0, -100)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
@@ -44,7 +51,6 @@ def _taught(path, facts=FORGET + RETAIN):
         model(**ids, labels=labels).loss.backward()
         opt.step()
     model.eval()
-    assert first_token_accuracy(model, tok, facts) == 1.0
     return model, tok
 
 
@@ -817,18 +823,9 @@ def test_retain_hinge_keeps_a_seen_retain_answer_the_misdirection_flips(random_c
 
     tie = FactRecord("The weaver of Tessel is called Mira", "Pell", "Mira Pell")
     retain = RETAIN + (tie,)
-    model, tok = load_hf(random_checkpoints["llama"])
     texts = [f"{f.prompt} {f.answer}" for f in FORGET + retain + (tie,)] + [f"{tie.prompt} Coltan"]
-    ids = tok(texts, return_tensors="pt", padding=True)
-    labels = ids["input_ids"].masked_fill(ids["attention_mask"] == 0, -100)
     with one_torch_thread():
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        model.train()
-        for _ in range(150):
-            opt.zero_grad()
-            model(**ids, labels=labels).loss.backward()
-            opt.step()
-        model.eval()
+        model, tok = _trained(random_checkpoints["llama"], texts)
 
         def tie_margin(m) -> float:
             batch = tokenize_facts(tok, [tie.prompt], [tie.answer])
