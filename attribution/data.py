@@ -2,7 +2,12 @@
 
 A `FactBatch` holds ``BOS + prompt + " " + answer`` right-padded, with a mask of the answer
 positions, so ``log p(answer | prompt)`` is read teacher-forced from one forward pass. A
-`PassageBatch` holds ``BOS + text``, scored by mean token log-likelihood. Both are frozen values
+`PassageBatch` holds ``BOS + text``, scored by mean token log-likelihood. Which token goes first is
+the tokenizer's *prefix* (`prefix_ids`): its BOS (the default, as LOKA's worlds are trained), its
+EOS (a document separator, as GPT-2's and Pythia's corpora are packed) or nothing (the text as
+``tokenizer(text)`` encodes it when it adds no BOS itself, as a user's ``generate`` and most
+evaluation harnesses read a prompt). `set_prefix` records the choice in the tokenizer's
+``init_kwargs``, so ``save_pretrained`` keeps it with an edited model. Both batches are frozen values
 with ``.to(device)``, ``len()``, slicing and ``.chunks(size)`` for minibatching, and carry a
 ``data_hash`` of the items they were built from (provenance for rankings and reports).
 
@@ -157,9 +162,33 @@ class PassageBatch(_Batch):
         return mask
 
 
-def _special_ids(tokenizer: Any) -> tuple[list[int], int]:
-    """BOS prefix (empty when the tokenizer has none) and the pad id (fallback: EOS)."""
-    bos = [] if tokenizer.bos_token_id is None else [int(tokenizer.bos_token_id)]
+PREFIXES = ("bos", "eos", "none")  # `prefix_ids`: what goes before every prompt and passage
+PREFIX_KEY = "loka_prefix"  # where `set_prefix` records it: the tokenizer's ``init_kwargs`` (saved with it)
+
+
+def _check_prefix(prefix: str) -> str:
+    if prefix not in PREFIXES:
+        raise ValueError(f"unknown prefix {prefix!r}: use one of {', '.join(PREFIXES)}")
+    return prefix
+
+
+def set_prefix(tokenizer: Any, prefix: str) -> None:
+    """Make ``prefix`` (one of `PREFIXES`) what every batch built with ``tokenizer`` starts with;
+    kept in its ``init_kwargs``, so a tokenizer saved with an edited model keeps it."""
+    tokenizer.init_kwargs[PREFIX_KEY] = _check_prefix(prefix)
+
+
+def prefix_ids(tokenizer: Any, prefix: str | None = None) -> list[int]:
+    """The token ids put before every prompt and passage: ``prefix`` (None: the tokenizer's own,
+    `set_prefix`, default ``"bos"``) — its BOS or EOS token, empty where it has none, or nothing."""
+    prefix = _check_prefix(prefix or getattr(tokenizer, "init_kwargs", {}).get(PREFIX_KEY, "bos"))
+    token = {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "none": None}[prefix]
+    return [] if token is None else [int(token)]
+
+
+def _special_ids(tokenizer: Any, prefix: str | None = None) -> tuple[list[int], int]:
+    """The prefix (`prefix_ids`) and the pad id (fallback: EOS)."""
+    bos = prefix_ids(tokenizer, prefix)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:
         raise ValueError("the tokenizer has neither a pad token nor an EOS token to pad with")
@@ -184,18 +213,19 @@ def _check_length(n_tokens: int, max_len: int | None, what: str) -> None:
 
 
 def tokenize_facts(tokenizer: Any, prompts: list[str], answers: list[str],
-                   max_len: int | None = None) -> FactBatch:
+                   max_len: int | None = None, prefix: str | None = None) -> FactBatch:
     """Tokenise fact prompts and their answers for teacher-forced answer scoring.
 
     The answer is tokenised as ``" " + answer`` unless the prompt ends in whitespace or the
     answer starts with it; prompt and answer are tokenised separately so the answer's tokens are
-    exactly those the metric scores. ``max_len`` is the model context (``bridge.cfg.n_ctx``).
+    exactly those the metric scores. ``max_len`` is the model context (``bridge.cfg.n_ctx``);
+    ``prefix`` overrides the tokenizer's own (`prefix_ids`).
     """
     if len(prompts) != len(answers):
         raise ValueError(f"got {len(prompts)} prompts but {len(answers)} answers")
     if not prompts:
         raise ValueError("the fact set is empty: nothing to tokenise")
-    bos, pad = _special_ids(tokenizer)
+    bos, pad = _special_ids(tokenizer, prefix)
     rows, answer_rows, last, spans = [], [], [], []
     seps = ["" if p[-1:].isspace() or a[:1].isspace() or not p else " " for p, a in zip(prompts, answers, strict=True)]
     encoded = zip(_encode(tokenizer, prompts), _encode(tokenizer, [s + a for s, a in zip(seps, answers, strict=True)]),
@@ -206,7 +236,7 @@ def tokenize_facts(tokenizer: Any, prompts: list[str], answers: list[str],
         if not answer_ids:
             raise ValueError(f"fact {i}: the answer {answer!r} tokenises to nothing")
         if not prompt_ids:
-            raise ValueError(f"fact {i}: empty prompt and no BOS token: nothing predicts the answer")
+            raise ValueError(f"fact {i}: empty prompt and no prefix token: nothing predicts the answer")
         _check_length(len(prompt_ids) + len(answer_ids), max_len, f"fact {i} (prompt + answer)")
         rows.append(prompt_ids + answer_ids)
         answer_rows.append(answer_ids)
@@ -228,11 +258,13 @@ def tokenize_facts(tokenizer: Any, prompts: list[str], answers: list[str],
     )
 
 
-def tokenize_passages(tokenizer: Any, texts: list[str], max_len: int | None = None) -> PassageBatch:
-    """Tokenise passages as ``[BOS] text``, right-padded; each needs at least one scored token."""
+def tokenize_passages(tokenizer: Any, texts: list[str], max_len: int | None = None,
+                      prefix: str | None = None) -> PassageBatch:
+    """Tokenise passages as ``[BOS] text`` (the prefix: `prefix_ids`), right-padded; each needs at
+    least one scored token."""
     if not texts:
         raise ValueError("the passage set is empty: nothing to tokenise")
-    bos, pad = _special_ids(tokenizer)
+    bos, pad = _special_ids(tokenizer, prefix)
     rows = []
     for i, (text, ids) in enumerate(zip(texts, _encode(tokenizer, texts), strict=True)):
         ids = bos + ids

@@ -1,6 +1,7 @@
 """loka-deep's lookup fallback on SmolLM2's shipped request: settings side by side, chosen blind.
 
-    python -m bench.deep_real [--json] [--threads 2] [--base] [--full] [--trace] [--shrink] [--blind ROWS.jsonl] VARIANT...
+    python -m bench.deep_real [--json] [--threads 2] [--prefix P] [--views P,...] [--native] [--base] [--full] [--trace]
+                              [--shrink] [--blind ROWS.jsonl] VARIANT...
     python -m bench.deep_real --select ROWS.jsonl [--reveal] [--json]
     python -m bench.deep_real --margins [--json]
 
@@ -23,11 +24,14 @@ One process loads the model once and runs each variant on a fresh copy. Per vari
   how far its tokens' states moved at the steered block, and its margin once the name, or the
   words after it, read as a stranger's); with ``--shrink`` the same columns for the edit scaled
   down (`scaled`: base + alpha x (edited - base), alpha `SHRINK`): whether a smaller step of the
-  same edit keeps the forgetting and gives the neighbours back; with ``--native`` (``native``) every set
-  scored again with the prompts as the tokenizer itself encodes them, no BOS token put first
-  (SmolLM2's is ``<|im_start|>``, a chat-turn token): of the facts the base answers that way, how
-  many the edit leaves answered (a fact the base answers by 0.03 nats after ``<|im_start|>``
-  may be a firm one without it).
+  same edit keeps the forgetting and gives the neighbours back; with ``--views P,...`` (``views``)
+  every set scored again with each other prefix `P` (`attribution.data.PREFIXES`) before the prompts:
+  of the facts the base answers that way, how many the edit leaves answered (a fact the base
+  answers by 0.03 nats after SmolLM2's BOS, the chat-turn token ``<|im_start|>``, may be a firm one
+  without it); ``--native`` is ``--views none``, the prompts as the tokenizer itself encodes them.
+
+``--prefix P`` makes ``P`` the prefix of everything the method trains on and every column measures
+(`attribution.data.set_prefix`; default ``bos``, LOKA's convention).
 
 ``--margins`` prints the base model's first-answer-token margins (answer log-prob minus the best
 other token's) on the retain facts the method sees and on the neighbours: facts answered by a
@@ -49,6 +53,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from attribution.data import PREFIXES, set_prefix
 from bench._common import finish, log, machine, parser, print_table, setup
 
 # The request's retain facts that name a forget character's name in another sense, or the
@@ -58,7 +63,7 @@ HOMONYMS = frozenset({"Remus (Rome)", "Ronald Reagan", "Sirius (star)", "The Hob
                       "The Lord of the Rings", "Harry Houdini"})
 SEEN = ("forget_train", "forget_train_logp", "retain_seen", "retain_seen_logp")
 HELD_OUT = ("forget_heldout", "forget_reverse", "neighbours_train", "neighbours_question", "homonyms",
-            "general", "retain_eval_train", "perplexity", "relearn_best", "mia_auc_loss", "reverse_trace", "native")
+            "general", "retain_eval_train", "perplexity", "relearn_best", "mia_auc_loss", "reverse_trace", "views")
 STRANGER = "John Smith"  # `margins`, `bench.deep_trace`: the reverse queries asked of a name the request does not know
 SHRINK = (0.9, 0.8, 0.7, 0.6, 0.5)  # ``--shrink``: the edit's scales measured besides the edit itself
 TIE = 0.005  # nats of retain-seen log-prob under which two settings count as tied
@@ -70,14 +75,16 @@ def neighbours(facts: Sequence[Any]) -> list[Any]:
     return [f for f in facts if f.attribute != "general" and f.subject not in HOMONYMS]
 
 
-def _first(model: Any, tok: Any, prompts: Sequence[str], answers: Sequence[str]) -> tuple[Any, Any]:
-    """The logits ``[n, vocab]`` that predict each answer's first token, and those tokens ``[n, 1]``."""
+def _first(model: Any, tok: Any, prompts: Sequence[str], answers: Sequence[str],
+           prefix: str | None = None) -> tuple[Any, Any]:
+    """The logits ``[n, vocab]`` that predict each answer's first token, and those tokens ``[n, 1]``
+    (``prefix``: the tokenizer's own unless given)."""
     import torch
 
     from attribution.data import tokenize_facts
     from loka.evaluate import logits_at, prompt_ends
 
-    batch = tokenize_facts(tok, list(prompts), list(answers))
+    batch = tokenize_facts(tok, list(prompts), list(answers), prefix=prefix)
     with torch.no_grad():
         first = logits_at(model, batch, prompt_ends(batch)).float()
     return first, batch.answer_ids[:, :1].to(first.device)
@@ -113,33 +120,26 @@ def fact_sets(data: Any, task: Any) -> dict[str, list[Any]]:
             "general": [f for f in ev_train + ev_q if general(f)], "retain_eval_train": ev_train}
 
 
-def native_margins(model: Any, tok: Any, facts: Sequence[Any]) -> list[float]:
-    """Each fact's first-answer-token margin with its prompt encoded as the tokenizer itself encodes
-    text (``tok(prompt)``: no BOS unless the tokenizer adds one), where every other column puts the
-    tokenizer's BOS token first (`attribution.data.tokenize_facts`; SmolLM2's is ``<|im_start|>``)."""
-    import torch
-
+def native_margins(model: Any, tok: Any, facts: Sequence[Any], prefix: str = "none") -> list[float]:
+    """Each fact's first-answer-token margin with ``prefix`` before its prompt (default ``"none"``:
+    the prompt as the tokenizer itself encodes text, where LOKA's convention puts the tokenizer's BOS
+    first; SmolLM2's is ``<|im_start|>``)."""
     from loka.evaluate import first_token_margins
 
-    out = []
-    for f in facts:
-        sep = "" if f.prompt[-1:].isspace() or f.answer[:1].isspace() else " "
-        answer = tok(sep + f.answer, add_special_tokens=False).input_ids[0]
-        ids = torch.tensor([tok(f.prompt).input_ids])
-        with torch.no_grad():
-            last = model(input_ids=ids).logits[0, -1:].float()
-        out.append(round(float(first_token_margins(last, torch.tensor([answer]))[0]), 3))
-    return out
+    if not facts:
+        return []
+    first, answer = _first(model, tok, [f.prompt for f in facts], [f.answer for f in facts], prefix)
+    return [round(float(m), 3) for m in first_token_margins(first, answer[:, 0])]
 
 
-def native(base: Any, model: Any, tok: Any, sets: dict[str, list[Any]]) -> dict[str, Any]:
-    """``--native``: per set, the facts the base answers with the prompt as the tokenizer encodes it
+def native(base: Any, model: Any, tok: Any, sets: dict[str, list[Any]], prefix: str = "none") -> dict[str, Any]:
+    """``--views``: per set, the facts the base answers with ``prefix`` before the prompt
     (`native_margins`), how many of those ``model`` still answers, and the subjects with their margins:
     forget facts still answered, other facts lost."""
     out: dict[str, Any] = {}
     for key, chosen in sets.items():
-        known = [(f, e) for f, b, e in zip(chosen, native_margins(base, tok, chosen), native_margins(model, tok, chosen),
-                                            strict=True) if b > 0]
+        known = [(f, e) for f, b, e in zip(chosen, native_margins(base, tok, chosen, prefix),
+                                            native_margins(model, tok, chosen, prefix), strict=True) if b > 0]
         kept = [(f.subject, e) for f, e in known if e > 0]
         shown = kept if key.startswith("forget") else [(f.subject, e) for f, e in known if e <= 0]
         out[key] = {"facts": len(chosen), "base_answers": len(known), "still_answered": len(kept), "shown": shown}
@@ -202,10 +202,12 @@ def scaled(base: Any, edited: Any, alpha: float) -> Any:
 
 
 def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: bool,
-                trace: bool = False, shrink: Sequence[float] = (), with_native: bool = False) -> dict[str, Any]:
+                trace: bool = False, shrink: Sequence[float] = (), views: Sequence[str] = ()) -> dict[str, Any]:
     """One variant on a fresh copy of the loaded model: its stage log, `measure`'s columns, with
-    ``trace`` the reverse queries' `bench.deep_trace` against the loaded (base) model, and with
-    ``shrink`` `measure`'s columns of the edit scaled by each alpha (`scaled`)."""
+    ``trace`` the reverse queries' `bench.deep_trace` against the loaded (base) model, with ``views``
+    every set scored with each of those prefixes (`native`), and with ``shrink`` `measure`'s columns
+    of the edit scaled by each alpha (`scaled`)."""
+    from attribution.data import prefix_ids
     from loka.methods import unlearn
 
     settings = json.loads(variant)
@@ -215,15 +217,16 @@ def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: 
     result = unlearn((model, tok), task, method, progress=False, **settings)
     seconds = round(time.perf_counter() - t0, 1)
     stage = next((e for e in result.log if e.get("stage") == "lookup_misdirection"), {})
-    row = {"variant": variant, "method": method, "seconds": seconds, "params_changed": result.params_changed,
+    row = {"variant": variant, "method": method, "prefix": tok.convert_ids_to_tokens(prefix_ids(tok)),
+           "seconds": seconds, "params_changed": result.params_changed,
            "steps": result.steps, "stopped": stage.get("stopped"), "stage": stage,
            **measure(model, tok, data, task, full=full)}
     if trace and "layer" in stage:
         from bench.deep_trace import trace as trace_reverse
 
         row["reverse_trace"] = trace_reverse(hf, model, tok, data.facts.get(("forget", "reverse"), ()), stage["layer"])
-    if with_native:
-        row["native"] = native(hf, model, tok, fact_sets(data, task))
+    if views:
+        row["views"] = {p: native(hf, model, tok, fact_sets(data, task), p) for p in views}
     if shrink:
         row["shrink"] = [{"alpha": a, **measure(scaled(hf, model, a), tok, data, task, full=False)} for a in shrink]
     return row
@@ -281,7 +284,7 @@ def select(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[
 def _render(out: dict[str, Any]) -> None:
     rows = out.get("rows", [])
     cols = [c for c in ("seconds", "params_changed", "steps", "stopped", *SEEN, *HELD_OUT)
-            if any(c in r for r in rows) and c not in ("reverse_trace", "native")]
+            if any(c in r for r in rows) and c not in ("reverse_trace", "views")]
     if rows:
         print_table("loka-deep on SmolLM2's request (bench.deep_real)", ("variant", *cols),
                     [(r["variant"], *(r.get(c) for c in cols)) for r in rows])
@@ -289,11 +292,11 @@ def _render(out: dict[str, Any]) -> None:
         if r.get("shrink"):
             print_table(f"the edit of {r['variant']} scaled down (bench.deep_real --shrink)", ("alpha", *SEEN, *HELD_OUT[:8]),
                         [(s["alpha"], *(s.get(c) for c in (*SEEN, *HELD_OUT[:8]))) for s in r["shrink"]])
-        if r.get("native"):
-            print_table(f"{r['variant']}, prompts as the tokenizer encodes them (bench.deep_real --native)",
+        for view, sets in r.get("views", {}).items():
+            print_table(f"{r['variant']}, prefix {view!r} before every prompt (bench.deep_real --views {view})",
                         ("set", "facts", "base answers", "still answered", "forget answered / other lost (margin)"),
                         [(k, v["facts"], v["base_answers"], v["still_answered"],
-                          ", ".join(f"{s} {m:+.3f}" for s, m in v["shown"])) for k, v in r["native"].items()])
+                          ", ".join(f"{s} {m:+.3f}" for s, m in v["shown"])) for k, v in sets.items()])
         if r.get("reverse_trace"):
             print_table(f"reverse queries after {r['variant']} (bench.deep_trace; margins in nats)",
                         ("subject", "base", "edited", "moved: name / after", "after read a stranger's",
@@ -322,13 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true", help="add the relearning attack and the MIA AUC")
     p.add_argument("--trace", action="store_true", help="trace where each reverse query's answer still lives")
     p.add_argument("--shrink", action="store_true", help=f"also measure the edit scaled by {SHRINK}")
-    p.add_argument("--native", action="store_true", help="also score every set with the prompts as the tokenizer "
-                                                          "encodes them (no BOS token put first)")
+    p.add_argument("--prefix", default="bos", choices=PREFIXES,
+                   help="what goes before every text the method trains on and every column scores")
+    p.add_argument("--views", default="", metavar="P,...", help="also score every set with each of these prefixes")
+    p.add_argument("--native", action="store_true", help="--views none: the prompts as the tokenizer encodes them")
     p.add_argument("--blind", default=None, metavar="ROWS", help="append full rows to ROWS, print seen columns only")
     p.add_argument("--select", default=None, metavar="ROWS", help="apply the selection rule to ROWS")
     p.add_argument("--reveal", action="store_true", help="with --select: print the held-out columns too")
     p.add_argument("--margins", action="store_true", help="the base model's answer margins on the retain facts")
     args = p.parse_args(argv)
+    views = list(dict.fromkeys([v for v in args.views.split(",") if v] + (["none"] if args.native else [])))
+    if unknown := [v for v in views if v not in PREFIXES]:
+        p.error(f"--views: unknown prefix {', '.join(unknown)}; use {', '.join(PREFIXES)}")
     if args.select:
         with open(args.select, encoding="utf-8") as f:
             rows = [json.loads(line) for line in f if line.strip()]
@@ -344,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data, task, model = request()
     hf, tok = load_hf(model)
+    set_prefix(tok, args.prefix)
     out: dict[str, Any] = {"machine": machine(device), "rows": []}
     if args.margins:
         out["margins"] = margins(hf, tok, data, task)
@@ -354,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"variant": "base", "method": "base", **measure(hf, tok, data, task, full=args.full)}
         else:
             row = run_variant(hf, tok, data, task, variant, full=args.full, trace=args.trace,
-                              shrink=SHRINK if args.shrink else (), with_native=args.native)
+                              shrink=SHRINK if args.shrink else (), views=views)
         if args.blind:
             with open(args.blind, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row, default=float) + "\n")

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from attribution.data import data_hash, tokenize_facts, tokenize_passages
+from attribution.data import data_hash, prefix_ids, set_prefix, tokenize_facts, tokenize_passages
 
 
 def test_fact_layout_puts_bos_prompt_answer_and_pads_right(bridge, forget):
@@ -79,6 +79,31 @@ def test_without_bos_nothing_is_prepended_and_eos_pads(bridge):
     assert batch.input_ids[0, :n].tolist() == prompt + answer
     assert (batch.input_ids[0, n:] == tok.eos_token_id).all()
     assert batch.prompt_last[0] == len(prompt) - 1
+
+
+def test_prefix_none_is_the_prompt_as_the_tokenizer_encodes_it_and_is_saved_with_it(bridge, tmp_path):
+    """`set_prefix`: ``none`` puts nothing first (the prompt's own ids, as a tokenizer that adds no
+    BOS encodes it, the answer after them), ``eos`` the EOS token; the choice is saved with the tokenizer and read back; an unknown
+    prefix says which ones exist."""
+    from transformers import AutoTokenizer
+
+    bridge.tokenizer.save_pretrained(tmp_path / "a")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "a")
+    assert prefix_ids(tok) == [tok.bos_token_id]  # the default: LOKA's worlds are trained so
+    prompt, answer = "Osric Pell works as a", "glassblower"
+    bare = tok(prompt, add_special_tokens=False)["input_ids"]
+    own = bare + tok(" " + answer, add_special_tokens=False)["input_ids"]
+    assert tokenize_facts(tok, [prompt], [answer], prefix="none").input_ids[0].tolist() == own
+    assert tokenize_facts(tok, [prompt], [answer], prefix="eos").input_ids[0].tolist() == [tok.eos_token_id, *own]
+    set_prefix(tok, "none")
+    tok.save_pretrained(tmp_path / "b")
+    again = AutoTokenizer.from_pretrained(tmp_path / "b")
+    assert prefix_ids(again) == []
+    batch = tokenize_facts(again, [prompt], [answer])
+    assert batch.input_ids[0].tolist() == own and int(batch.prompt_last[0]) == len(bare) - 1
+    assert tokenize_passages(again, [prompt]).input_ids[0].tolist() == bare
+    with pytest.raises(ValueError, match="unknown prefix 'cls': use one of bos, eos, none"):
+        set_prefix(again, "cls")
 
 
 def test_slices_chunks_repeat_and_device(forget, retain):

@@ -9,7 +9,7 @@ import copy
 import pytest
 import torch
 
-from attribution.data import tokenize_facts
+from attribution.data import set_prefix, tokenize_facts
 from loka.evaluate import first_token_accuracy, logits_at, prompt_ends
 from loka.io.data import FactRecord
 from loka.io.models import load_hf
@@ -82,6 +82,32 @@ def test_lookup_misdirection_edits_only_the_lookup_slices_and_forgets(random_che
     assert _answer_prob(model, tok, FORGET) < 0.5 * p_before
     assert first_token_accuracy(model, tok, RETAIN) == 1.0  # the retain budget (0.95 x base of 2 facts)
 
+
+
+def _own_prob(model, tok, facts) -> float:
+    """The first answer token's mean probability with each prompt's own tokens alone (nothing first)."""
+    probs = []
+    for f in facts:
+        answer = tok(" " + f.answer, add_special_tokens=False)["input_ids"][0]
+        with torch.no_grad():
+            last = model(input_ids=torch.tensor([tok(f.prompt, add_special_tokens=False)["input_ids"]])).logits[0, -1]
+        probs.append(float(last.softmax(-1)[answer]))
+    return sum(probs) / len(probs)
+
+
+def test_prefix_none_edits_the_prompts_as_the_tokenizer_encodes_them(random_checkpoints):
+    """Under ``set_prefix(tok, "none")`` the lookup stage trains and stops on rows with no BOS first
+    (a name that starts a text is then at position 0, and stays among the steered tokens): the
+    forget facts fall as the model reads the prompts' own tokens, the retain facts stay answered so."""
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        set_prefix(tok, "none")
+        p_forget, p_retain = _own_prob(model, tok, FORGET), _own_prob(model, tok, RETAIN)
+        edited, stage = _lookup_edit(model, tok, lookup_name_rows=True)
+    assert stage["steps"] > 0 and stage["name_rows"] == 1
+    assert _own_prob(edited, tok, FORGET) < 0.5 * p_forget
+    assert _own_prob(edited, tok, RETAIN) > 0.5 * p_retain
+    assert first_token_accuracy(edited, tok, RETAIN) == 1.0
 
 
 def test_keep_subject_weighs_only_the_retain_subjects_tokens(random_checkpoints):

@@ -206,7 +206,7 @@ import torch
 from torch import Tensor
 
 from attribution.components import Component
-from attribution.data import tokenize_facts
+from attribution.data import prefix_ids, tokenize_facts
 from loka.engine import adapter_for
 from loka.evaluate import first_token_hits, first_token_margins, logits_at, prompt_ends
 from loka.methods.localized.deep_rows import (
@@ -381,7 +381,8 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
         # The forget sentences' own context (the template before the subject) is kept too: the
         # edit may change how the name is read, not how the sentence around it is.
         f_ctx = f_rows.mask.bool() & ~f_subj if cfg.lookup_keep_context else torch.zeros_like(f_subj)
-        f_ctx[:, 0] = False  # BOS: no weight below the steered block changes its state anyway
+        n_pre = len(prefix_ids(tokenizer))  # the prefix token (BOS) first in every row, or none
+        f_ctx[:, :n_pre] = False  # BOS: no weight below the steered block changes its state anyway
         with torch.no_grad():
             f_all = hidden_at(model, f_rows, layer).float()
             f_base, f_ctx_base = f_all[f_subj], f_all[f_ctx]
@@ -402,7 +403,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
             if g_texts:
                 g_rows = build_rows(tokenizer, g_texts)[0]
                 g_where = g_rows.mask.bool()
-                g_where[:, 0] = False  # BOS
+                g_where[:, :n_pre] = False  # BOS
                 g_keep = (g_rows, g_where, hidden_at(model, g_rows, layer).float()[g_where],
                           torch.Generator().manual_seed(gen.initial_seed() + 1))
             # ``name_rows``: each subject's name alone (BOS + name) — steered for the forget subjects,
@@ -448,7 +449,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                     kl0 = _kl(teacher, _logits_where(model, s_rows, s_where)).clamp_min(1e-6)
                     # ``teacher_routed``: the name's own tokens (neither BOS nor the words after it)
                     t_name = s_rows.mask.bool() & ~stem_rows(tokenizer, *t_pairs)[1]
-                    t_name[:, 0] = False
+                    t_name[:, :n_pre] = False
                     if cfg.lookup_teacher_last:  # only the name's last token
                         last = (t_name * torch.arange(t_name.shape[1])).argmax(-1)
                         t_name = torch.zeros_like(t_name).scatter_(1, last[:, None], True) & t_name
@@ -496,7 +497,7 @@ def lookup_misdirection(model: Any, tokenizer: Any, cfg: Any, gen: torch.Generat
                 if a_steer is not None and k_pairs[0]:
                     k_rows = stem_rows(tokenizer, *k_pairs)[0]
                     k_where = k_rows.mask.bool()  # the name and the words after it
-                    k_where[:, 0] = False  # BOS
+                    k_where[:, :n_pre] = False  # BOS
                     a_keep = (k_rows, k_where, hidden_at(model, k_rows, a_layer).float()[k_where])
                     if nm_steer is not None:
                         nm_keep = (k_rows, k_where, hidden_at(model, k_rows, n_at).float()[k_where])

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from attribution.data import prefix_ids
+
 
 @dataclass(frozen=True)
 class Rows:
@@ -43,7 +45,7 @@ class Rows:
 
 
 def _special(tokenizer: Any) -> tuple[list[int], int]:
-    bos = [] if tokenizer.bos_token_id is None else [int(tokenizer.bos_token_id)]
+    bos = prefix_ids(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return bos, int(pad)
 

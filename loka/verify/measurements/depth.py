@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from attribution._common import input_device
-from attribution.data import tokenize_facts
+from attribution.data import prefix_ids, tokenize_facts
 from loka.evaluate import block_outputs, decoder_layers, logits_of, patched_block
 from loka.verify.logprobs import logits_at_rows
 from loka.verify.missing import Missing
@@ -48,7 +48,7 @@ def uds(delta_retrain: np.ndarray, delta_model: np.ndarray, tau: float = TAU) ->
 
 def subject_positions(tokenizer: Any, facts: Sequence[Any], batch: Any) -> torch.Tensor:
     """``[fact pos]`` bool: the tokens of each prompt's subject (none where it is not in the prompt)."""
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    bos = prefix_ids(tokenizer)
     where = torch.zeros_like(batch.attention_mask, dtype=torch.bool)
     for i, f in enumerate(facts):
         at = f.prompt.find(f.subject) if f.subject else -1

@@ -151,13 +151,13 @@ def greedy_continue(model: Any, prefix: Tensor, n_new: int) -> Tensor:
 def extraction(model: Any, tokenizer: Any, passages: list[str], *, prefix_tokens: int = 8
                ) -> dict[str, float | int] | Missing:
     """Every extraction measure on ``passages`` (see the module doc)."""
-    from attribution.data import tokenize_passages
+    from attribution.data import prefix_ids, tokenize_passages
     from loka.evaluate import logits_of
 
     if not passages:
         return Missing("no forget passages to extract")
     batch = tokenize_passages(tokenizer, list(passages))
-    cut = prefix_tokens + (1 if tokenizer.bos_token_id is not None else 0)
+    cut = prefix_tokens + len(prefix_ids(tokenizer))
     if int(batch.attention_mask.sum(-1).min()) <= cut:
         return Missing(f"a forget passage has no more than {prefix_tokens} tokens to continue")
     device = input_device(model)
