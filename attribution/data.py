@@ -178,12 +178,23 @@ def set_prefix(tokenizer: Any, prefix: str) -> None:
     tokenizer.init_kwargs[PREFIX_KEY] = _check_prefix(prefix)
 
 
+def prefix_of(tokenizer: Any, prefix: str | None = None) -> str:
+    """``prefix``, or the tokenizer's own (`set_prefix`; default ``"bos"``)."""
+    return _check_prefix(prefix or getattr(tokenizer, "init_kwargs", {}).get(PREFIX_KEY, "bos"))
+
+
 def prefix_ids(tokenizer: Any, prefix: str | None = None) -> list[int]:
     """The token ids put before every prompt and passage: ``prefix`` (None: the tokenizer's own,
-    `set_prefix`, default ``"bos"``) — its BOS or EOS token, empty where it has none, or nothing."""
-    prefix = _check_prefix(prefix or getattr(tokenizer, "init_kwargs", {}).get(PREFIX_KEY, "bos"))
-    token = {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "none": None}[prefix]
+    `prefix_of`) — its BOS or EOS token, empty where it has none, or nothing."""
+    token = {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "none": None}[prefix_of(tokenizer, prefix)]
     return [] if token is None else [int(token)]
+
+
+def _hashed(items: dict[str, Any], tokenizer: Any, prefix: str | None) -> str:
+    """`data_hash` of ``items``, with the prefix when it is not the default (so ``bos`` hashes stay
+    those of before prefixes existed, and a ``none`` batch is other data than a ``bos`` one)."""
+    name = prefix_of(tokenizer, prefix)
+    return data_hash(items if name == "bos" else {**items, "prefix": name})
 
 
 def _special_ids(tokenizer: Any, prefix: str | None = None) -> tuple[list[int], int]:
@@ -248,7 +259,7 @@ def tokenize_facts(tokenizer: Any, prompts: list[str], answers: list[str],
     return FactBatch(
         input_ids=input_ids,
         attention_mask=_pad([[1] * len(r) for r in rows], 0),
-        hash=data_hash({"prompts": list(prompts), "answers": list(answers)}),
+        hash=_hashed({"prompts": list(prompts), "answers": list(answers)}, tokenizer, prefix),
         prompt_last=torch.tensor(last, dtype=torch.long),
         answer_mask=(positions >= starts[:, None]) & (positions < stops[:, None]),
         answer_ids=_pad(answer_rows, pad),
@@ -275,6 +286,6 @@ def tokenize_passages(tokenizer: Any, texts: list[str], max_len: int | None = No
     return PassageBatch(
         input_ids=_pad(rows, pad),
         attention_mask=_pad([[1] * len(r) for r in rows], 0),
-        hash=data_hash({"texts": list(texts)}),
+        hash=_hashed({"texts": list(texts)}, tokenizer, prefix),
         texts=tuple(texts),
     )

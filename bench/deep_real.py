@@ -63,7 +63,8 @@ HOMONYMS = frozenset({"Remus (Rome)", "Ronald Reagan", "Sirius (star)", "The Hob
                       "The Lord of the Rings", "Harry Houdini"})
 SEEN = ("forget_train", "forget_train_logp", "retain_seen", "retain_seen_logp")
 HELD_OUT = ("forget_heldout", "forget_reverse", "neighbours_train", "neighbours_question", "homonyms",
-            "general", "retain_eval_train", "perplexity", "relearn_best", "mia_auc_loss", "reverse_trace", "views")
+            "general", "retain_eval_train", "perplexity", "relearn_best", "mia_auc_loss", "reverse_trace", "views",
+            "native")  # "native": rows of before --views
 STRANGER = "John Smith"  # `margins`, `bench.deep_trace`: the reverse queries asked of a name the request does not know
 SHRINK = (0.9, 0.8, 0.7, 0.6, 0.5)  # ``--shrink``: the edit's scales measured besides the edit itself
 TIE = 0.005  # nats of retain-seen log-prob under which two settings count as tied
@@ -207,7 +208,7 @@ def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: 
     ``trace`` the reverse queries' `bench.deep_trace` against the loaded (base) model, with ``views``
     every set scored with each of those prefixes (`native`), and with ``shrink`` `measure`'s columns
     of the edit scaled by each alpha (`scaled`)."""
-    from attribution.data import prefix_ids
+    from attribution.data import prefix_of
     from loka.methods import unlearn
 
     settings = json.loads(variant)
@@ -217,8 +218,7 @@ def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: 
     result = unlearn((model, tok), task, method, progress=False, **settings)
     seconds = round(time.perf_counter() - t0, 1)
     stage = next((e for e in result.log if e.get("stage") == "lookup_misdirection"), {})
-    row = {"variant": variant, "method": method, "prefix": tok.convert_ids_to_tokens(prefix_ids(tok)),
-           "seconds": seconds, "params_changed": result.params_changed,
+    row = {"variant": variant, "method": method, "prefix": prefix_of(tok), "seconds": seconds, "params_changed": result.params_changed,
            "steps": result.steps, "stopped": stage.get("stopped"), "stage": stage,
            **measure(model, tok, data, task, full=full)}
     if trace and "layer" in stage:
@@ -270,6 +270,8 @@ def select(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[
     at forget-train accuracy 0 without being stopped by the retain budget; the highest retain-seen
     mean log-prob wins; within `TIE` nats, fewest changed weights, then fewest steps. Returns the
     pick (None: nothing eligible) and the eligible rows in rank order."""
+    if len({r.get("prefix", "bos") for r in rows}) > 1:
+        raise ValueError("the rows were measured under different prefixes (--prefix): select among one at a time")
     eligible = [r for r in rows if r.get("method") == "loka-deep" and r.get("forget_train") == 0
                 and r.get("stopped") != "retain budget"]
     if not eligible:
@@ -327,20 +329,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shrink", action="store_true", help=f"also measure the edit scaled by {SHRINK}")
     p.add_argument("--prefix", default="bos", choices=PREFIXES,
                    help="what goes before every text the method trains on and every column scores")
-    p.add_argument("--views", default="", metavar="P,...", help="also score every set with each of these prefixes")
+    p.add_argument("--views", default="", metavar="P,...",
+                   help="also score every set with each of these prefixes (edited variants; not the base row)")
     p.add_argument("--native", action="store_true", help="--views none: the prompts as the tokenizer encodes them")
     p.add_argument("--blind", default=None, metavar="ROWS", help="append full rows to ROWS, print seen columns only")
     p.add_argument("--select", default=None, metavar="ROWS", help="apply the selection rule to ROWS")
     p.add_argument("--reveal", action="store_true", help="with --select: print the held-out columns too")
     p.add_argument("--margins", action="store_true", help="the base model's answer margins on the retain facts")
     args = p.parse_args(argv)
-    views = list(dict.fromkeys([v for v in args.views.split(",") if v] + (["none"] if args.native else [])))
+    views = list(dict.fromkeys([v.strip() for v in args.views.split(",") if v.strip()] + (["none"] if args.native else [])))
     if unknown := [v for v in views if v not in PREFIXES]:
         p.error(f"--views: unknown prefix {', '.join(unknown)}; use {', '.join(PREFIXES)}")
     if args.select:
         with open(args.select, encoding="utf-8") as f:
             rows = [json.loads(line) for line in f if line.strip()]
-        pick, ranked = select(rows)
+        try:
+            pick, ranked = select(rows)
+        except ValueError as e:
+            p.error(str(e))
         show = (lambda r: r) if args.reveal else seen_only
         return finish({"rule": select.__doc__, "pick": pick and show(pick),
                        "rows": [show(r) for r in ranked + [r for r in rows if r not in ranked]]}, args.json, _render)
@@ -360,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     todo = (["base"] if args.base else []) + list(args.variants)
     for variant in todo:
         if variant == "base":
-            row = {"variant": "base", "method": "base", **measure(hf, tok, data, task, full=args.full)}
+            row = {"variant": "base", "method": "base", "prefix": args.prefix,
+                   **measure(hf, tok, data, task, full=args.full)}
         else:
             row = run_variant(hf, tok, data, task, variant, full=args.full, trace=args.trace,
                               shrink=SHRINK if args.shrink else (), views=views)

@@ -77,6 +77,7 @@ def module_inputs(model: Any, rows: Any, where: Tensor, names: Sequence[str]) ->
 
 def subspace(model: Any, tok: Any, task: Any, others: Sequence[Any], texts: int, layer: int) -> list[dict[str, Any]]:
     """The module doc's table, one row per (block, module) of blocks ``0..layer``."""
+    from attribution.data import prefix_ids
     from loka.methods.localized.deep_lookup import _block_names
     from loka.methods.localized.deep_rows import build_rows, fact_rows, subject_rows
     from loka.methods.localized.deep_selftext import avoid_words, self_texts
@@ -94,7 +95,7 @@ def subspace(model: Any, tok: Any, task: Any, others: Sequence[Any], texts: int,
     keys: dict[str, list[Tensor]] = {n: [] for n in names}
     for rows in (g_rows, r_rows):
         where = rows.mask.bool()
-        where[:, 0] = False  # BOS
+        where[:, :len(prefix_ids(tok))] = False  # BOS
         for n, x in module_inputs(model, rows, where, names).items():
             keys[n].append(x)
     sets = {"forget": subjects(forget), "neighbours": subjects(others), "retain_seen": subjects(retain)}

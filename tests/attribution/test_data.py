@@ -102,6 +102,9 @@ def test_prefix_none_is_the_prompt_as_the_tokenizer_encodes_it_and_is_saved_with
     batch = tokenize_facts(again, [prompt], [answer])
     assert batch.input_ids[0].tolist() == own and int(batch.prompt_last[0]) == len(bare) - 1
     assert tokenize_passages(again, [prompt]).input_ids[0].tolist() == bare
+    # the default's hash is the data's alone (as before prefixes); another prefix is other data
+    default = tokenize_facts(tok, [prompt], [answer], prefix="bos")
+    assert default.hash == data_hash({"prompts": [prompt], "answers": [answer]}) != batch.hash
     with pytest.raises(ValueError, match="unknown prefix 'cls': use one of bos, eos, none"):
         set_prefix(again, "cls")
 

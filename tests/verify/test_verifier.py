@@ -185,3 +185,22 @@ def test_a_non_finite_model_is_an_error_not_perfect_erasure(tiny_world, data):
 
     with pytest.raises(LokaError, match="NaN or infinite"):  # never graded as perfect erasure
         verify((model, tiny_world.tokenizer()), data, diverged=True, settings=FAST)
+
+
+def test_a_model_read_after_another_prefix_than_the_data_is_refused(random_checkpoints):
+    """A tokenizer saved with ``set_prefix(tok, "none")`` (an edited model) against the data's default
+    ``bos``: every score would be read after another first token, so the verifier refuses with both
+    names; the same prefix passes."""
+    from transformers import AutoTokenizer
+
+    from attribution.data import set_prefix
+    from loka.verify.loaded import check_tokenizer
+
+    data_tok = AutoTokenizer.from_pretrained(random_checkpoints["llama"])
+    model_tok = AutoTokenizer.from_pretrained(random_checkpoints["llama"])
+    check_tokenizer(model_tok, data_tok)
+    set_prefix(model_tok, "none")
+    with pytest.raises(LokaError, match="puts 'none' before every text, the data's 'bos'"):
+        check_tokenizer(model_tok, data_tok, "model")
+    set_prefix(data_tok, "none")
+    check_tokenizer(model_tok, data_tok)

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import torch
 
+from attribution.data import prefix_ids
 from loka.methods.config import MethodConfig, knob
 from loka.methods.localized.deep_keys import KeyScope, key_reset
 from loka.methods.localized.deep_lookup import lookup_misdirection
@@ -195,7 +196,8 @@ def deep_unlearn(model: Any, tokenizer: Any, task: UnlearnTask, cfg: Config, see
         outcomes += [outcome] if outcome else []
         stamp(entry)
     if cfg.passage_steps and task.forget_passages:
-        outcome, entry = passage_erasure(model, cfg, gen, build_rows(tokenizer, task.forget_passages)[0], retain)
+        outcome, entry = passage_erasure(model, cfg, gen, build_rows(tokenizer, task.forget_passages)[0], retain,
+                                         len(prefix_ids(tokenizer)))
         outcomes.append(outcome)
         stamp(entry)
     return log, outcomes

@@ -110,9 +110,11 @@ def rows_nll(model: Any, rows: Rows) -> Tensor:
 
 
 @torch.no_grad()
-def extraction_rate(model: Any, rows: Rows, prefix: int) -> float:
-    """Greedy continuation from ``prefix`` tokens after BOS: the share of tokens equal to the text."""
-    cut = prefix + 1
+def extraction_rate(model: Any, rows: Rows, prefix: int, n_pre: int = 1) -> float:
+    """Greedy continuation from ``prefix`` tokens after the ``n_pre`` prefix tokens (BOS,
+    `attribution.data.prefix_ids`): the share of tokens equal to the text (as the verifier's
+    extraction cuts it)."""
+    cut = prefix + n_pre
     seq = rows.ids[:, :cut]
     for _ in range(rows.ids.shape[1] - cut):
         nxt = model(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)

@@ -148,15 +148,15 @@ def shared_key_repair(model: Any, cfg: Any, gen: torch.Generator, f_rows: Rows, 
                      "rows": len(rows), "focus_rows": len(focus)}
 
 
-def passage_erasure(model: Any, cfg: Any, gen: torch.Generator, p_rows: Rows, retain: Rows
+def passage_erasure(model: Any, cfg: Any, gen: torch.Generator, p_rows: Rows, retain: Rows, n_pre: int = 1
                     ) -> tuple[Outcome, dict[str, Any]]:
-    """Stage 3 (module doc)."""
+    """Stage 3 (module doc); ``n_pre``: the prefix tokens first in each row (`extraction_rate`)."""
     named = param_group(model, cfg.passage_params)
 
     def loss_fn(step: int) -> StepLoss:
         rate = None
         if cfg.extract_target is not None and (step - 1) % cfg.check_every == 0:
-            rate = extraction_rate(model, p_rows, cfg.extract_prefix)
+            rate = extraction_rate(model, p_rows, cfg.extract_prefix, n_pre)
         logits = logits_at(model, p_rows)
         p = logits.log_softmax(-1).gather(-1, p_rows.ids[:, 1:][p_rows.score][:, None]).squeeze(-1).exp()
         unlikelihood = -torch.log1p(-p.clamp(max=1 - 1e-6)).mean()
