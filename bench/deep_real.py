@@ -358,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
 
     data, task, model = request()
     hf, tok = load_hf(model)
-    set_prefix(tok, args.prefix)
+    for t in (tok, data.tokenizer):  # the model's and the verifier's data's (checked against each other)
+        set_prefix(t, args.prefix)
     out: dict[str, Any] = {"machine": machine(device), "rows": []}
     if args.margins:
         out["margins"] = margins(hf, tok, data, task)
