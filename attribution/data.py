@@ -197,7 +197,7 @@ def _hashed(items: dict[str, Any], tokenizer: Any, prefix: str | None) -> str:
     return data_hash(items if name == "bos" else {**items, "prefix": name})
 
 
-def _special_ids(tokenizer: Any, prefix: str | None = None) -> tuple[list[int], int]:
+def special_ids(tokenizer: Any, prefix: str | None = None) -> tuple[list[int], int]:
     """The prefix (`prefix_ids`) and the pad id (fallback: EOS)."""
     bos = prefix_ids(tokenizer, prefix)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -236,7 +236,7 @@ def tokenize_facts(tokenizer: Any, prompts: list[str], answers: list[str],
         raise ValueError(f"got {len(prompts)} prompts but {len(answers)} answers")
     if not prompts:
         raise ValueError("the fact set is empty: nothing to tokenise")
-    bos, pad = _special_ids(tokenizer, prefix)
+    bos, pad = special_ids(tokenizer, prefix)
     rows, answer_rows, last, spans = [], [], [], []
     seps = ["" if p[-1:].isspace() or a[:1].isspace() or not p else " " for p, a in zip(prompts, answers, strict=True)]
     encoded = zip(_encode(tokenizer, prompts), _encode(tokenizer, [s + a for s, a in zip(seps, answers, strict=True)]),
@@ -275,7 +275,7 @@ def tokenize_passages(tokenizer: Any, texts: list[str], max_len: int | None = No
     least one scored token."""
     if not texts:
         raise ValueError("the passage set is empty: nothing to tokenise")
-    bos, pad = _special_ids(tokenizer, prefix)
+    bos, pad = special_ids(tokenizer, prefix)
     rows = []
     for i, (text, ids) in enumerate(zip(texts, _encode(tokenizer, texts), strict=True)):
         ids = bos + ids

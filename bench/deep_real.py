@@ -64,7 +64,7 @@ HOMONYMS = frozenset({"Remus (Rome)", "Ronald Reagan", "Sirius (star)", "The Hob
 SEEN = ("forget_train", "forget_train_logp", "retain_seen", "retain_seen_logp")
 HELD_OUT = ("forget_heldout", "forget_reverse", "neighbours_train", "neighbours_question", "homonyms",
             "general", "retain_eval_train", "perplexity", "relearn_best", "mia_auc_loss", "reverse_trace", "views",
-            "native")  # "native": rows of before --views
+            "native")  # "native": the "none" view in rows written before --views existed
 STRANGER = "John Smith"  # `margins`, `bench.deep_trace`: the reverse queries asked of a name the request does not know
 SHRINK = (0.9, 0.8, 0.7, 0.6, 0.5)  # ``--shrink``: the edit's scales measured besides the edit itself
 TIE = 0.005  # nats of retain-seen log-prob under which two settings count as tied
@@ -226,7 +226,8 @@ def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: 
 
         row["reverse_trace"] = trace_reverse(hf, model, tok, data.facts.get(("forget", "reverse"), ()), stage["layer"])
     if views:
-        row["views"] = {p: native(hf, model, tok, fact_sets(data, task), p) for p in views}
+        sets = fact_sets(data, task)
+        row["views"] = {p: native(hf, model, tok, sets, p) for p in views}
     if shrink:
         row["shrink"] = [{"alpha": a, **measure(scaled(hf, model, a), tok, data, task, full=False)} for a in shrink]
     return row

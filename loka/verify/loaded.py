@@ -115,12 +115,11 @@ def check_tokenizer(tokenizer: Any, expected: Any, what: str = "model") -> None:
     for attr in ("bos_token_id", "eos_token_id"):
         if getattr(tokenizer, attr) != getattr(expected, attr):
             raise LokaError(f"the {what}'s tokenizer has another {attr} than the data's")
-    from attribution.data import PREFIX_KEY, prefix_ids
+    from attribution.data import prefix_ids, prefix_of
 
     if prefix_ids(tokenizer) != prefix_ids(expected):
-        name = lambda t: t.init_kwargs.get(PREFIX_KEY, "bos")  # noqa: E731
-        raise LokaError(f"the {what}'s tokenizer puts {name(tokenizer)!r} before every text, the data's "
-                        f"{name(expected)!r} (attribution.data.set_prefix): its scores would not be comparable; "
+        raise LokaError(f"the {what}'s tokenizer puts {prefix_of(tokenizer)!r} before every text, the data's "
+                        f"{prefix_of(expected)!r} (attribution.data.set_prefix): its scores would not be comparable; "
                         "give both the same prefix")
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from attribution.data import prefix_ids
+from attribution.data import special_ids
 
 
 @dataclass(frozen=True)
@@ -44,16 +44,10 @@ class Rows:
                     torch.cat([pad(p.score, width - 1) for p in parts]))
 
 
-def _special(tokenizer: Any) -> tuple[list[int], int]:
-    bos = prefix_ids(tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return bos, int(pad)
-
-
 def build_rows(tokenizer: Any, texts: Sequence[str], starts: Sequence[int] | None = None) -> tuple[Rows, list]:
     """Rows of ``texts``; tokens whose characters reach past ``starts[i]`` are scored (None: every
     token but BOS). Also each row's character offsets (BOS: ``(-1, -1)``)."""
-    bos, pad = _special(tokenizer)
+    bos, pad = special_ids(tokenizer)
     enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
     rows, scores, offsets = [], [], []
     for i, (ids, offs) in enumerate(zip(enc["input_ids"], enc["offset_mapping"], strict=True)):
