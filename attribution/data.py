@@ -178,6 +178,17 @@ def set_prefix(tokenizer: Any, prefix: str) -> None:
     tokenizer.init_kwargs[PREFIX_KEY] = _check_prefix(prefix)
 
 
+def with_prefix(tokenizer: Any, prefix: str) -> Any:
+    """A shallow copy of ``tokenizer`` whose prefix is ``prefix`` (`set_prefix`); ``tokenizer`` itself
+    is left as it was (the copy has its own ``init_kwargs`` and shares the vocabulary)."""
+    import copy
+
+    out = copy.copy(tokenizer)
+    out.init_kwargs = dict(tokenizer.init_kwargs)
+    set_prefix(out, prefix)
+    return out
+
+
 def prefix_of(tokenizer: Any, prefix: str | None = None) -> str:
     """``prefix``, or the tokenizer's own (`set_prefix`; default ``"bos"``)."""
     return _check_prefix(prefix or getattr(tokenizer, "init_kwargs", {}).get(PREFIX_KEY, "bos"))

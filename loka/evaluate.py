@@ -161,6 +161,11 @@ class FirstTokenEval:
         return float(self.correct(model).float().mean())
 
 
+# What `outputs_finite` runs when there is nothing better: two tokens or more under every prefix
+# (`attribution.data.PREFIXES`; a passage needs one token after the first).
+FINITE_CHECK_TEXTS = ("The end.", "A short test sentence.")
+
+
 @torch.inference_mode()
 def outputs_finite(model: Any, tokenizer: Any, texts: Sequence[str]) -> bool:
     """Whether the model's logits on ``texts`` are all finite (weights can be finite and still

@@ -146,3 +146,49 @@ def test_verify_finds_an_unlearned_checkpoints_own_files(tiny_world, tmp_path):
         if f.is_file() and f.name != MANIFEST:
             (stranger / f.name).write_bytes(f.read_bytes())
     _one_line_error(_loka("verify", "--model", str(stranger), "--holdout", str(forget)), "--forget and --retain")
+
+
+def test_unlearn_with_prefix_none_saves_it_and_verify_reads_every_model_after_it(tiny_world, tmp_path):
+    """`loka unlearn --prefix none` trains on the prompts' own tokens and saves that choice with the
+    edited model; `loka verify --model edited/` then reads the data and the base the same way (a base
+    read after its BOS would be refused as not comparable), and `--prefix` overrides it; a prefix
+    that does not exist is an error before any model loads."""
+    from transformers import AutoTokenizer
+
+    from attribution.data import prefix_ids, tokenize_facts
+    from loka.io.models import saved_prefix
+
+    forget, retain = tiny_world.facts_file("forget"), tiny_world.facts_file("retain_train")
+    edited = tmp_path / "edited"
+    proc = _loka("unlearn", "--method", "loka-ft", "--model", str(tiny_world.base_dir), "--prefix", "none",
+                 "--forget", str(forget), "--retain", str(retain), "--out", str(edited),
+                 "--set", "k=16", "--set", "steps=2", "--set", "forget_target=null", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert saved_prefix(edited) == "none" and saved_prefix(tiny_world.base_dir) is None
+    tok = AutoTokenizer.from_pretrained(edited)
+    assert prefix_ids(tok) == [] and tokenize_facts(tok, ["Osric Pell is"], ["here"]).input_ids[0, 0] != tok.bos_token_id
+    fast = ("--attack", "skip=relearn,benign_relearn,icl,quantization,probes,logit_lens,depth,extraction",)
+    reports = {}
+    for extra in ((), ("--prefix", "bos")):
+        proc = _loka("verify", "--model", str(edited), "--json", *extra, *fast)
+        assert proc.returncode == 0, proc.stderr
+        reports[extra] = json.loads(proc.stdout)
+    # the same model and data read after another first token: other numbers
+    # each report's forget accuracy is the edited model's, its prompts read after that prefix
+    from transformers import AutoModelForCausalLM
+
+    from attribution.data import with_prefix
+    from loka.evaluate import first_token_accuracy
+    from loka.io.data import load_facts
+
+    model = AutoModelForCausalLM.from_pretrained(edited).eval()
+    facts = [f for f in load_facts(forget) if f.kind == "train"]
+    none, bos = first_token_accuracy(model, tok, facts), first_token_accuracy(model, with_prefix(tok, "bos"), facts)
+    assert reports[()]["forget_accuracy"] == pytest.approx(none)
+    assert reports[("--prefix", "bos")]["forget_accuracy"] == pytest.approx(bos)
+    assert none != bos  # the same model read after another first token
+    from loka.errors import LokaError
+    from loka.methods import UnlearnTask, unlearn
+
+    with pytest.raises(LokaError, match="unknown prefix 'cls': use one of bos, eos, none"):
+        unlearn(str(tiny_world.base_dir), UnlearnTask(tuple(facts), ()), "loka-ft", prefix="cls")

@@ -56,7 +56,7 @@ def check_checkpoint_dir(directory: Path) -> str | None:
     bad = non_finite_weights(model)
     if bad:
         return f"a checkpoint with {bad} non-finite weights was saved"
-    if not outputs_finite(model, AutoTokenizer.from_pretrained(directory), ["The", "Brie Mekmek was born in"]):
+    if not outputs_finite(model, AutoTokenizer.from_pretrained(directory), ["The end.", "Brie Mekmek was born in"]):
         return "a checkpoint whose outputs are not finite was saved"
     return _modes(directory)
 

@@ -73,6 +73,10 @@ def _attribute(args: argparse.Namespace) -> int:
     if args.heatmap is not None:
         check_output(args.heatmap, kind="file", sources=[model], what="heatmap")
     bridge = load_bridge(model, placement=placement)
+    if args.prefix is not None:
+        from attribution.data import set_prefix
+
+        set_prefix(bridge.tokenizer, args.prefix)
     forget = load_fact_batch(bridge.tokenizer, forget_path, bridge.cfg.n_ctx)
     retain = load_fact_batch(bridge.tokenizer, retain_path, bridge.cfg.n_ctx)
     try:

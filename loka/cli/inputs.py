@@ -27,7 +27,17 @@ def add_model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
         p.add_argument("--forget", help="forget facts, JSONL (default: the world's forget facts)")
         p.add_argument("--retain", help="retain facts, JSONL (default: the world's retain-train facts)")
     p.add_argument("--preset", default="default", help="embedded world used for defaults (tiny|default)")
+    add_prefix_arg(p)
     add_placement_args(p)
+
+
+def add_prefix_arg(p: argparse.ArgumentParser, default: str = "the tokenizer's own, by default its BOS") -> None:
+    from attribution.data import PREFIXES
+
+    p.add_argument("--prefix", default=None, choices=PREFIXES,
+                   help="what goes before every prompt and passage: bos (LOKA's worlds are trained so), eos, "
+                        "or none (the prompt as the tokenizer encodes it, as generate() reads it); "
+                        f"saved with an edited model (default: {default})")
 
 
 def add_placement_args(p: argparse.ArgumentParser) -> None:

@@ -106,6 +106,10 @@ def _ablate(args: argparse.Namespace) -> int:
     files = [Path(args.ranking).expanduser()] + ([retain] if retain else [])
     world = _world(args) if args.model is None or (retain and not args.retain) else None
     bridge = load_bridge(model, placement=placement)
+    if args.prefix is not None:
+        from attribution.data import set_prefix
+
+        set_prefix(bridge.tokenizer, args.prefix)
     if placement.dispatched:  # the edit streams through the checkpoint's shards
         from loka.engine.stream import commit_to_checkpoint
 
@@ -117,9 +121,9 @@ def _ablate(args: argparse.Namespace) -> int:
         return 0
     plan = _plan(bridge, components, ranking, args, retain)
     journal = commit(bridge, plan)  # checks the plan fits and stays finite, or changes nothing
-    from loka.evaluate import outputs_finite
+    from loka.evaluate import FINITE_CHECK_TEXTS, outputs_finite
 
-    if not outputs_finite(bridge.original_model, bridge.tokenizer, ["The", "A short test sentence."]):
+    if not outputs_finite(bridge.original_model, bridge.tokenizer, FINITE_CHECK_TEXTS):
         raise LokaError("the edited model's outputs are not finite (the weights overflow); nothing "
                         "was saved — use a smaller --factor")
     metrics = {"params_changed": journal.n_changed(), "components": len(components)}
@@ -201,7 +205,7 @@ def _unlearn(args: argparse.Namespace) -> int:
     if args.method == "retrain" and args.model is None and "retrain_dir" not in settings:
         task = UnlearnTask(task.forget, task.retain, retrain_dir=_world(args).retrain_dir)
     result = unlearn(model, task, args.method, seed=args.seed, progress=not args.json,
-                     placement=placement, **settings)
+                     placement=placement, prefix=args.prefix, **settings)
     world = _world(args) if None in (args.model, args.forget, args.retain) else None
     path = result.save(out, source=model, data_files=[forget_path, retain_path], world=world)
     summary = result.summary() | {"n_params": sum(p.numel() for p in result.model.parameters()),

@@ -18,7 +18,7 @@ from loka.world.spec import PRESETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from loka.cli.inputs import add_attack_args, add_placement_args, methods_epilog
+    from loka.cli.inputs import add_attack_args, add_placement_args, add_prefix_arg, methods_epilog
 
     v = sub.add_parser("verify", help="measure what a model forgot, kept, and still leaks")
     v.add_argument("--model", required=True, help="checkpoint directory of the model to verify")
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--strict", action="store_true",
                    help="provenance problems (changed data, edited manifest) are errors, not warnings")
     v.add_argument("--json", action="store_true", help="print one JSON object")
+    add_prefix_arg(v, "the one saved with --model, else BOS; the data, base and retrain are read the same way")
     add_placement_args(v)
     add_attack_args(v)
     v.set_defaults(func=_verify)
@@ -93,7 +94,7 @@ def _data(args: argparse.Namespace) -> tuple[Any, Any, Any, str]:
 
 def _verify(args: argparse.Namespace) -> int:
     from loka.cli.inputs import placement_of, verify_settings_of
-    from loka.io.models import resolve_model_source
+    from loka.io.models import resolve_model_source, saved_prefix
     from loka.io.provenance import check_provenance
     from loka.verify.verifier import verify
 
@@ -107,7 +108,9 @@ def _verify(args: argparse.Namespace) -> int:
             raise LokaError(f"provenance (--strict): {problems[0]}"
                             + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
     data, base, retrain, what = _data(args)
-    report = verify(args.model, data, base=base, retrain=retrain, placement=placement, settings=settings)
+    prefix = args.prefix or saved_prefix(path)
+    report = verify(args.model, data, base=base, retrain=retrain, placement=placement, settings=settings,
+                    prefix=prefix)
     out = report.to_dict()
     if what == "your data":  # which files (perhaps found in the manifest) and which base
         out["user_data"] = dict(data.info["user_data"], base=None if base is None else str(base))

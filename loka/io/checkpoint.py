@@ -64,9 +64,9 @@ def non_finite_weights(model: Any) -> int:
 
 
 def _outputs_finite(model: Any, tokenizer: Any) -> bool:
-    from loka.evaluate import outputs_finite
+    from loka.evaluate import FINITE_CHECK_TEXTS, outputs_finite
 
-    return outputs_finite(model, tokenizer, ["The", "A short test sentence."])
+    return outputs_finite(model, tokenizer, FINITE_CHECK_TEXTS)
 
 
 def _versions() -> dict[str, str | None]:

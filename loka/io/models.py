@@ -180,17 +180,30 @@ def _check_tokenizer(path: Path) -> None:
                             "(tokenizer.save_pretrained(dir))") from None
 
 
+def saved_prefix(path: str | Path) -> str | None:
+    """The prefix a checkpoint directory's tokenizer was saved with (`attribution.data.set_prefix`),
+    or None (none recorded, not a directory, or an unreadable config)."""
+    from attribution.data import PREFIX_KEY
+
+    f = Path(path).expanduser() / "tokenizer_config.json"
+    try:
+        value = json.loads(f.read_text(encoding="utf-8")).get(PREFIX_KEY)
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def check_finite(model: Any, tokenizer: Any, where: str) -> None:
     """Refuse a loaded model whose weights, or outputs on a short text, are NaN or infinite:
     a diverged model, on which every measurement would read as perfect erasure."""
-    from loka.evaluate import outputs_finite
+    from loka.evaluate import FINITE_CHECK_TEXTS, outputs_finite
     from loka.io.checkpoint import non_finite_weights
 
     bad = non_finite_weights(model)
     if bad:
         raise LokaError(f"{where}: {bad:,} weights are NaN or infinite — a diverged model, not a "
                         "usable one; nothing can be measured or edited on it")
-    if not outputs_finite(model, tokenizer, ["The", "A short test sentence."]):
+    if not outputs_finite(model, tokenizer, FINITE_CHECK_TEXTS):
         raise LokaError(f"{where}: the weights are finite but the outputs are not (they overflow) — "
                         "a diverged model; nothing can be measured or edited on it")
 

@@ -52,25 +52,31 @@ def _non_finite(result: UnlearnResult, task: UnlearnTask) -> str | None:
 
 def unlearn(model: str | Path | tuple[Any, Any], task: UnlearnTask, method: str, *, seed: int = 0,
             progress: bool = True, device: str = "cpu", placement: Any = None,
-            **settings: Any) -> UnlearnResult:
+            prefix: str | None = None, **settings: Any) -> UnlearnResult:
     """Run ``method`` on a fresh copy of ``model`` (a checkpoint dir / hub name, or ``(hf_model,
     tokenizer)`` which is edited in place). The source checkpoint is never modified.
 
     ``settings`` are the method's (``get(method).config``); unknown or out-of-range ones are an
     error before the model is loaded. ``placement`` (`loka.io.placement.Placement`) dispatches a
-    large model across devices.
+    large model across devices. ``prefix`` (`attribution.data.PREFIXES`) is what goes before every
+    text the method trains on; it is recorded on the tokenizer, so the saved model keeps it (None:
+    the tokenizer's own, by default its BOS).
     """
     import torch
 
+    from attribution.data import PREFIXES, set_prefix
+    from loka.errors import LokaError
     from loka.io.models import load_hf
 
     spec = get(method)
     cfg = spec.config.from_settings(settings, method=method)
     if not 0 <= seed < 2**63:
-        from loka.errors import LokaError
-
         raise LokaError(f"seed must be an integer in [0, 2**63), got {seed}")
+    if prefix is not None and prefix not in PREFIXES:
+        raise LokaError(f"unknown prefix {prefix!r}: use one of {', '.join(PREFIXES)}")
     hf_model, tokenizer = load_hf(model, device, placement) if isinstance(model, str | Path) else model
+    if prefix is not None:
+        set_prefix(tokenizer, prefix)
     task.check_fits(tokenizer, getattr(hf_model.config, "max_position_embeddings", None))
     torch.manual_seed(seed)
     result = spec.run(hf_model, tokenizer, task, cfg, seed=seed, progress=progress)

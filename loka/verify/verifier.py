@@ -16,10 +16,11 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from loka.errors import LokaError
 from loka.verify.data import VerifyData
 from loka.verify.loaded import LoadedModel, check_tokenizer, check_vocab_fits, load_model
 from loka.verify.measure import Measurements, VerifySettings
@@ -87,10 +88,15 @@ def report_keys() -> tuple[str, ...]:
 
 
 def _measurements(model: ModelLike, data: VerifyData, settings: VerifySettings, name: str | None,
-                  refusal_filter: dict[str, Any] | None, device: str, placement: Any = None) -> Measurements:
+                  refusal_filter: dict[str, Any] | None, device: str, placement: Any = None,
+                  prefix: str | None = None) -> Measurements:
     if isinstance(model, Measurements):
         return model
     loaded = load_model(model, name=name, refusal_filter=refusal_filter, device=device, placement=placement)
+    if prefix is not None:
+        from attribution.data import with_prefix
+
+        loaded.tokenizer = with_prefix(loaded.tokenizer, prefix)
     check_tokenizer(loaded.tokenizer, data.tokenizer, loaded.name)
     check_vocab_fits(loaded)
     return Measurements(loaded, data, settings)
@@ -122,7 +128,7 @@ def verify(model: ModelLike, world_or_data: Any, *, base: ModelLike | None = Non
            refusal_filter: dict[str, Any] | None = None, seconds: float | None = None,
            params_changed: int | None = None, diverged: bool | None = None,
            settings: VerifySettings | None = None, device: str = "cpu",
-           placement: Any = None) -> VerifyReport:
+           placement: Any = None, prefix: str | None = None) -> VerifyReport:
     """Measure ``model`` (a checkpoint dir, ``(hf_model, tokenizer)`` or cached `Measurements`).
 
     ``retrain`` (the gold standard) enables PrivLeak, forget quality, the reference attack and
@@ -130,12 +136,21 @@ def verify(model: ModelLike, world_or_data: Any, *, base: ModelLike | None = Non
     (the model before unlearning) enables the depth patching and counts changed parameters when
     neither the caller nor a manifest says. A model with non-finite weights is an error.
     ``placement`` (`loka.io.placement.Placement`) dispatches every model across devices.
+    ``prefix`` (`attribution.data.PREFIXES`) reads the data and every model after that prefix,
+    whatever their tokenizers record (None: as recorded; they must agree).
     """
     t0 = time.perf_counter()
     data, settings = as_data(world_or_data), settings or VerifySettings()
-    me = _measurements(model, data, settings, name, refusal_filter, device, placement)
-    ref = None if retrain is None else _measurements(retrain, data, settings, "retrain", None, device, placement)
-    base_m = None if base is None else _measurements(base, data, settings, "base", None, device, placement)
+    if prefix is not None:
+        from attribution.data import PREFIXES, with_prefix
+
+        if prefix not in PREFIXES:
+            raise LokaError(f"unknown prefix {prefix!r}: use one of {', '.join(PREFIXES)}")
+    if prefix is not None and data.tokenizer is not None:
+        data = replace(data, tokenizer=with_prefix(data.tokenizer, prefix))
+    me = _measurements(model, data, settings, name, refusal_filter, device, placement, prefix)
+    ref = None if retrain is None else _measurements(retrain, data, settings, "retrain", None, device, placement, prefix)
+    base_m = None if base is None else _measurements(base, data, settings, "base", None, device, placement, prefix)
     claims = {"seconds": seconds, "params_changed": params_changed, "diverged": diverged}
     ctx = Context(me, ref, base_m, data, settings, claims)
     values, curves = run_measurements(ctx)

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from attribution.data import data_hash, prefix_ids, set_prefix, tokenize_facts, tokenize_passages
+from attribution.data import data_hash, prefix_ids, set_prefix, tokenize_facts, tokenize_passages, with_prefix
 
 
 def test_fact_layout_puts_bos_prompt_answer_and_pads_right(bridge, forget):
@@ -107,6 +107,10 @@ def test_prefix_none_is_the_prompt_as_the_tokenizer_encodes_it_and_is_saved_with
     assert default.hash == data_hash({"prompts": [prompt], "answers": [answer]}) != batch.hash
     with pytest.raises(ValueError, match="unknown prefix 'cls': use one of bos, eos, none"):
         set_prefix(again, "cls")
+    # with_prefix: a copy read after another prefix; the tokenizer it came from keeps its own
+    copy = with_prefix(again, "eos")
+    assert prefix_ids(copy) == [tok.eos_token_id] and prefix_ids(again) == []
+    assert tokenize_facts(copy, [prompt], [answer]).input_ids[0].tolist() == [tok.eos_token_id, *own]
 
 
 def test_slices_chunks_repeat_and_device(forget, retain):
