@@ -7,7 +7,10 @@ Three stages, each optional (settings):
    only the forget data trained. The name then reaches the network like one it never saw.
 1b. **Fact-lookup misdirection** (``lookup``, `deep_lookup`): when the key reset cannot apply (a
    pretrained model: no never-trained rows), the attributed lookup MLPs' slices at the subject
-   tokens are trained to misdirect the subjects' states (RMU), retain states and budget kept.
+   tokens are trained to misdirect the subjects' states (RMU), retain states and budget kept,
+   with the words after each name pulled to a stranger's predictions through the name's last
+   token (the defaults since 2026-12-05: `deep_lookup`, item 6). On the worlds the key reset
+   applies and this stage does not run, so its settings move no world number.
 2. **Shared-key repair** (``cf_steps``, `deep_stages`): name tokens retain people share cannot be
    reset; their own input rows are trained so the model reads the forget sentences as it reads
    a stranger's (KL to itself with never-trained draws in their place), retain facts kept.
