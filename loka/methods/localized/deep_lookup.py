@@ -35,14 +35,14 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    ``budget_margin`` it counts only the retain facts the base answers by that many nats). A
    random direction that ends at the budget before forgetting is dropped, the weights go back
    to the base's and another is drawn (``tries``; the stranger target has none to redraw); the
-   try that forgot most is kept. With ``target_margin`` m (off), a trained fact counts as
+   try that forgot most is kept. With ``target_margin`` m (2 by default), a trained fact counts as
    answered until its answer's first token is m nats below the best other token: the stage
    stops at the target with every trained answer that far down, not with the last one gone by a
    hair (what the tries do on SmolLM2: screen 40), since a held-out wording of the same fact sits
    near its trained one; a budget stop once every trained answer is gone keeps the try. The
    misdirection alone does not get there (further along the direction is not further from the
    answer: on a tiny Llama 80 steps leave the answers 0.4 nats down; SmolLM2 screen 25); with
-   ``answer_hinge`` w (off) the loss adds w x the mean of max(0, margin + m) over the trained
+   ``answer_hinge`` w (0.1 by default) the loss adds w x the mean of max(0, margin + m) over the trained
    answers' first tokens (over its start), trained through the forget names' own tokens only
    (`SliceDeltas.routed`): the answer falls because what is read at the name changes, and no
    further than m below the top token (calibrated, not ascent). Measured on SmolLM2 with the
@@ -112,7 +112,7 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    screen 19: at block 6 under the default's block 8, Barty Crouch's reverse query still answered
    on seed 1, every neighbour kept — steering block 6 forgets it through the subject tokens).
 
-   With ``after_teacher`` (a weight, off), an output-level term joins them: the base model's own
+   With ``after_teacher`` (a weight, 1 by default), an output-level term joins them: the base model's own
    short continuations after each forget name (``teacher_texts`` per name, ``teacher_tokens`` new
    tokens, their own random stream), and at each word after the name the edited model's
    next-token distribution is pulled to the base model's at the same word after the name's
@@ -152,7 +152,7 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    went and two of Viktor Krum's trained facts came back; held, not one step was taken (the tries
    stop with the last fact forgotten by a hair); joined, the reverse query went and Jack Sparrow's
    question form with it.
-   With ``teacher_fallback`` (off; the teacher in the tries' loss), a try that stops at the retain
+   With ``teacher_fallback`` (on by default; the teacher in the tries' loss), a try that stops at the retain
    budget before the target goes on from its own weights without the teacher term, the keeps and
    the budget on, for up to ``steps`` more (``teacher_fallbacks`` in the log); only if that stops at
    the budget too is its direction dropped. The teacher's steps are kept and the default's
@@ -161,6 +161,14 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    budget and whose second started again from the base (BENCHMARKS.md round 21). Measured on SmolLM2
    seed 0, not adopted (screen 42): one direction, 45 steps instead of 68, every reverse query
    forgotten, but a held-out question still answered and a neighbour's question form lost.
+   **The defaults since 2026-12-05** are screen 48's setting: the teacher (weight 1) on plain
+   sampled texts, routed through each name's last token, with the fallback, the answer hinge at
+   0.1 and the 2-nat target margin. Read as SmolLM2's tokenizer encodes a prompt (no BOS:
+   `attribution.data.set_prefix`, its checkpoint's prefix) it forgot every trained, held-out and
+   reverse form the base answers and kept >= 0.95 of the neighbours on seeds 0, 1, 2, 6, 7 and
+   lost 3 of 42 neighbour facts on seed 8 (BENCHMARKS.md rounds R52, R53, R56); the previous
+   defaults lost 3 on seed 2 read that way (R54). The settings and rounds above were measured
+   with the previous defaults and SmolLM2 read after its BOS, ``<|im_start|>``.
 
    With ``name_layer`` N (off), the name's own tokens in those after-name texts are steered too,
    after the lower block N, to their stranger's word-aligned states there (weight ``name_weight``),
