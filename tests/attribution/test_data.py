@@ -3,7 +3,14 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from attribution.data import data_hash, prefix_ids, set_prefix, tokenize_facts, tokenize_passages, with_prefix
+from attribution.data import (
+    data_hash,
+    prefix_ids,
+    set_prefix,
+    tokenize_facts,
+    tokenize_passages,
+    with_prefix,
+)
 
 
 def test_fact_layout_puts_bos_prompt_answer_and_pads_right(bridge, forget):
