@@ -281,16 +281,18 @@ def tokenize_facts(tokenizer: Any, prompts: list[str], answers: list[str],
 
 
 def tokenize_passages(tokenizer: Any, texts: list[str], max_len: int | None = None,
-                      prefix: str | None = None) -> PassageBatch:
+                      prefix: str | None = None, scored: bool = True) -> PassageBatch:
     """Tokenise passages as ``[BOS] text`` (the prefix: `prefix_ids`), right-padded; each needs at
-    least one scored token."""
+    least one scored token (``scored=False``: one token is enough, for reading states, not scores)."""
     if not texts:
         raise ValueError("the passage set is empty: nothing to tokenise")
     bos, pad = special_ids(tokenizer, prefix)
     rows = []
     for i, (text, ids) in enumerate(zip(texts, _encode(tokenizer, texts), strict=True)):
         ids = bos + ids
-        if len(ids) < 2:
+        if not ids:
+            raise ValueError(f"passage {i} ({text!r}) has no token")
+        if scored and len(ids) < 2:
             raise ValueError(f"passage {i} ({text!r}) has no token to score after the first")
         _check_length(len(ids), max_len, f"passage {i}")
         rows.append(ids)

@@ -192,3 +192,20 @@ def test_unlearn_with_prefix_none_saves_it_and_verify_reads_every_model_after_it
 
     with pytest.raises(LokaError, match="unknown prefix 'cls': use one of bos, eos, none"):
         unlearn(str(tiny_world.base_dir), UnlearnTask(tuple(facts), ()), "loka-ft", prefix="cls")
+    # in memory: the edit is read without a prefix, the caller's tokenizer keeps its own
+    from attribution.data import prefix_of
+    from loka.io.models import load_hf
+
+    hf, own = load_hf(tiny_world.base_dir)
+    result = unlearn((hf, own), UnlearnTask(tuple(facts), ()), "loka-ft", prefix="none", steps=1, k=8,
+                     forget_target=None, progress=False)
+    assert prefix_of(result.tokenizer) == "none" and prefix_of(own) == "bos"
+    # a ranking made without a prefix is applied that way by `loka ablate` (and another prefix refused)
+    ranked = tmp_path / "r.json"
+    assert _loka("attribute", "--preset", "tiny", "--method", "atp", "--prefix", "none", "--out", str(ranked)).returncode == 0
+    proc = _loka("ablate", "--preset", "tiny", "--ranking", str(ranked), "--top", "4", "--mode", "mean",
+                 "--out", str(tmp_path / "ablated"))
+    assert proc.returncode == 0, proc.stderr
+    assert saved_prefix(tmp_path / "ablated") == "none"
+    _one_line_error(_loka("ablate", "--preset", "tiny", "--ranking", str(ranked), "--top", "4", "--prefix", "bos",
+                          "--out", str(tmp_path / "other")), "made with prefix 'none'")

@@ -45,8 +45,10 @@ def load_fact_batch(tokenizer, path: Path, max_len: int):
 
 def _attribute(args: argparse.Namespace) -> int:
     import math
+    from dataclasses import replace
 
     from attribution import METHODS, rank
+    from attribution.data import prefix_of
     from loka.cli.inputs import check_preset, placement_of
     from loka.cli.unlearn import _kinds
     from loka.io.atomic import write_text
@@ -84,6 +86,8 @@ def _attribute(args: argparse.Namespace) -> int:
                        weight=args.weight)
     except ValueError as exc:
         raise LokaError(str(exc)) from None
+    if (prefix := prefix_of(bridge.tokenizer)) != "bos":  # read after another prefix: `loka ablate` reads it
+        ranking = replace(ranking, options={**ranking.options, "prefix": prefix})
     out = write_text(out_path, ranking.to_json())
     figures = _heatmaps(ranking, args.heatmap, kinds) if args.heatmap else []
     _print_top(ranking, args.top)

@@ -37,7 +37,7 @@ def add_prefix_arg(p: argparse.ArgumentParser, default: str = "the tokenizer's o
     p.add_argument("--prefix", default=None, choices=PREFIXES,
                    help="what goes before every prompt and passage: bos (LOKA's worlds are trained so), eos, "
                         "or none (the prompt as the tokenizer encodes it, as generate() reads it); "
-                        f"saved with an edited model (default: {default})")
+                        f"unlearn and ablate save it with the edited model, attribute in the ranking (default: {default})")
 
 
 def add_placement_args(p: argparse.ArgumentParser) -> None:

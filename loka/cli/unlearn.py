@@ -100,6 +100,15 @@ def _ablate(args: argparse.Namespace) -> int:
     model = resolve_model(args)
     out = check_output(args.out, kind="dir", sources=[model], what="checkpoint directory")
     retain = _retain_file(args) if args.mode == "mean" else None
+    ranked = ranking.options.get("prefix", "bos")  # what `loka attribute` read before each prompt
+    if args.prefix is None and ranked != "bos":
+        args.prefix = ranked
+    elif (args.prefix or "bos") != ranked and not args.allow_other_model:
+        raise LokaError(f"the ranking was made with prefix {ranked!r}, not {args.prefix or 'bos'!r}; give "
+                        f"--prefix {ranked}, or pass --allow-other-model to apply it anyway")
+    if args.prefix is not None and placement.dispatched:
+        raise LokaError("--prefix with --device-map: the streamed edit keeps the source's tokenizer as it is; "
+                        "ablate without --device-map, or set the prefix when you verify (loka verify --prefix)")
     if ranking.model_id not in (model, str(Path(model).expanduser().resolve())) and not args.allow_other_model:
         raise LokaError(f"the ranking was made on {ranking.model_id!r}, not on {model!r}; rank this "
                         "model (loka attribute), or pass --allow-other-model to apply it anyway")

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--strict", action="store_true",
                    help="provenance problems (changed data, edited manifest) are errors, not warnings")
     v.add_argument("--json", action="store_true", help="print one JSON object")
-    add_prefix_arg(v, "the one saved with --model, else BOS; the data, base and retrain are read the same way")
+    add_prefix_arg(v, "the one saved with --model, applied to the data, base and retrain too; with none "
+                      "saved, each model's own, which must agree")
     add_placement_args(v)
     add_attack_args(v)
     v.set_defaults(func=_verify)

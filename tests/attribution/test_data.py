@@ -118,6 +118,12 @@ def test_prefix_none_is_the_prompt_as_the_tokenizer_encodes_it_and_is_saved_with
     copy = with_prefix(again, "eos")
     assert prefix_ids(copy) == [tok.eos_token_id] and prefix_ids(again) == []
     assert tokenize_facts(copy, [prompt], [answer]).input_ids[0].tolist() == [tok.eos_token_id, *own]
+    # a one-token text has nothing to score without a prefix, but its state can still be read
+    one = tok("Osric", add_special_tokens=False)["input_ids"][:1]
+    word = tok.decode(one)
+    with pytest.raises(ValueError, match="no token to score after the first"):
+        tokenize_passages(again, [word])
+    assert tokenize_passages(again, [word], scored=False).input_ids[0].tolist() == one
 
 
 def test_slices_chunks_repeat_and_device(forget, retain):

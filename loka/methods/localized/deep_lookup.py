@@ -143,8 +143,8 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    and on fresh seeds 2 held-out questions answered and 0.930 of the neighbours kept on seed 4;
    screen 37: at half weight, still a budget stop first on seeds 4 and 0, two held-out questions
    answered on seed 0).
-   With ``teacher_steps`` n (off), the teacher term leaves the tries' loss — they run the default's
-   objective, step for step — and trains for up to n steps after them, the keeps and the retain
+   With ``teacher_steps`` n (off), the teacher term leaves the tries' loss — they run the objective
+   without it, step for step — and trains for up to n steps after them, the keeps and the retain
    budget on (a budget stop ends that phase, not a direction); with ``teacher_joined`` the phase
    trains every term of the tries' loss with it, with ``teacher_hold`` a phase step that brings a
    trained fact back is undone and ends the phase (`LoopSettings.forget_ceiling`). Measured on
@@ -155,11 +155,11 @@ the MLPs below it, while keeping retain activations where they were. This stage 
    With ``teacher_fallback`` (on by default; the teacher in the tries' loss), a try that stops at the retain
    budget before the target goes on from its own weights without the teacher term, the keeps and
    the budget on, for up to ``steps`` more (``teacher_fallbacks`` in the log); only if that stops at
-   the budget too is its direction dropped. The teacher's steps are kept and the default's
-   objective, which reached the target on its first direction on every SmolLM2 draw, finishes the
+   the budget too is its direction dropped. The teacher's steps are kept and the objective without
+   it (the default before 2026-12-05), which reached the target on its first direction on every SmolLM2 draw, finishes the
    forgetting: the routed teacher's misses came on draws whose first direction stopped at the
    budget and whose second started again from the base (BENCHMARKS.md round 21). Measured on SmolLM2
-   seed 0, not adopted (screen 42): one direction, 45 steps instead of 68, every reverse query
+   seed 0, not adopted then (screen 42): one direction, 45 steps instead of 68, every reverse query
    forgotten, but a held-out question still answered and a neighbour's question form lost.
    **The defaults since 2026-12-05** are screen 48's setting: the teacher (weight 1) on plain
    sampled texts, routed through each name's last token, with the fallback, the answer hinge at

@@ -75,7 +75,7 @@ def collect(bridge: Any, tokenizer: Any, data: VerifyData, subjects: Sequence[st
             batch_size: int = 256) -> ProbeSamples:
     """Residual streams at each subject's last token, every layer."""
     rows = [(s, p) for s in subjects for p in subject_prefixes(data, s)]
-    batch = tokenize_passages(tokenizer, [p for _, p in rows])
+    batch = tokenize_passages(tokenizer, [p for _, p in rows], scored=False)  # a one-token name: no prefix
     n_layers = int(bridge.cfg.n_layers)
     hooks = [resid_post_hook(layer) for layer in range(n_layers)]
     parts = []
