@@ -197,7 +197,8 @@ def test_unlearn_with_prefix_none_saves_it_and_verify_reads_every_model_after_it
     from loka.io.models import load_hf
 
     hf, own = load_hf(tiny_world.base_dir)
-    result = unlearn((hf, own), UnlearnTask(tuple(facts), ()), "loka-ft", prefix="none", steps=1, k=8,
+    kept = tuple(f for f in load_facts(retain) if f.kind == "train")
+    result = unlearn((hf, own), UnlearnTask(tuple(facts), kept), "loka-ft", prefix="none", steps=1, k=8,
                      forget_target=None, progress=False)
     assert prefix_of(result.tokenizer) == "none" and prefix_of(own) == "bos"
     # a ranking made without a prefix is applied that way by `loka ablate` (and another prefix refused)
