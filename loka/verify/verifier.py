@@ -149,8 +149,8 @@ def verify(model: ModelLike, world_or_data: Any, *, base: ModelLike | None = Non
 
         if prefix not in PREFIXES:
             raise LokaError(f"unknown prefix {prefix!r}: use one of {', '.join(PREFIXES)}")
-    if prefix is not None and data.tokenizer is not None:
-        data = replace(data, tokenizer=with_prefix(data.tokenizer, prefix))
+        if data.tokenizer is not None:
+            data = replace(data, tokenizer=with_prefix(data.tokenizer, prefix))
     me = _measurements(model, data, settings, name, refusal_filter, device, placement, prefix)
     ref = None if retrain is None else _measurements(retrain, data, settings, "retrain", None, device, placement, prefix)
     base_m = None if base is None else _measurements(base, data, settings, "base", None, device, placement, prefix)
